@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Spool: a Redis-backed job system. Two binaries (spool-api, spool-worker) share
+// one library (Shared) holding the key schema, the job codec, the Lua scripts and
+// the Redis access layer. hiredis and libevent come from Debian through thin
+// system-library targets.
+let package = Package(
+    name: "Spool",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "spool-api", targets: ["API"]),
+        .executable(name: "spool-worker", targets: ["Worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CHiredis",
+            // No pkgConfig: hiredis' .pc adds -D_FILE_OFFSET_BITS=64, which makes
+            // the C module's struct definitions clash with Glibc's in Swift.
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibevent",
+            pkgConfig: "libevent_pthreads",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        .target(
+            name: "Shared",
+            dependencies: [
+                "CHiredis", "CLibevent",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "API",
+            dependencies: [
+                "Shared", "CLibevent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "Worker",
+            dependencies: [
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SharedTests",
+            dependencies: ["Shared"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A configuration error: names the setting (its flag and env var) and what is wrong.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Resolves one setting: the flag wins, then the environment variable, then the
+/// default. Every parser throws a `ConfigError` that names the setting, so a
+/// bad value stops the process at start with a message a person can act on.
+public struct SettingSource {
+    let environment: [String: String]
+
+    public init(environment: [String: String] = SettingSource.processEnvironment()) {
+        self.environment = environment
+    }
+
+    public static func processEnvironment() -> [String: String] {
+        var env: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return env
+    }
+
+    /// The raw text of a setting and where it came from, or nil when unset.
+    public func raw(flag: String?, flagName: String, env: String) -> (value: String, origin: String)? {
+        if let flag { return (flag, flagName) }
+        if let v = environment[env] { return (v, env) }
+        return nil
+    }
+
+    public func string(_ flag: String?, flagName: String, env: String, default value: String) -> String {
+        raw(flag: flag, flagName: flagName, env: env)?.value ?? value
+    }
+
+    /// A whole number within `range`.
+    public func integer(_ flag: String?, flagName: String, env: String, default value: Int64,
+                        range: ClosedRange<Int64>, unit: String = "") throws -> Int64 {
+        guard let (text, origin) = raw(flag: flag, flagName: flagName, env: env) else { return value }
+        let suffix = unit.isEmpty ? "" : " (\(unit))"
+        guard let n = Int64(text.trimmingSpaces) else {
+            throw ConfigError("\(origin): '\(text)' is not a whole number\(suffix)")
+        }
+        guard range.contains(n) else {
+            throw ConfigError("\(origin): \(n) is out of range \(range.lowerBound)...\(range.upperBound)\(suffix)")
+        }
+        return n
+    }
+
+    /// One of a fixed set of words.
+    public func choice<T: RawRepresentable & CaseIterable>(_ flag: String?, flagName: String, env: String,
+                                                           default value: T) throws -> T where T.RawValue == String {
+        guard let (text, origin) = raw(flag: flag, flagName: flagName, env: env) else { return value }
+        guard let v = T(rawValue: text.lowercased()) else {
+            let allowed = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigError("\(origin): '\(text)' is not one of \(allowed)")
+        }
+        return v
+    }
+
+    public func redisEndpoint(_ flag: String?) throws -> RedisEndpoint {
+        let text = string(flag, flagName: "--redis-url", env: "REDIS_URL", default: "redis://127.0.0.1:6379")
+        do {
+            return try RedisEndpoint(url: text)
+        } catch {
+            throw ConfigError("\(flag != nil ? "--redis-url" : "REDIS_URL"): '\(text)' \(error)")
+        }
+    }
+
+    /// A key prefix: letters, digits and `_.-`, 1 to 32 characters.
+    public func prefix(_ flag: String?) throws -> String {
+        let text = string(flag, flagName: "--prefix", env: "SPOOL_PREFIX", default: "spool")
+        guard Validation.isValidQueueName(text), text.utf8.count <= 32 else {
+            throw ConfigError("\(flag != nil ? "--prefix" : "SPOOL_PREFIX"): '\(text)' must be 1 to 32 of A-Z a-z 0-9 _ . -")
+        }
+        return text
+    }
+}
+
+/// `host:port` for a listening address.
+public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var description: String { "\(host):\(port)" }
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let p = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(p) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host.isEmpty ? "0.0.0.0" : host
+        self.port = p
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,160 @@
+/// The job envelope: the fields of a job's hash in Redis, and how they are
+/// written, read and rendered as the API's JSON.
+///
+/// `payload`, `result`, `error` and `progress` are stored as JSON text, so the
+/// API can splice them into a response without parsing them again.
+public struct Job: Equatable, Sendable {
+    public var id: JobID
+    public var type: String
+    public var payload: String = "null"
+    public var priority: Priority = .normal
+    public var state: JobState = .queued
+    public var attempts: Int = 0
+    public var options: JobOptions = JobOptions()
+    public var createdAt: Int64? = nil
+    public var runAt: Int64? = nil
+    public var startedAt: Int64? = nil
+    public var finishedAt: Int64? = nil
+    public var worker: String? = nil
+    public var error: String? = nil
+    public var result: String? = nil
+    public var progress: String? = nil
+    public var idempotencyKey: String? = nil
+
+    public init(id: JobID, type: String) {
+        self.id = id
+        self.type = type
+    }
+}
+
+/// Per-job settings given at enqueue, with their defaults.
+public struct JobOptions: Equatable, Sendable {
+    public var maxAttempts: Int = 5
+    public var timeoutMs: Int64 = 1_800_000
+    public var backoffMs: Int64 = 1000
+    public var resultTTLSeconds: Int64 = 86400
+
+    public init() {}
+}
+
+/// Field names in a job's hash. The Lua scripts use the same names.
+public enum JobField {
+    public static let type = "type"
+    public static let payload = "payload"
+    public static let priority = "priority"
+    public static let state = "state"
+    public static let attempts = "attempts"
+    public static let maxAttempts = "max_attempts"
+    public static let timeoutMs = "timeout_ms"
+    public static let backoffMs = "backoff_ms"
+    public static let resultTTL = "result_ttl_s"
+    public static let createdAt = "created_at"
+    public static let runAt = "run_at"
+    public static let startedAt = "started_at"
+    public static let finishedAt = "finished_at"
+    public static let worker = "worker"
+    public static let error = "error"
+    public static let result = "result"
+    public static let progress = "progress"
+    public static let idempotencyKey = "idem"
+}
+
+public struct JobDecodingError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+extension Job {
+    /// The fields that enqueue writes (state and timestamps are set by the script).
+    public var enqueueFields: [String] {
+        var f = [
+            JobField.type, type,
+            JobField.payload, payload,
+            JobField.priority, priority.rawValue,
+            JobField.attempts, "0",
+            JobField.maxAttempts, String(options.maxAttempts),
+            JobField.timeoutMs, String(options.timeoutMs),
+            JobField.backoffMs, String(options.backoffMs),
+            JobField.resultTTL, String(options.resultTTLSeconds),
+        ]
+        if let idempotencyKey { f += [JobField.idempotencyKey, idempotencyKey] }
+        return f
+    }
+
+    /// Rebuilds a job from its hash (as HGETALL returns it). Throws when a field
+    /// that every job has is missing or malformed: the hash was damaged.
+    public init(id: JobID, hash: [String: String]) throws {
+        func required(_ name: String) throws -> String {
+            guard let v = hash[name] else { throw JobDecodingError(description: "job hash has no '\(name)' field") }
+            return v
+        }
+        func number(_ name: String) throws -> Int64? {
+            guard let v = hash[name], !v.isEmpty else { return nil }
+            guard let n = Int64(v) else { throw JobDecodingError(description: "job field '\(name)' is not a number: \(v.prefix(40))") }
+            return n
+        }
+        self.init(id: id, type: try required(JobField.type))
+        let stateText = try required(JobField.state)
+        guard let state = JobState(rawValue: stateText) else {
+            throw JobDecodingError(description: "job field 'state' has an unknown value: \(stateText.prefix(40))")
+        }
+        self.state = state
+        payload = hash[JobField.payload] ?? "null"
+        priority = hash[JobField.priority].flatMap(Priority.init(rawValue:)) ?? .normal
+        attempts = Int(try number(JobField.attempts) ?? 0)
+        options.maxAttempts = Int(try number(JobField.maxAttempts) ?? Int64(options.maxAttempts))
+        options.timeoutMs = try number(JobField.timeoutMs) ?? options.timeoutMs
+        options.backoffMs = try number(JobField.backoffMs) ?? options.backoffMs
+        options.resultTTLSeconds = try number(JobField.resultTTL) ?? options.resultTTLSeconds
+        createdAt = try number(JobField.createdAt)
+        runAt = try number(JobField.runAt)
+        startedAt = try number(JobField.startedAt)
+        finishedAt = try number(JobField.finishedAt)
+        worker = hash[JobField.worker].flatMap { $0.isEmpty ? nil : $0 }
+        error = hash[JobField.error].flatMap { $0.isEmpty ? nil : $0 }
+        result = hash[JobField.result]
+        progress = hash[JobField.progress].flatMap { $0.isEmpty ? nil : $0 }
+        idempotencyKey = hash[JobField.idempotencyKey]
+    }
+
+    /// The job as the API shows it (`GET /v1/jobs/{id}`).
+    public func writeJSON(to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("id", id.text)
+        w.field("queue", id.queue)
+        w.field("type", type)
+        w.field("state", state.rawValue)
+        w.field("priority", priority.rawValue)
+        w.field("attempts", attempts)
+        w.field("max_attempts", options.maxAttempts)
+        w.field("timeout_ms", options.timeoutMs)
+        w.field("backoff_ms", options.backoffMs)
+        w.field("result_ttl_s", options.resultTTLSeconds)
+        w.rawField("payload", payload)
+        w.rawField("progress", progress)
+        w.rawField("error", error)
+        if state == .succeeded { w.rawField("result", result ?? "null") }
+        w.field("created_at", createdAt.map(Timestamp.format))
+        w.field("run_at", runAt.map(Timestamp.format))
+        w.field("started_at", startedAt.map(Timestamp.format))
+        w.field("finished_at", finishedAt.map(Timestamp.format))
+        w.field("worker", worker)
+        if let idempotencyKey { w.field("idempotency_key", idempotencyKey) }
+        w.endObject()
+    }
+
+    public var json: String {
+        var w = JSONWriter()
+        writeJSON(to: &w)
+        return w.text
+    }
+
+    /// The error field as stored: `{"message": "...", "attempt": n}`.
+    public static func errorJSON(message: String, attempt: Int) -> String {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("message", message)
+        w.field("attempt", attempt)
+        w.endObject()
+        return w.text
+    }
+}

@@ -1,0 +1,57 @@
+/// Every Redis key Spool uses, in one place.
+///
+/// Keys of one queue share the hash tag `{queue}`, so every script (which only
+/// touches one queue) works unchanged on Redis Cluster. The registry keys
+/// (`queues`, `workers`, `worker:<id>`) are never touched inside a script.
+public struct KeySchema: Sendable {
+    public let prefix: String
+
+    public init(prefix: String = "spool") { self.prefix = prefix }
+
+    /// `spool:{q}` — the common part of every key of queue `q`.
+    public func queueBase(_ q: String) -> String { "\(prefix):{\(q)}" }
+
+    /// HASH: one job's fields (see JobFields).
+    public func job(_ id: JobID) -> String { jobPrefix(id.queue) + id.text }
+    /// The part of a job key before its id; scripts append ids to it.
+    public func jobPrefix(_ q: String) -> String { queueBase(q) + ":job:" }
+    /// LIST: ids ready to run at one priority, oldest at the head.
+    public func pending(_ q: String, _ p: Priority) -> String { queueBase(q) + ":pending:" + p.rawValue }
+    /// ZSET: ids being run; score = lease deadline (ms).
+    public func lease(_ q: String) -> String { queueBase(q) + ":lease" }
+    /// ZSET: delayed jobs and retries; score = when to run (ms).
+    public func scheduled(_ q: String) -> String { queueBase(q) + ":scheduled" }
+    /// ZSET: jobs out of attempts; score = time of death (ms).
+    public func dead(_ q: String) -> String { queueBase(q) + ":dead" }
+    /// LIST: wake tokens that idle workers block on.
+    public func wake(_ q: String) -> String { queueBase(q) + ":wake" }
+    /// STRING: idempotency key → job id, with a TTL.
+    public func idempotency(_ q: String, _ key: String) -> String { queueBase(q) + ":idem:" + key }
+    /// The part of an idempotency key before the client's key.
+    public func idempotencyPrefix(_ q: String) -> String { queueBase(q) + ":idem:" }
+    /// HASH: counters (processed, failed, …).
+    public func stats(_ q: String) -> String { queueBase(q) + ":stats" }
+    /// STRING: present while the queue is paused.
+    public func paused(_ q: String) -> String { queueBase(q) + ":paused" }
+    /// SET: names of every queue that has seen a job.
+    public var queues: String { "\(prefix):queues" }
+    /// ZSET: live worker ids; score = last heartbeat (ms).
+    public var workers: String { "\(prefix):workers" }
+    /// HASH: one worker's description and counters; expires without heartbeats.
+    public func worker(_ id: String) -> String { "\(prefix):worker:\(id)" }
+}
+
+/// Job priorities, most urgent first. Workers drain a queue's lists in this order.
+public enum Priority: String, CaseIterable, Sendable {
+    case urgent, high, normal, low
+
+    /// 1-based position, as the Lua scripts number the pending lists.
+    public var index: Int { Priority.allCases.firstIndex(of: self)! + 1 }
+}
+
+/// Where a job is in its life.
+public enum JobState: String, Sendable {
+    case queued, scheduled, running, succeeded, dead, cancelled
+
+    public var isTerminal: Bool { self == .succeeded || self == .dead || self == .cancelled }
+}

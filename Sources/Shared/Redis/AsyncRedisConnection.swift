@@ -1,0 +1,193 @@
+import CHiredis
+import CLibevent
+
+/// A non-blocking Redis connection driven by one libevent loop (hiredis' async
+/// API with its libevent adapter). Used from that loop's thread only.
+///
+/// What it adds to hiredis 0.14:
+/// - a command timeout (hiredis 0.14 has none): replies come back in order, so
+///   the deadlines of commands in flight form a FIFO; when the oldest passes,
+///   the connection is dropped, which fails every pending command at once;
+/// - reconnection with capped backoff; while Redis is down, commands fail at
+///   once instead of queueing up;
+/// - EVALSHA with a transparent fallback to EVAL after NOSCRIPT.
+public final class AsyncRedisConnection {
+    public let endpoint: RedisEndpoint
+    public let commandTimeoutMs: Int64
+    /// Called on the loop thread when the connection comes up (true) or goes down (false).
+    public var onStateChange: ((Bool) -> Void)?
+
+    private let base: OpaquePointer
+    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var connected = false
+    private var deadlines = DeadlineQueue()
+    private var timer: OpaquePointer?
+    private var reconnectAt: Int64 = 0
+    private var reconnectDelayMs: Int64 = 50
+    private var failure: RedisError = .connection("connection lost")
+
+    static let maxReconnectDelayMs: Int64 = 1000
+    static let tickMs = 20
+
+    public init(endpoint: RedisEndpoint, base: OpaquePointer, commandTimeoutMs: Int64) {
+        self.endpoint = endpoint
+        self.base = base
+        self.commandTimeoutMs = commandTimeoutMs
+    }
+
+    public var isConnected: Bool { connected }
+
+    /// Connects and starts the timer that enforces timeouts and reconnects.
+    public func start() {
+        let arg = Unmanaged.passUnretained(self).toOpaque()
+        timer = event_new(base, -1, Int16(EV_PERSIST), { _, _, arg in
+            Unmanaged<AsyncRedisConnection>.fromOpaque(arg!).takeUnretainedValue().tick()
+        }, arg)
+        var tv = timeval(tv_sec: 0, tv_usec: AsyncRedisConnection.tickMs * 1000)
+        event_add(timer, &tv)
+        connect()
+    }
+
+    /// Sends a command; `callback` runs on the loop thread with its reply.
+    /// When Redis is unreachable the callback runs before `send` returns.
+    public func send(_ args: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        guard let ac = context else {
+            callback(.failure(.connection("redis is unavailable")))
+            return
+        }
+        let box = Unmanaged.passRetained(PendingCommand(owner: self, callback: callback)).toOpaque()
+        let rc = withArgv(args) { argc, argv, lens in
+            redisAsyncCommandArgv(ac, { ac, reply, privdata in
+                let pending = Unmanaged<PendingCommand>.fromOpaque(privdata!).takeRetainedValue()
+                pending.complete(reply?.assumingMemoryBound(to: redisReply.self))
+            }, box, argc, argv, lens)
+        }
+        if rc != REDIS_OK {
+            Unmanaged<PendingCommand>.fromOpaque(box).release()
+            callback(.failure(.connection("redis is unavailable")))
+            return
+        }
+        deadlines.push(Clock.monotonicMillis() + commandTimeoutMs)
+    }
+
+    /// EVALSHA, falling back to EVAL (which also caches the script) on NOSCRIPT.
+    public func evalScript(_ script: LuaScript, keys: [String], args: [String],
+                           _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        let tail = [String(keys.count)] + keys + args
+        send(["EVALSHA", script.sha1] + tail) { [weak self] result in
+            if case .success(.error(let e)) = result, e.hasPrefix("NOSCRIPT"), let self {
+                self.send(["EVAL", script.source] + tail, callback)
+            } else {
+                callback(result)
+            }
+        }
+    }
+
+    // MARK: - connection life
+
+    private func connect() {
+        guard let ac = redisAsyncConnect(endpoint.host, Int32(endpoint.port)) else { return scheduleReconnect() }
+        if ac.pointee.c.err != 0 {
+            redisAsyncFree(ac)
+            return scheduleReconnect()
+        }
+        ac.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        _ = redisLibeventAttach(ac, base)
+        redisAsyncSetConnectCallback(ac) { ac, status in
+            let me = AsyncRedisConnection.owner(of: ac)
+            if status == REDIS_OK { me?.didConnect() } else { me?.didDisconnect() }
+        }
+        redisAsyncSetDisconnectCallback(ac) { ac, _ in
+            AsyncRedisConnection.owner(of: ac)?.didDisconnect()
+        }
+        context = ac
+        failure = .connection("connection lost")
+        for cmd in endpoint.handshake {
+            send(cmd) { _ in }
+        }
+    }
+
+    private static func owner(of ac: UnsafePointer<redisAsyncContext>?) -> AsyncRedisConnection? {
+        guard let data = ac?.pointee.data else { return nil }
+        return Unmanaged<AsyncRedisConnection>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    private func didConnect() {
+        connected = true
+        reconnectDelayMs = 50
+        onStateChange?(true)
+    }
+
+    /// hiredis frees the context itself after this callback.
+    private func didDisconnect() {
+        let wasConnected = connected
+        context = nil
+        connected = false
+        deadlines.removeAll()
+        scheduleReconnect()
+        if wasConnected { onStateChange?(false) }
+    }
+
+    private func scheduleReconnect() {
+        reconnectAt = Clock.monotonicMillis() + reconnectDelayMs
+        reconnectDelayMs = min(reconnectDelayMs * 2, AsyncRedisConnection.maxReconnectDelayMs)
+    }
+
+    private func tick() {
+        let now = Clock.monotonicMillis()
+        if let ac = context, let oldest = deadlines.first, oldest <= now {
+            // Redis stopped answering: drop the connection so that every waiting
+            // request fails now rather than piling up. Reconnect right away.
+            failure = .timeout
+            deadlines.removeAll()
+            redisAsyncFree(ac)
+            if context != nil { didDisconnect() }
+            reconnectAt = now
+        }
+        if context == nil && now >= reconnectAt { connect() }
+    }
+
+    fileprivate func replyArrived() { deadlines.popFirst() }
+    fileprivate var failureReason: RedisError { failure }
+}
+
+/// One command in flight: its callback, kept alive until hiredis calls back.
+private final class PendingCommand {
+    let owner: AsyncRedisConnection
+    let callback: (Result<RedisReply, RedisError>) -> Void
+
+    init(owner: AsyncRedisConnection, callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        self.owner = owner
+        self.callback = callback
+    }
+
+    func complete(_ reply: UnsafeMutablePointer<redisReply>?) {
+        guard let reply else { return callback(.failure(owner.failureReason)) }
+        owner.replyArrived()
+        callback(.success(RedisReply(reply)))
+    }
+}
+
+/// Deadlines of the commands in flight, oldest first.
+struct DeadlineQueue {
+    private var items: [Int64] = []
+    private var head = 0
+
+    var first: Int64? { head < items.count ? items[head] : nil }
+
+    mutating func push(_ d: Int64) { items.append(d) }
+
+    mutating func popFirst() {
+        guard head < items.count else { return }
+        head += 1
+        if head > 1024 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+    }
+
+    mutating func removeAll() {
+        items.removeAll(keepingCapacity: true)
+        head = 0
+    }
+}

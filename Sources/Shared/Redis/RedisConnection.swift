@@ -1,0 +1,124 @@
+import CHiredis
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking Redis connection (hiredis' synchronous API), used by worker
+/// threads and tests. One connection per thread; not thread-safe.
+///
+/// It connects lazily and reconnects on the next call after a failure, so a
+/// caller only has to handle `RedisError` and try again later.
+public final class RedisConnection {
+    public let endpoint: RedisEndpoint
+    /// How long a command may take before the call fails with `.timeout`.
+    public let commandTimeoutMs: Int
+    private var context: UnsafeMutablePointer<redisContext>?
+
+    public init(endpoint: RedisEndpoint, commandTimeoutMs: Int = 5000) {
+        self.endpoint = endpoint
+        self.commandTimeoutMs = commandTimeoutMs
+    }
+
+    deinit { disconnect() }
+
+    public var isConnected: Bool { context != nil }
+
+    public func disconnect() {
+        if let c = context { redisFree(c) }
+        context = nil
+    }
+
+    public func connect() throws {
+        if context != nil { return }
+        let tv = RedisConnection.timeval(ms: commandTimeoutMs)
+        guard let c = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
+            throw RedisError.connection("out of memory")
+        }
+        if c.pointee.err != 0 {
+            let message = RedisConnection.errorText(c)
+            redisFree(c)
+            throw RedisError.connection("\(endpoint.host):\(endpoint.port): \(message)")
+        }
+        redisSetTimeout(c, tv)
+        redisEnableKeepAlive(c)
+        context = c
+        for cmd in endpoint.handshake {
+            if case .error(let e) = try command(cmd) {
+                disconnect()
+                throw RedisError.connection("\(cmd[0]) failed: \(e)")
+            }
+        }
+    }
+
+    /// Sends one command and waits for its reply. An error reply is returned as
+    /// `.error`, not thrown: scripts use error replies for expected outcomes.
+    @discardableResult
+    public func command(_ args: [String]) throws -> RedisReply {
+        try connect()
+        let raw: UnsafeMutableRawPointer? = withArgv(args) { argc, argv, lens in
+            redisCommandArgv(context, argc, argv, lens)
+        }
+        return try takeReply(raw)
+    }
+
+    /// Like `command`, with a longer socket timeout for a command that blocks
+    /// in Redis (BLPOP) for up to `blockingMs`.
+    public func blockingCommand(_ args: [String], blockingMs: Int) throws -> RedisReply {
+        try connect()
+        redisSetTimeout(context, RedisConnection.timeval(ms: blockingMs + commandTimeoutMs))
+        defer { if let c = context { redisSetTimeout(c, RedisConnection.timeval(ms: commandTimeoutMs)) } }
+        return try command(args)
+    }
+
+    /// Sends several commands in one write and reads all replies.
+    public func pipeline(_ commands: [[String]]) throws -> [RedisReply] {
+        try connect()
+        for cmd in commands {
+            let rc = withArgv(cmd) { argc, argv, lens in redisAppendCommandArgv(context, argc, argv, lens) }
+            guard rc == REDIS_OK else { throw failConnection() }
+        }
+        var replies: [RedisReply] = []
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK else { throw failConnection() }
+            replies.append(try takeReply(raw))
+        }
+        return replies
+    }
+
+    /// Runs a script by its SHA, loading it first if Redis does not know it
+    /// (after a restart or a SCRIPT FLUSH).
+    public func evalScript(_ script: LuaScript, keys: [String], args: [String]) throws -> RedisReply {
+        let tail = [String(keys.count)] + keys + args
+        let reply = try command(["EVALSHA", script.sha1] + tail)
+        if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
+            return try command(["EVAL", script.source] + tail)
+        }
+        return reply
+    }
+
+    private func takeReply(_ raw: UnsafeMutableRawPointer?) throws -> RedisReply {
+        guard let raw else { throw failConnection() }
+        defer { freeReplyObject(raw) }
+        return RedisReply(raw.assumingMemoryBound(to: redisReply.self))
+    }
+
+    private func failConnection() -> RedisError {
+        let message = context.map(RedisConnection.errorText) ?? "not connected"
+        let timedOut = context.map { $0.pointee.err == REDIS_ERR_IO && errno == EAGAIN } ?? false
+        disconnect()
+        return timedOut ? .timeout : .connection(message)
+    }
+
+    static func errorText(_ c: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: c.pointee.errstr) { raw in
+            let bytes = raw.prefix(while: { $0 != 0 })
+            let text = String(decoding: bytes, as: UTF8.self)
+            return text.isEmpty ? "connection lost" : text
+        }
+    }
+
+    static func timeval(ms: Int) -> Glibc.timeval {
+        Glibc.timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
+    }
+}

@@ -1,0 +1,148 @@
+/// Enqueues a batch of jobs (one or many) into one queue, all or none.
+public struct EnqueueCall: ScriptCall {
+    public static let script = LuaPrelude.script("enqueue", #"""
+-- KEYS[1..4] pending lists (urgent, high, normal, low)
+-- KEYS[5]    scheduled zset
+-- KEYS[6]    wake list
+-- ARGV[1]    pending limit for the queue (0 = none)
+-- ARGV[2]    job key prefix
+-- ARGV[3]    idempotency key prefix
+-- ARGV[4]    number of jobs n, then per job:
+--            id, priority (1-4), run_at ms (0 = none), delay ms, idempotency key ('' = none),
+--            field count m, then m strings: field, value, field, value, ...
+-- Output:    {'full', pending}           when the jobs would cross the pending limit (nothing stored)
+--            {now, entry1, ..., entryN}  otherwise; entry = 'new', or for an idempotency hit
+--                                        {existing id, HGETALL of the existing job}
+local now = now_ms()
+local limit = tonumber(ARGV[1])
+local job_prefix, idem_prefix = ARGV[2], ARGV[3]
+local n = tonumber(ARGV[4])
+
+-- First pass: parse, resolve idempotency hits, count what would become pending.
+local jobs, seen, immediate, i = {}, {}, 0, 5
+for j = 1, n do
+  local job = { id = ARGV[i], prio = tonumber(ARGV[i + 1]), run_at = tonumber(ARGV[i + 2]),
+                delay = tonumber(ARGV[i + 3]), idem = ARGV[i + 4], m = tonumber(ARGV[i + 5]), first = i + 6 }
+  i = job.first + job.m
+  if job.idem ~= '' then
+    local existing = seen[job.idem] or redis.call('GET', idem_prefix .. job.idem)
+    if existing and (seen[job.idem] or redis.call('EXISTS', job_prefix .. existing) == 1) then
+      job.dup = existing
+    end
+    if not job.dup then seen[job.idem] = job.id end
+  end
+  if job.run_at > 0 then job.at = job.run_at elseif job.delay > 0 then job.at = now + job.delay end
+  if job.at and job.at <= now then job.at = nil end
+  if not job.dup and not job.at then immediate = immediate + 1 end
+  jobs[j] = job
+end
+
+if limit > 0 and immediate > 0 then
+  local pending = 0
+  for p = 1, 4 do pending = pending + redis.call('LLEN', KEYS[p]) end
+  if pending + immediate > limit then return {'full', pending} end
+end
+
+-- Second pass: store.
+local out = {now}
+for j = 1, n do
+  local job = jobs[j]
+  if job.dup then
+    local existing = job.dup
+    out[j + 1] = {existing, redis.call('HGETALL', job_prefix .. existing)}
+  else
+    local key = job_prefix .. job.id
+    redis.call('HSET', key, unpack(ARGV, job.first, job.first + job.m - 1))
+    if job.at then
+      redis.call('HSET', key, 'state', 'scheduled', 'created_at', now, 'run_at', job.at)
+      redis.call('ZADD', KEYS[5], job.at, job.id)
+    else
+      redis.call('HSET', key, 'state', 'queued', 'created_at', now)
+      redis.call('RPUSH', KEYS[job.prio], job.id)
+    end
+    if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end
+    out[j + 1] = 'new'
+  end
+end
+if immediate > 0 then
+  for _ = 1, math.min(immediate, 64) do wake(KEYS[6]) end
+end
+return out
+"""#)
+
+    /// One job to enqueue. `runAt` (epoch ms) and `delayMs` are mutually exclusive.
+    public struct Item {
+        public var job: Job
+        public var delayMs: Int64 = 0
+        public var runAt: Int64 = 0
+        public init(job: Job, delayMs: Int64 = 0, runAt: Int64 = 0) {
+            self.job = job
+            self.delayMs = delayMs
+            self.runAt = runAt
+        }
+    }
+
+    public enum Outcome {
+        /// Nothing stored: the queue holds `pending` jobs, at or over its limit.
+        case queueFull(pending: Int64)
+        /// One entry per item, in order: the stored job or, for an idempotency
+        /// hit, the job that was already there.
+        case enqueued([Entry])
+    }
+
+    public enum Entry {
+        case created(Job)
+        case existing(Job)
+    }
+
+    public let queue: String
+    public let items: [Item]
+    public let pendingLimit: Int64
+    let schema: KeySchema
+
+    public init(schema: KeySchema, queue: String, items: [Item], pendingLimit: Int64) {
+        self.schema = schema
+        self.queue = queue
+        self.items = items
+        self.pendingLimit = pendingLimit
+    }
+
+    public var script: LuaScript { EnqueueCall.script }
+    public var keys: [String] { schema.pendingLists(queue) + [schema.scheduled(queue), schema.wake(queue)] }
+    public var args: [String] {
+        var a = [String(pendingLimit), schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(items.count)]
+        a.reserveCapacity(4 + items.count * 26)
+        for item in items {
+            let fields = item.job.enqueueFields
+            a += [item.job.id.text, String(item.job.priority.index), String(item.runAt), String(item.delayMs),
+                  item.job.idempotencyKey ?? "", String(fields.count)]
+            a += fields
+        }
+        return a
+    }
+
+    public func parse(_ reply: RedisReply) throws -> Outcome {
+        guard let parts = reply.array, let head = parts.first else { throw unexpected(reply) }
+        if head.string == "full" { return .queueFull(pending: parts.count > 1 ? parts[1].int ?? 0 : 0) }
+        guard let now = head.int, parts.count == items.count + 1 else { throw unexpected(reply) }
+        var entries: [Entry] = []
+        entries.reserveCapacity(items.count)
+        for (item, part) in zip(items, parts.dropFirst()) {
+            if part.string == "new" {
+                var job = item.job
+                job.createdAt = now
+                let at = item.runAt > 0 ? item.runAt : (item.delayMs > 0 ? now + item.delayMs : 0)
+                if at > now {
+                    job.state = .scheduled
+                    job.runAt = at
+                }
+                entries.append(.created(job))
+            } else if let pair = part.array, pair.count == 2, let idText = pair[0].string, let id = JobID(parsing: idText) {
+                entries.append(.existing(try Job(id: id, hash: pair[1].hash)))
+            } else {
+                throw unexpected(reply)
+            }
+        }
+        return .enqueued(entries)
+    }
+}

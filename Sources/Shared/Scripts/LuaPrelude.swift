@@ -1,0 +1,60 @@
+/// Lua helpers that several scripts share; each script's source starts with it.
+enum LuaPrelude {
+    static let source = #"""
+-- Milliseconds on Redis' clock: every process agrees on it.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Expires a finished job's hash (and its idempotency key) after ttl seconds.
+local function expire_job(job_key, idem_prefix, ttl)
+  redis.call('EXPIRE', job_key, ttl)
+  local idem = redis.call('HGET', job_key, 'idem')
+  if idem and idem_prefix ~= '' then redis.call('EXPIRE', idem_prefix .. idem, ttl) end
+end
+
+-- Moves a job to the dead set, kept dead_ttl seconds and at most dead_max
+-- per queue (oldest dropped first, together with their hashes).
+local function bury(dead_key, stats_key, job_key, job_prefix, idem_prefix, id, now, dead_ttl, dead_max)
+  redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now)
+  redis.call('ZADD', dead_key, now, id)
+  expire_job(job_key, idem_prefix, dead_ttl)
+  redis.call('HINCRBY', stats_key, 'dead', 1)
+  redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_ttl * 1000)
+  local extra = redis.call('ZCARD', dead_key) - dead_max
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', dead_key, 0, extra - 1)) do
+      redis.call('DEL', job_prefix .. old)
+    end
+    redis.call('ZREMRANGEBYRANK', dead_key, 0, extra - 1)
+  end
+end
+
+-- True when this worker still holds the job's lease for this attempt; a
+-- false answer means the job was recovered and the caller's result is stale.
+local function holds_lease(lease_key, job_key, id, worker, attempt)
+  if not redis.call('ZSCORE', lease_key, id) then return false end
+  local f = redis.call('HMGET', job_key, 'state', 'worker', 'attempts')
+  return f[1] == 'running' and f[2] == worker and f[3] == attempt
+end
+
+-- Wakes one idle worker blocked on the queue's wake list. The list is kept
+-- short: a token only means "look again", and a woken worker drains what it can.
+local function wake(wake_key)
+  redis.call('LPUSH', wake_key, '1')
+  redis.call('LTRIM', wake_key, 0, 63)
+end
+
+"""#
+
+    static func script(_ name: String, _ body: String) -> LuaScript {
+        LuaScript(name: name, source: source + body)
+    }
+}
+
+/// Keys of one queue in the order most scripts take them first: the four
+/// pending lists, most urgent first.
+extension KeySchema {
+    func pendingLists(_ q: String) -> [String] { Priority.allCases.map { pending(q, $0) } }
+}
