@@ -77,6 +77,7 @@ public struct JSONParser {
             if peek == UInt8(ascii: "}") { index += 1; return .object(members) }
             while true {
                 skipWhitespace()
+                if atEnd { throw failure("unexpected end of input in an object") }
                 guard peek == UInt8(ascii: "\"") else { throw failure("expected a string key") }
                 let key = try parseString()
                 skipWhitespace()

@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Shared
+
+/// Every setting of spool-api, resolved once at start (flag, then env, then default).
+struct APIConfig {
+    var address = ListenAddress(host: "127.0.0.1", port: 8080)
+    var redis = RedisEndpoint()
+    var prefix = "spool"
+    /// Event loops (threads), each with its own listening socket and Redis connection.
+    var threads = 2
+    /// A Redis command that takes longer fails the request with 503 (ms).
+    var redisTimeoutMs: Int64 = 2000
+    var httpLimits = HTTPLimits()
+    /// Pending jobs per queue above which enqueue answers 429 (0 = no limit).
+    var maxPending: Int64 = 0
+    /// Options of a job that its enqueue request does not set.
+    var jobDefaults = JobOptions()
+    var logLevel: Logger.Level = .info
+    var logFormat: LogSetup.Format = .json
+}
+
+extension APIConfig {
+    init(_ o: APIOptions, source: SettingSource = SettingSource()) throws {
+        let addr = source.string(o.addr, flagName: "--addr", env: "SPOOL_API_ADDR", default: "127.0.0.1:8080")
+        guard let address = ListenAddress(parsing: addr) else {
+            throw ConfigError("\(o.addr != nil ? "--addr" : "SPOOL_API_ADDR"): '\(addr)' is not host:port")
+        }
+        self.address = address
+        redis = try source.redisEndpoint(o.redisURL)
+        prefix = try source.prefix(o.prefix)
+        threads = Int(try source.integer(o.threads, flagName: "--threads", env: "SPOOL_API_THREADS",
+                                         default: Int64(APIConfig.cores), range: 1...64))
+        redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
+                                            default: 2000, range: 10...60_000, unit: "milliseconds")
+        httpLimits.maxBodyBytes = Int(try source.integer(o.maxBodyBytes, flagName: "--max-body-bytes", env: "SPOOL_MAX_BODY_BYTES",
+                                                         default: 1 << 20, range: 1024...(64 << 20), unit: "bytes"))
+        httpLimits.readTimeoutMs = Int(try source.integer(o.readTimeoutMs, flagName: "--read-timeout-ms", env: "SPOOL_HTTP_READ_TIMEOUT_MS",
+                                                          default: 10_000, range: 100...600_000, unit: "milliseconds"))
+        httpLimits.writeTimeoutMs = Int(try source.integer(o.writeTimeoutMs, flagName: "--write-timeout-ms", env: "SPOOL_HTTP_WRITE_TIMEOUT_MS",
+                                                           default: 10_000, range: 100...600_000, unit: "milliseconds"))
+        let maxConnections = try source.integer(o.maxConnections, flagName: "--max-connections", env: "SPOOL_MAX_CONNECTIONS",
+                                                default: 10_000, range: 1...1_000_000)
+        httpLimits.maxConnectionsPerLoop = max(1, Int(maxConnections) / threads)
+        maxPending = try source.integer(o.maxPending, flagName: "--max-pending", env: "SPOOL_MAX_PENDING",
+                                        default: 0, range: 0...Int64(Int32.max))
+        jobDefaults.resultTTLSeconds = try source.integer(o.resultTTL, flagName: "--result-ttl-s", env: "SPOOL_RESULT_TTL_S",
+                                                          default: 86400, range: EnqueueRequest.resultTTLSeconds, unit: "seconds")
+        logLevel = try source.logLevel(o.logLevel)
+        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)
+    }
+
+    static var cores: Int {
+        #if canImport(Glibc)
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #else
+        return 2
+        #endif
+    }
+}

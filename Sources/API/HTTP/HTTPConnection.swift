@@ -1,0 +1,177 @@
+import CLibevent
+import Shared
+
+/// One client connection on an event loop: reads requests one at a time
+/// (pipelined ones wait their turn), hands each to the router, writes the
+/// reply, and enforces the limits in `HTTPLimits`.
+///
+/// Lifetime: the loop keeps the connection retained while its socket is open.
+/// A request still waiting for Redis holds a `Responder`, which keeps the
+/// object alive; a reply that arrives after the client left is dropped.
+final class HTTPConnection {
+    private let bev: OpaquePointer
+    private unowned let loop: EventLoop
+    private var head: HTTPHeadParser.Head?
+    private var requestStartedAt: Int64 = 0
+    private var handling = false
+    private var inReadLoop = false
+    private var closeAfterWrite = false
+    private(set) var closed = false
+    /// Bumped for each request, so a late reply to an old request is ignored.
+    private var sequence = 0
+
+    init(bev: OpaquePointer, loop: EventLoop) {
+        self.bev = bev
+        self.loop = loop
+    }
+
+    func start() {
+        let me = Unmanaged.passRetained(self).toOpaque()
+        bufferevent_setcb(bev, { _, ctx in
+            HTTPConnection.from(ctx).readAvailable()
+        }, { _, ctx in
+            HTTPConnection.from(ctx).writeDrained()
+        }, { _, events, ctx in
+            HTTPConnection.from(ctx).eventOccurred(events)
+        }, me)
+        var rt = timeval(tv_sec: loop.limits.readTimeoutMs / 1000, tv_usec: (loop.limits.readTimeoutMs % 1000) * 1000)
+        var wt = timeval(tv_sec: loop.limits.writeTimeoutMs / 1000, tv_usec: (loop.limits.writeTimeoutMs % 1000) * 1000)
+        bufferevent_set_timeouts(bev, &rt, &wt)
+        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+    }
+
+    private static func from(_ ctx: UnsafeMutableRawPointer?) -> HTTPConnection {
+        Unmanaged<HTTPConnection>.fromOpaque(ctx!).takeUnretainedValue()
+    }
+
+    // MARK: - reading
+
+    private func readAvailable() {
+        guard !closed, !handling, !inReadLoop else { return }
+        inReadLoop = true
+        defer { inReadLoop = false }
+        while !closed && !handling && !closeAfterWrite {
+            guard let request = nextRequest() else { return }
+            handling = true
+            sequence += 1
+            loop.router.handle(request, Responder(connection: self, sequence: sequence, keepAlive: request.keepAlive))
+        }
+    }
+
+    /// The next whole request in the input buffer, or nil when more bytes are
+    /// needed (or the connection was failed with an error reply).
+    private func nextRequest() -> HTTPRequest? {
+        let input = bufferevent_get_input(bev)
+        let now = Clock.monotonicMillis()
+        if head == nil {
+            skipBlankLines(input)
+            let available = evbuffer_get_length(input)
+            if available == 0 { requestStartedAt = 0; return nil }
+            if requestStartedAt == 0 { requestStartedAt = now }
+            let found = "\r\n\r\n".withCString { evbuffer_search(input, $0, 4, nil) }
+            if found.pos < 0 {
+                if available > loop.limits.maxHeadBytes {
+                    fail(.error(431, "headers_too_large", "request head is larger than \(loop.limits.maxHeadBytes) bytes"))
+                } else if now - requestStartedAt > Int64(loop.limits.readTimeoutMs) {
+                    fail(.error(408, "request_timeout", "request was not received within \(loop.limits.readTimeoutMs) ms"))
+                }
+                return nil
+            }
+            let headLength = found.pos + 4
+            guard headLength <= loop.limits.maxHeadBytes else {
+                fail(.error(431, "headers_too_large", "request head is larger than \(loop.limits.maxHeadBytes) bytes"))
+                return nil
+            }
+            let raw = evbuffer_pullup(input, headLength)!
+            do {
+                head = try HTTPHeadParser.parse(UnsafeBufferPointer(start: raw, count: headLength - 4))
+            } catch let e as HTTPParseError {
+                fail(.error(e.status, e.code, e.message))
+                return nil
+            } catch {
+                fail(.error(400, "bad_request", "\(error)"))
+                return nil
+            }
+            evbuffer_drain(input, headLength)
+            if head!.contentLength > loop.limits.maxBodyBytes {
+                fail(.error(413, "payload_too_large",
+                            "request body of \(head!.contentLength) bytes is over the limit of \(loop.limits.maxBodyBytes) bytes"))
+                return nil
+            }
+            if head!.expectsContinue && evbuffer_get_length(input) < head!.contentLength {
+                write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+            }
+        }
+        guard let h = head else { return nil }
+        guard evbuffer_get_length(input) >= h.contentLength else {
+            if now - requestStartedAt > Int64(loop.limits.readTimeoutMs) {
+                fail(.error(408, "request_timeout", "request body was not received within \(loop.limits.readTimeoutMs) ms"))
+            }
+            return nil
+        }
+        var body = [UInt8](repeating: 0, count: h.contentLength)
+        if h.contentLength > 0 { _ = body.withUnsafeMutableBytes { evbuffer_remove(input, $0.baseAddress, h.contentLength) } }
+        head = nil
+        requestStartedAt = 0
+        return HTTPRequest(method: h.method, path: h.path, query: h.query, headers: h.headers, body: body, keepAlive: h.keepAlive)
+    }
+
+    private func skipBlankLines(_ input: OpaquePointer?) {
+        var two: (UInt8, UInt8) = (0, 0)
+        while evbuffer_get_length(input) >= 2 {
+            _ = withUnsafeMutableBytes(of: &two) { evbuffer_copyout(input, $0.baseAddress, 2) }
+            guard two == (0x0D, 0x0A) else { return }
+            evbuffer_drain(input, 2)
+        }
+    }
+
+    // MARK: - writing
+
+    fileprivate func send(_ response: HTTPResponse, sequence: Int, keepAlive: Bool) {
+        guard !closed, sequence == self.sequence, handling else { return }
+        handling = false
+        if !keepAlive { closeAfterWrite = true }
+        write(response.serialized(keepAlive: keepAlive))
+        if !closeAfterWrite && !inReadLoop { readAvailable() }
+    }
+
+    /// Replies with an error and closes: the input can no longer be trusted
+    /// to line up with request boundaries.
+    private func fail(_ response: HTTPResponse) {
+        closeAfterWrite = true
+        write(response.serialized(keepAlive: false))
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { bufferevent_write(bev, $0.baseAddress, $0.count) }
+    }
+
+    private func writeDrained() {
+        if closeAfterWrite { close() }
+    }
+
+    private func eventOccurred(_ events: Int16) {
+        // EOF, an error, or a read/write timeout: the conversation is over.
+        close()
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        bufferevent_free(bev)
+        loop.connectionClosed()
+        Unmanaged.passUnretained(self).release()
+    }
+}
+
+/// Answers one request, once. Handlers may call it at once or from a Redis
+/// callback later, always on the connection's loop thread.
+struct Responder {
+    fileprivate let connection: HTTPConnection
+    fileprivate let sequence: Int
+    let keepAlive: Bool
+
+    func send(_ response: HTTPResponse) {
+        connection.send(response, sequence: sequence, keepAlive: keepAlive)
+    }
+}

@@ -1,0 +1,66 @@
+import Shared
+
+/// An HTTP response: a status, a JSON body and a few extra headers.
+struct HTTPResponse {
+    var status: Int
+    var body: String
+    var headers: [(String, String)] = []
+
+    init(status: Int, body: String, headers: [(String, String)] = []) {
+        self.status = status
+        self.body = body
+        self.headers = headers
+    }
+
+    /// `{"error":{"code":...,"message":...}}`, the shape of every error.
+    static func error(_ status: Int, _ code: String, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("error")
+        w.beginObject()
+        w.field("code", code)
+        w.field("message", message)
+        w.endObject()
+        w.endObject()
+        return HTTPResponse(status: status, body: w.text, headers: headers)
+    }
+
+    static func json(_ status: Int, _ build: (inout JSONWriter) -> Void) -> HTTPResponse {
+        var w = JSONWriter()
+        build(&w)
+        return HTTPResponse(status: status, body: w.text)
+    }
+
+    /// The bytes on the wire.
+    func serialized(keepAlive: Bool) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
+        head += "Content-Type: application/json\r\n"
+        head += "Content-Length: \(body.utf8.count)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if !keepAlive { head += "Connection: close\r\n" }
+        head += "\r\n"
+        var bytes = Array(head.utf8)
+        bytes.append(contentsOf: body.utf8)
+        return bytes
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: return "OK"
+        case 201: return "Created"
+        case 400: return "Bad Request"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 411: return "Length Required"
+        case 413: return "Payload Too Large"
+        case 429: return "Too Many Requests"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 503: return "Service Unavailable"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Status"
+        }
+    }
+}

@@ -1,0 +1,9 @@
+import Logging
+
+extension Logger.Level: @retroactive CaseIterable {}
+
+extension SettingSource {
+    public func logLevel(_ flag: String?) throws -> Logger.Level {
+        try choice(flag, flagName: "--log-level", env: "SPOOL_LOG_LEVEL", default: Logger.Level.info)
+    }
+}

@@ -1,0 +1,37 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Termination signals are blocked in every thread and taken by one thread
+/// with sigwait, so a handler never runs at an arbitrary point of the code.
+public enum Signals {
+    /// Call first in main, before any thread starts (threads inherit the mask).
+    public static func blockTerminationSignals() {
+        var set = terminationSet()
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Blocks until SIGTERM or SIGINT arrives; returns its name.
+    public static func waitForTermination() -> String {
+        var set = terminationSet()
+        var sig: Int32 = 0
+        while sigwait(&set, &sig) != 0 {}
+        return sig == SIGTERM ? "SIGTERM" : "SIGINT"
+    }
+
+    static func terminationSet() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        return set
+    }
+}
+
+public enum FileOutput {
+    public static func stderr(_ line: String) {
+        let text = line + "\n"
+        _ = text.withCString { fputs($0, Glibc.stderr) }
+    }
+}
