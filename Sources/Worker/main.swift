@@ -1,1 +1,26 @@
-print("todo")
+import Logging
+import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// spool-worker: read the config, start the loops, run until SIGTERM/SIGINT,
+// then drain and stop in order (see WorkerProcess).
+
+let options = WorkerOptions.parseOrExit()
+let config: WorkerConfig
+do {
+    config = try WorkerConfig(options)
+} catch {
+    FileOutput.stderr("spool-worker: \(error)")
+    exit(2)
+}
+
+LogSetup.bootstrap(service: "worker", level: config.logLevel, format: config.logFormat)
+Signals.blockTerminationSignals()
+let process = WorkerProcess(config: config, logger: Logger(label: "spool.worker"))
+process.start()
+let signal = Signals.waitForTermination()
+process.worker.logger.info("signal received", metadata: ["signal": "\(signal)", "worker_id": "\(process.worker.id)"])
+process.shutdown()
+exit(0)

@@ -41,6 +41,8 @@ public final class RedisConnection {
         }
         redisSetTimeout(c, tv)
         redisEnableKeepAlive(c)
+        // Handler processes the worker spawns must not inherit the socket.
+        _ = fcntl(c.pointee.fd, F_SETFD, FD_CLOEXEC)
         context = c
         for cmd in endpoint.handshake {
             if case .error(let e) = try command(cmd) {

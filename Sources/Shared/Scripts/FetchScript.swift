@@ -40,7 +40,10 @@ for p = 1, 4 do
     local id = redis.call('LPOP', KEYS[p])
     if not id then break end
     local key = job_prefix .. id
-    if redis.call('HGET', key, 'state') == 'queued' then
+    local state = redis.call('HGET', key, 'state')
+    -- A hash without a state is damaged: hand it out so the worker fails it
+    -- with a clear error instead of dropping it silently.
+    if state == 'queued' or (not state and redis.call('EXISTS', key) == 1) then
       redis.call('HINCRBY', key, 'attempts', 1)
       redis.call('HSET', key, 'state', 'running', 'started_at', now, 'worker', ARGV[3])
       redis.call('ZADD', KEYS[6], now + tonumber(ARGV[2]), id)

@@ -1,0 +1,103 @@
+import Logging
+import Shared
+
+/// The worker's background duties, once per heartbeat on their own thread and
+/// connection:
+/// - extend the leases of every running job (one script call per queue) and
+///   stop the jobs whose lease was lost;
+/// - refresh this worker's entry in the registry of live workers;
+/// - recover jobs whose lease expired anywhere in its queues (idempotent, so
+///   every worker doing it is safe and no leader is needed).
+final class ControlLoop {
+    private let worker: WorkerContext
+    private let redis: RedisConnection
+    private let stopped = StopFlag()
+    private var failures = 0
+
+    init(worker: WorkerContext) {
+        self.worker = worker
+        self.redis = worker.newConnection()
+    }
+
+    func run() {
+        repeat {
+            do {
+                try tick()
+                failures = 0
+                worker.redisHealth.succeeded()
+            } catch {
+                failures += 1
+                worker.redisHealth.failed(error)
+            }
+        } while !stopped.sleep(ms: failures == 0 ? worker.config.heartbeatMs
+                                                 : min(worker.config.heartbeatMs, Backoff.reconnectDelay(failures: failures)))
+    }
+
+    func stop() { stopped.set() }
+
+    func tick() throws {
+        try extendLeases()
+        try heartbeat()
+        try recover()
+    }
+
+    private func extendLeases() throws {
+        for (queue, jobs) in worker.running.byQueue {
+            let call = ExtendLeasesCall(schema: worker.schema, queue: queue, workerID: worker.id,
+                                        leaseMs: worker.config.leaseMs, jobs: jobs)
+            for lost in try redis.run(call) {
+                worker.logger.warning("lease lost; stopping the job", metadata: ["job_id": "\(lost)", "queue": "\(queue)", "worker_id": "\(worker.id)"])
+                worker.running.stop(lost, .leaseLost)
+            }
+        }
+    }
+
+    private func heartbeat() throws {
+        let now = Clock.nowMillis()
+        let ttl = worker.config.heartbeatMs * 3
+        let key = worker.schema.worker(worker.id)
+        var jobs = JSONWriter()
+        jobs.beginArray()
+        for e in worker.running.snapshot {
+            jobs.beginObject()
+            jobs.field("id", e.job.id.text)
+            jobs.field("queue", e.job.id.queue)
+            jobs.field("type", e.job.type)
+            jobs.field("attempt", e.context.attempt)
+            jobs.field("started_at", e.job.startedAt.map(Timestamp.format))
+            jobs.endObject()
+        }
+        jobs.endArray()
+        let replies = try redis.pipeline([
+            ["HSET", key, "id", worker.id, "host", WorkerIdentity.hostname, "pid", String(WorkerIdentity.pid),
+             "queues", worker.config.queues.joined(separator: ","), "concurrency", String(worker.config.concurrency),
+             "started_at", String(worker.startedAt), "last_heartbeat", String(now),
+             "processed", String(worker.counters.processed), "failed", String(worker.counters.failed), "jobs", jobs.text],
+            ["PEXPIRE", key, String(ttl)],
+            ["ZADD", worker.schema.workers, String(now), worker.id],
+            ["ZREMRANGEBYSCORE", worker.schema.workers, "-inf", String(now - ttl)],
+        ])
+        if let e = replies.compactMap(\.errorMessage).first { throw RedisError.server(e) }
+    }
+
+    private func recover() throws {
+        for queue in worker.config.queues {
+            let call = RecoverCall(schema: worker.schema, queue: queue, deadTTLSeconds: worker.config.deadTTLSeconds,
+                                   deadMax: worker.config.deadMax)
+            for r in try redis.run(call) {
+                let meta: Logger.Metadata = ["job_id": "\(r.id)", "queue": "\(queue)", "attempt": .stringConvertible(r.attempt),
+                                             "lost_worker": "\(r.worker)", "worker_id": "\(worker.id)"]
+                if r.dead {
+                    worker.logger.error("job recovered after its lease expired; no attempts left, moved to dead", metadata: meta)
+                } else {
+                    worker.logger.warning("job recovered after its lease expired; queued again", metadata: meta)
+                }
+            }
+        }
+    }
+
+    /// Removes this worker from the registry (at shutdown).
+    func deregister() {
+        _ = try? redis.pipeline([["ZREM", worker.schema.workers, worker.id], ["DEL", worker.schema.worker(worker.id)]])
+    }
+}

@@ -1,0 +1,81 @@
+import Logging
+import Shared
+
+/// One of a worker's `--concurrency` loops, on its own thread with its own
+/// blocking Redis connection:
+/// - takes the next job from its queues in order (one script call per queue tried);
+/// - runs it and reports the outcome (JobRunner);
+/// - when there is nothing to do, blocks on the queues' wake lists until an
+///   enqueue pushes a token, the next scheduled job is due, or a second passes;
+/// - on Redis trouble, backs off with jitter and tries again; it never exits
+///   until shutdown.
+final class FetchLoop {
+    /// Longest single block on the wake lists: bounds how long a loop takes to
+    /// see shutdown, and how late it notices a job that no token announced.
+    static let maxIdleWaitMs: Int64 = 1000
+
+    private let worker: WorkerContext
+    private let redis: RedisConnection
+    private let runner: JobRunner
+
+    init(worker: WorkerContext) {
+        self.worker = worker
+        self.redis = worker.newConnection()
+        self.runner = JobRunner(worker: worker, redis: redis)
+    }
+
+    func run() {
+        var failures = 0
+        while !worker.stopFetching.isSet {
+            do {
+                if let job = try fetchNext() {
+                    worker.redisHealth.succeeded()
+                    runner.run(job)
+                } else {
+                    worker.redisHealth.succeeded()
+                }
+                failures = 0
+            } catch {
+                failures += 1
+                worker.redisHealth.failed(error)
+                _ = worker.stopFetching.sleep(ms: Backoff.reconnectDelay(failures: failures))
+            }
+        }
+        redis.disconnect()
+    }
+
+    /// A job to run, or nil after waiting idle for work.
+    private func fetchNext() throws -> Job? {
+        var waitMs = FetchLoop.maxIdleWaitMs
+        for queue in worker.config.queues {
+            let call = FetchCall(schema: worker.schema, queue: queue, workerID: worker.id, leaseMs: worker.config.leaseMs)
+            switch try redis.run(call) {
+            case .job(let job, _):
+                return job
+            case .damaged(let id, let attempt, let error):
+                runner.failDamaged(id, attempt: attempt, error: error)
+                return nil
+            case .empty(let nextDue):
+                if let due = nextDue { waitMs = min(waitMs, due) }
+            case .paused:
+                continue
+            }
+        }
+        try waitForWork(ms: waitMs)
+        return nil
+    }
+
+    private func waitForWork(ms: Int64) throws {
+        guard ms > 0, !worker.stopFetching.isSet else { return }
+        let keys = worker.config.queues.map { worker.schema.wake($0) }
+        let seconds = String(format3(ms))
+        let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(ms))
+        if case .error(let e) = reply { throw RedisError.server(e) }
+    }
+
+    /// Milliseconds as seconds with three decimals, as BLPOP takes them.
+    private func format3(_ ms: Int64) -> String {
+        let frac = ms % 1000
+        return "\(ms / 1000)." + String(repeating: "0", count: 3 - String(frac).count) + String(frac)
+    }
+}

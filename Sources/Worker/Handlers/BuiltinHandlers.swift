@@ -1,0 +1,43 @@
+import Shared
+
+/// The built-in handlers, for demos, tests and benchmarks.
+enum BuiltinHandlers {
+    static func all() -> [String: JobHandler] {
+        ["noop": Noop(), "echo": Echo(), "sleep": Sleep(), "fail": Fail()]
+    }
+
+    /// Succeeds at once with a null result.
+    struct Noop: JobHandler {
+        func run(_ job: Job, _ context: JobContext) -> HandlerOutcome { .success("null") }
+    }
+
+    /// Succeeds with its payload as the result.
+    struct Echo: JobHandler {
+        func run(_ job: Job, _ context: JobContext) -> HandlerOutcome { .success(job.payload) }
+    }
+
+    /// Waits `{"ms": n}` milliseconds (0 to 86,400,000), then succeeds with null.
+    /// Stops early when cancelled, timed out or shut down.
+    struct Sleep: JobHandler {
+        func run(_ job: Job, _ context: JobContext) -> HandlerOutcome {
+            guard let payload = try? JSONParser.parse(job.payload), let ms = payload["ms"]?.integerValue,
+                  (0...86_400_000).contains(ms) else {
+                return .failure("sleep: payload must be {\"ms\": n} with n from 0 to 86400000", retry: false)
+            }
+            if let why = context.sleep(ms: ms) { return .failure("sleep: \(why)", retry: true) }
+            return .success("null")
+        }
+    }
+
+    /// `{"times": n, "message": "..."}`: fails its first n attempts with the
+    /// message, then succeeds with null. Without `times` it always fails.
+    struct Fail: JobHandler {
+        func run(_ job: Job, _ context: JobContext) -> HandlerOutcome {
+            let payload = (try? JSONParser.parse(job.payload)) ?? .null
+            let times = payload["times"]?.integerValue ?? Int64.max
+            let message = payload["message"]?.stringValue ?? "failed on purpose"
+            if Int64(context.attempt) <= times { return .failure(message, retry: true) }
+            return .success("null")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Logging
+import Shared
+
+/// Runs one fetched job and records how it ended:
+/// - checks the payload, finds the handler, runs it under a JobContext that
+///   the control loop can stop (cancel, lost lease, shutdown) and that enforces
+///   the job's timeout;
+/// - stores success or failure with a script that only acts while this worker
+///   still holds the lease, so a late result of a recovered job is dropped;
+/// - writes one log line per outcome.
+final class JobRunner {
+    /// Longest error message stored with a job.
+    static let maxErrorBytes = 4096
+
+    private let worker: WorkerContext
+    private let redis: RedisConnection
+
+    init(worker: WorkerContext, redis: RedisConnection) {
+        self.worker = worker
+        self.redis = redis
+    }
+
+    func run(_ job: Job) {
+        let attempt = job.attempts
+        let context = JobContext(attempt: attempt, timeoutMs: job.options.timeoutMs)
+        let meta = worker.metadata(job, attempt: attempt)
+        worker.running.add(job, context)
+        defer { worker.running.remove(job.id) }
+        worker.logger.info("job started", metadata: meta)
+
+        let started = Clock.monotonicMillis()
+        let outcome = execute(job, context)
+        var meta2 = meta
+        meta2["duration_ms"] = .stringConvertible(Clock.monotonicMillis() - started)
+
+        switch context.stopReason {
+        case .shutdown?:
+            // Shutdown gives the job back to its queue; reporting here would race it.
+            worker.logger.info("job interrupted by shutdown", metadata: meta2)
+            return
+        case .leaseLost?:
+            worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta2)
+            return
+        default:
+            break
+        }
+        switch outcome {
+        case .success(let result):
+            complete(job, attempt: attempt, result: result, meta: meta2)
+        case .failure(let message, let retry):
+            fail(job.id, attempt: attempt, message: message,
+                 retryDelayMs: retry ? Backoff.retryDelay(baseMs: job.options.backoffMs, attempt: attempt) : nil, meta: meta2)
+        }
+    }
+
+    private func execute(_ job: Job, _ context: JobContext) -> HandlerOutcome {
+        guard (try? JSONParser.parse(job.payload)) != nil else {
+            return .failure("job payload in Redis is not valid JSON (the job hash was damaged)", retry: false)
+        }
+        guard let handler = worker.handlers[job.type] else {
+            let known = worker.handlers.keys.sorted().joined(separator: ", ")
+            return .failure("no handler for job type '\(job.type)' on worker \(worker.id) (it has: \(known))", retry: true)
+        }
+        return handler.run(job, context)
+    }
+
+    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata) {
+        let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: attempt, resultJSON: result)
+        guard let stored = report(call, meta: meta) else { return }
+        if stored {
+            worker.counters.recordSuccess()
+            worker.logger.info("job succeeded", metadata: meta)
+        } else {
+            worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta)
+        }
+    }
+
+    func fail(_ id: JobID, attempt: Int, message: String, retryDelayMs: Int64?, meta: Logger.Metadata) {
+        let text = message.utf8.count > JobRunner.maxErrorBytes
+            ? String(decoding: message.utf8.suffix(JobRunner.maxErrorBytes), as: UTF8.self) : message
+        let call = FailCall(schema: worker.schema, jobID: id, workerID: worker.id, attempt: attempt,
+                            errorJSON: Job.errorJSON(message: text, attempt: attempt), retryDelayMs: retryDelayMs,
+                            deadTTLSeconds: worker.config.deadTTLSeconds, deadMax: worker.config.deadMax)
+        guard let outcome = report(call, meta: meta) else { return }
+        var m = meta
+        m["error"] = "\(text)"
+        switch outcome {
+        case .retry:
+            worker.counters.recordFailure()
+            m["retry_in_ms"] = .stringConvertible(retryDelayMs ?? 0)
+            worker.logger.warning("job failed; retry scheduled", metadata: m)
+        case .dead:
+            worker.counters.recordFailure()
+            worker.logger.error("job failed; no attempts left, moved to dead", metadata: m)
+        case .stale:
+            worker.logger.warning("job failure dropped: lease lost, the job was recovered elsewhere", metadata: m)
+        }
+    }
+
+    /// A job whose hash could not be read: fail it for good, with the reason.
+    func failDamaged(_ id: JobID, attempt: Int, error: String) {
+        let meta: Logger.Metadata = ["job_id": "\(id)", "queue": "\(id.queue)", "attempt": .stringConvertible(attempt),
+                                     "worker_id": "\(worker.id)"]
+        fail(id, attempt: attempt, message: "job hash in Redis is damaged: \(error)", retryDelayMs: nil, meta: meta)
+    }
+
+    /// Runs a reporting script, retrying through a Redis outage for up to one
+    /// lease: past that the job has been recovered and the report is moot.
+    private func report<C: ScriptCall>(_ call: C, meta: Logger.Metadata) -> C.Output? {
+        let giveUpAt = Clock.monotonicMillis() + worker.config.leaseMs
+        var failures = 0
+        while true {
+            do {
+                let out = try redis.run(call)
+                worker.redisHealth.succeeded()
+                return out
+            } catch {
+                failures += 1
+                worker.redisHealth.failed(error)
+                if Clock.monotonicMillis() > giveUpAt {
+                    var m = meta
+                    m["error"] = "\(error)"
+                    worker.logger.error("could not record the job's outcome; it will run again after its lease", metadata: m)
+                    return nil
+                }
+                Clock.sleep(milliseconds: Backoff.reconnectDelay(failures: failures))
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import Logging
+import Shared
+
+/// Every setting of spool-worker, resolved once at start (flag, then env, then default).
+struct WorkerConfig {
+    var queues = ["default"]
+    var concurrency = 8
+    /// Job type → shell command.
+    var commands: [String: String] = [:]
+    var redis = RedisEndpoint()
+    var prefix = "spool"
+    var leaseMs: Int64 = 30_000
+    var heartbeatMs: Int64 = 5_000
+    var shutdownGraceMs: Int64 = 25_000
+    var childLimits = ChildProcess.Limits()
+    var deadTTLSeconds: Int64 = 604_800
+    var deadMax = 10_000
+    var redisTimeoutMs: Int64 = 5_000
+    var logLevel: Logger.Level = .info
+    var logFormat: LogSetup.Format = .json
+}
+
+extension WorkerConfig {
+    init(_ o: WorkerOptions, source: SettingSource = SettingSource()) throws {
+        let queueText = source.string(o.queues, flagName: "--queues", env: "SPOOL_QUEUES", default: "default")
+        queues = queueText.split(separator: ",").map { String($0).trimmingCharacters(in: " ") }
+        let queueOrigin = o.queues != nil ? "--queues" : "SPOOL_QUEUES"
+        guard !queues.isEmpty else { throw ConfigError("\(queueOrigin): give at least one queue") }
+        for q in queues where !Validation.isValidQueueName(q) {
+            throw ConfigError("\(queueOrigin): queue '\(q)' must match [A-Za-z0-9_.-]{1,64}")
+        }
+        guard Set(queues).count == queues.count else { throw ConfigError("\(queueOrigin): a queue is named twice") }
+        concurrency = Int(try source.integer(o.concurrency, flagName: "--concurrency", env: "SPOOL_CONCURRENCY",
+                                             default: 8, range: 1...1024))
+        commands = try WorkerConfig.parseHandlers(o.handler, env: source.raw(flag: nil, flagName: "", env: "SPOOL_HANDLERS")?.value)
+        redis = try source.redisEndpoint(o.redisURL)
+        prefix = try source.prefix(o.prefix)
+        leaseMs = try source.integer(o.leaseMs, flagName: "--lease-ms", env: "SPOOL_LEASE_MS",
+                                     default: 30_000, range: 1000...86_400_000, unit: "milliseconds")
+        heartbeatMs = try source.integer(o.heartbeatMs, flagName: "--heartbeat-ms", env: "SPOOL_HEARTBEAT_MS",
+                                         default: min(5000, leaseMs / 3), range: 100...3_600_000, unit: "milliseconds")
+        guard heartbeatMs * 2 < leaseMs else {
+            throw ConfigError("SPOOL_HEARTBEAT_MS: \(heartbeatMs) ms must be below half the lease (\(leaseMs) ms), or leases expire between heartbeats")
+        }
+        shutdownGraceMs = try source.integer(o.shutdownGraceMs, flagName: "--shutdown-grace-ms", env: "SPOOL_SHUTDOWN_GRACE_MS",
+                                             default: 25_000, range: 0...3_600_000, unit: "milliseconds")
+        childLimits.killGraceMs = try source.integer(o.killGraceMs, flagName: "--kill-grace-ms", env: "SPOOL_KILL_GRACE_MS",
+                                                     default: 5000, range: 0...600_000, unit: "milliseconds")
+        childLimits.maxStdoutBytes = Int(try source.integer(o.maxOutputBytes, flagName: "--max-output-bytes", env: "SPOOL_MAX_OUTPUT_BYTES",
+                                                            default: 1 << 20, range: 1024...(64 << 20), unit: "bytes"))
+        deadTTLSeconds = try source.integer(o.deadTTL, flagName: "--dead-ttl-s", env: "SPOOL_DEAD_TTL_S",
+                                            default: 604_800, range: 1...31_536_000, unit: "seconds")
+        deadMax = Int(try source.integer(o.deadMax, flagName: "--dead-max", env: "SPOOL_DEAD_MAX",
+                                         default: 10_000, range: 1...10_000_000))
+        redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
+                                            default: 5000, range: 10...60_000, unit: "milliseconds")
+        logLevel = try source.logLevel(o.logLevel)
+        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)
+    }
+
+    /// `TYPE=COMMAND` pairs from the flags and from SPOOL_HANDLERS (comma-separated).
+    /// A flag overrides the env var for the same type.
+    static func parseHandlers(_ flags: [String], env: String?) throws -> [String: String] {
+        var out: [String: String] = [:]
+        let fromEnv = env.map { $0.split(separator: ",").map(String.init) } ?? []
+        for (origin, specs) in [("SPOOL_HANDLERS", fromEnv), ("--handler", flags)] {
+            for spec in specs {
+                guard let eq = spec.firstIndex(of: "=") else {
+                    throw ConfigError("\(origin): '\(spec)' must be TYPE=COMMAND")
+                }
+                let type = String(spec[..<eq]).trimmingCharacters(in: " ")
+                let command = String(spec[spec.index(after: eq)...]).trimmingCharacters(in: " ")
+                guard Validation.isValidJobType(type) else {
+                    throw ConfigError("\(origin): job type '\(type)' must match [A-Za-z0-9_.:-]{1,128}")
+                }
+                guard !command.isEmpty else { throw ConfigError("\(origin): the command for '\(type)' is empty") }
+                out[type] = command
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,65 @@
+import Logging
+import Shared
+
+/// What every part of one worker process shares: its identity and settings,
+/// the handlers, the running jobs, counters and the stop signals.
+final class WorkerContext {
+    let id: String
+    let config: WorkerConfig
+    let schema: KeySchema
+    let handlers: [String: JobHandler]
+    let running = RunningJobs()
+    let counters = WorkerCounters()
+    /// Set at shutdown: fetch loops take no new jobs.
+    let stopFetching = StopFlag()
+    let redisHealth: RedisHealth
+    let logger: Logger
+    let startedAt = Clock.nowMillis()
+
+    init(id: String, config: WorkerConfig, handlers: [String: JobHandler], logger: Logger) {
+        self.id = id
+        self.config = config
+        self.schema = KeySchema(prefix: config.prefix)
+        self.handlers = handlers
+        self.logger = logger
+        self.redisHealth = RedisHealth(logger: logger)
+    }
+
+    func newConnection() -> RedisConnection {
+        RedisConnection(endpoint: config.redis, commandTimeoutMs: Int(config.redisTimeoutMs))
+    }
+
+    /// Log metadata that identifies a job in every line about it.
+    func metadata(_ job: Job, attempt: Int) -> Logger.Metadata {
+        ["job_id": "\(job.id)", "queue": "\(job.id.queue)", "type": "\(job.type)",
+         "attempt": .stringConvertible(attempt), "worker_id": "\(id)"]
+    }
+}
+
+/// Logs a Redis outage once per process (not once per thread and retry), and
+/// its end once.
+final class RedisHealth {
+    private let lock = Lock()
+    private var down = false
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func failed(_ error: Error) {
+        let first = lock.locked { () -> Bool in
+            defer { down = true }
+            return !down
+        }
+        if first { logger.error("redis unavailable; retrying with backoff", metadata: ["error": "\(error)"]) }
+    }
+
+    func succeeded() {
+        let wasDown = lock.locked { () -> Bool in
+            defer { down = false }
+            return down
+        }
+        if wasDown { logger.notice("redis reachable again; resuming") }
+    }
+
+    var isDown: Bool { lock.locked { down } }
+}

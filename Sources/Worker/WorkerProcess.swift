@@ -1,0 +1,83 @@
+import Logging
+import Shared
+
+/// One worker process: wires the control loop and the fetch loops, and stops
+/// them in order.
+///
+/// Shutdown order, and why:
+/// 1. stop fetching — no new work is taken from here on;
+/// 2. wait up to the grace period for running jobs to finish — the control
+///    loop keeps heartbeating meanwhile, so their leases stay valid;
+/// 3. give back what is still running (to the head of its pending list) and
+///    stop those handlers — nothing waits for a lease to expire;
+/// 4. stop the control loop and leave the worker registry.
+final class WorkerProcess {
+    let worker: WorkerContext
+    private let control: ControlLoop
+    private var fetchThreads: [BackgroundThread] = []
+    private var controlThread: BackgroundThread?
+
+    init(config: WorkerConfig, logger: Logger) {
+        var handlers = BuiltinHandlers.all()
+        let env = SettingSource.processEnvironment().map { "\($0.key)=\($0.value)" }
+        for (type, command) in config.commands {
+            handlers[type] = CommandHandler(command: command, limits: config.childLimits, baseEnvironment: env)
+        }
+        worker = WorkerContext(id: WorkerIdentity.newID(), config: config, handlers: handlers, logger: logger)
+        control = ControlLoop(worker: worker)
+    }
+
+    func start() {
+        let control = self.control
+        controlThread = BackgroundThread(name: "spool-control") { control.run() }
+        for _ in 0..<worker.config.concurrency {
+            let loop = FetchLoop(worker: worker)
+            fetchThreads.append(BackgroundThread(name: "spool-fetch") { loop.run() })
+        }
+        worker.logger.info("spool-worker started", metadata: [
+            "worker_id": "\(worker.id)", "queues": "\(worker.config.queues.joined(separator: ","))",
+            "concurrency": .stringConvertible(worker.config.concurrency), "redis": "\(worker.config.redis)",
+            "handlers": "\(worker.handlers.keys.sorted().joined(separator: ","))",
+        ])
+    }
+
+    func shutdown() {
+        let log = worker.logger
+        worker.stopFetching.set()
+        let running = worker.running.count
+        log.info("shutting down: no new jobs; waiting for running ones", metadata: [
+            "worker_id": "\(worker.id)", "running": .stringConvertible(running),
+            "grace_ms": .stringConvertible(worker.config.shutdownGraceMs),
+        ])
+        let deadline = Clock.monotonicMillis() + worker.config.shutdownGraceMs
+        for t in fetchThreads { t.join(timeoutMs: max(0, deadline - Clock.monotonicMillis())) }
+
+        let leftovers = worker.running.byQueue
+        if !leftovers.isEmpty {
+            giveBack(leftovers)
+            worker.running.stopAll(.shutdown)
+            for t in fetchThreads { t.join(timeoutMs: 2000) }
+        }
+        control.stop()
+        controlThread?.join(timeoutMs: worker.config.redisTimeoutMs + 1000)
+        control.deregister()
+        log.info("spool-worker stopped", metadata: ["worker_id": "\(worker.id)", "processed": .stringConvertible(worker.counters.processed),
+                                                    "failed": .stringConvertible(worker.counters.failed)])
+    }
+
+    private func giveBack(_ jobs: [String: [(JobID, Int)]]) {
+        let redis = worker.newConnection()
+        for (queue, list) in jobs {
+            do {
+                let returned = try redis.run(GiveBackCall(schema: worker.schema, queue: queue, workerID: worker.id, jobs: list))
+                for id in returned {
+                    worker.logger.warning("job not finished within the shutdown grace period; given back to its queue",
+                                          metadata: ["job_id": "\(id)", "queue": "\(queue)", "worker_id": "\(worker.id)"])
+                }
+            } catch {
+                worker.logger.error("could not give jobs back; they return when their lease expires",
+                                    metadata: ["queue": "\(queue)", "error": "\(error)", "worker_id": "\(worker.id)"])
+            }
+        }
+    }
+}
