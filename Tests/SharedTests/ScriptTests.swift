@@ -1,0 +1,259 @@
+import XCTest
+@testable import Shared
+
+/// Every Lua script against a real redis-server: the state changes a user
+/// relies on (order, leases, retries, recovery, idempotency, limits).
+final class ScriptTests: XCTestCase {
+    var server: TestRedis!
+    var redis: RedisConnection!
+    let schema = KeySchema(prefix: "t")
+
+    override func setUpWithError() throws {
+        server = try TestRedis()
+        redis = server.connection()
+    }
+
+    override func tearDown() {
+        redis?.disconnect()
+        server?.stop()
+    }
+
+    // MARK: helpers
+
+    @discardableResult
+    func enqueue(_ type: String = "noop", queue: String = "q", priority: Priority = .normal, maxAttempts: Int = 5,
+                 delayMs: Int64 = 0, idempotencyKey: String? = nil, limit: Int64 = 0) throws -> EnqueueCall.Outcome {
+        var job = Job(id: JobID.generate(queue: queue), type: type)
+        job.priority = priority
+        job.options.maxAttempts = maxAttempts
+        job.idempotencyKey = idempotencyKey
+        return try redis.run(EnqueueCall(schema: schema, queue: queue, items: [.init(job: job, delayMs: delayMs)], pendingLimit: limit))
+    }
+
+    func created(_ outcome: EnqueueCall.Outcome) throws -> Job {
+        guard case .enqueued(let entries) = outcome, case .created(let job) = entries[0] else {
+            XCTFail("expected a created job, got \(outcome)")
+            throw XCTSkip("no job")
+        }
+        return job
+    }
+
+    func fetch(_ queue: String = "q", worker: String = "w1", leaseMs: Int64 = 30_000) throws -> Job? {
+        if case .job(let job, _) = try redis.run(FetchCall(schema: schema, queue: queue, workerID: worker, leaseMs: leaseMs)) { return job }
+        return nil
+    }
+
+    func state(_ id: JobID) throws -> String? { try redis.command(["HGET", schema.job(id), "state"]).string }
+
+    // MARK: tests
+
+    func testEnqueueFetchComplete() throws {
+        let job = try created(try enqueue("echo"))
+        XCTAssertEqual(try state(job.id), "queued")
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .normal)]).int, 1)
+
+        let fetched = try XCTUnwrap(try fetch())
+        XCTAssertEqual(fetched.id, job.id)
+        XCTAssertEqual(fetched.state, .running)
+        XCTAssertEqual(fetched.attempts, 1)
+        XCTAssertEqual(fetched.worker, "w1")
+        XCTAssertNotNil(try redis.command(["ZSCORE", schema.lease("q"), job.id.text]).string)
+
+        let stored = try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, resultJSON: #"{"r":1}"#))
+        XCTAssertTrue(stored)
+        XCTAssertEqual(try state(job.id), "succeeded")
+        XCTAssertEqual(try redis.command(["HGET", schema.job(job.id), "result"]).string, #"{"r":1}"#)
+        XCTAssertEqual(try redis.command(["ZCARD", schema.lease("q")]).int, 0)
+        XCTAssertGreaterThan(try redis.command(["TTL", schema.job(job.id)]).int ?? 0, 86_000, "result expires after its TTL")
+        XCTAssertNil(try fetch(), "nothing left to run")
+    }
+
+    func testPrioritiesThenFIFO() throws {
+        let low = try created(try enqueue(priority: .low))
+        let normal1 = try created(try enqueue(priority: .normal))
+        let normal2 = try created(try enqueue(priority: .normal))
+        let urgent = try created(try enqueue(priority: .urgent))
+        let high = try created(try enqueue(priority: .high))
+        let order = try (0..<5).map { _ in try XCTUnwrap(try fetch()).id }
+        XCTAssertEqual(order, [urgent.id, high.id, normal1.id, normal2.id, low.id])
+    }
+
+    func testFailRetriesThenBuriesWhenOutOfAttempts() throws {
+        let job = try created(try enqueue(maxAttempts: 2))
+        _ = try fetch()
+        let first = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1,
+                                           errorJSON: Job.errorJSON(message: "e1", attempt: 1), retryDelayMs: 0,
+                                           deadTTLSeconds: 60, deadMax: 10))
+        XCTAssertEqual(first, .retry)
+        XCTAssertEqual(try state(job.id), "scheduled")
+        // The retry is due at once: fetch promotes it and runs it again.
+        let again = try XCTUnwrap(try fetch())
+        XCTAssertEqual(again.attempts, 2)
+        XCTAssertEqual(again.error, #"{"message":"e1","attempt":1}"#, "the last error is kept on retry")
+        let second = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 2,
+                                            errorJSON: Job.errorJSON(message: "e2", attempt: 2), retryDelayMs: 0,
+                                            deadTTLSeconds: 60, deadMax: 10))
+        XCTAssertEqual(second, .dead)
+        XCTAssertEqual(try state(job.id), "dead")
+        XCTAssertNotNil(try redis.command(["ZSCORE", schema.dead("q"), job.id.text]).string)
+        let stats = try redis.run(QueueStatsCall(schema: schema, queue: "q"))
+        XCTAssertEqual(stats.dead, 1)
+        XCTAssertEqual(stats.failed, 2)
+    }
+
+    func testRetryWaitsForItsBackoff() throws {
+        let job = try created(try enqueue())
+        _ = try fetch()
+        _ = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, errorJSON: "{}",
+                                   retryDelayMs: 60_000, deadTTLSeconds: 60, deadMax: 10))
+        guard case .empty(let due) = try redis.run(FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 1000)) else {
+            return XCTFail("the retry must not run before its time")
+        }
+        XCTAssertNotNil(due)
+        XCTAssertGreaterThan(due ?? 0, 55_000)
+    }
+
+    func testFinalFailureGoesStraightToDead() throws {
+        let job = try created(try enqueue(maxAttempts: 5))
+        _ = try fetch()
+        let outcome = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, errorJSON: "{}",
+                                             retryDelayMs: nil, deadTTLSeconds: 60, deadMax: 10))
+        XCTAssertEqual(outcome, .dead)
+    }
+
+    func testDeadSetIsCappedOldestFirst() throws {
+        var ids: [JobID] = []
+        for _ in 0..<3 {
+            let job = try created(try enqueue(maxAttempts: 1))
+            ids.append(job.id)
+            _ = try fetch()
+            _ = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, errorJSON: "{}",
+                                       retryDelayMs: 0, deadTTLSeconds: 60, deadMax: 2))
+            usleep(2000)
+        }
+        XCTAssertEqual(try redis.command(["ZCARD", schema.dead("q")]).int, 2)
+        XCTAssertEqual(try redis.command(["EXISTS", schema.job(ids[0])]).int, 0, "the oldest dead job is dropped whole")
+        XCTAssertEqual(try state(ids[2]), "dead")
+    }
+
+    func testRecoverRequeuesExpiredLeaseAndDropsTheLateResult() throws {
+        let job = try created(try enqueue())
+        _ = try fetch(worker: "crashed", leaseMs: 1)
+        usleep(5000)
+        let recovered = try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10))
+        XCTAssertEqual(recovered, [.init(id: job.id.text, dead: false, attempt: 1, worker: "crashed")])
+        XCTAssertEqual(try state(job.id), "queued")
+        XCTAssertEqual(try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10)), [], "idempotent")
+
+        let rerun = try XCTUnwrap(try fetch(worker: "alive"))
+        XCTAssertEqual(rerun.attempts, 2)
+        // The frozen worker wakes up and reports: its result must be dropped.
+        XCTAssertFalse(try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "crashed", attempt: 1, resultJSON: "1")))
+        XCTAssertEqual(try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "crashed", attempt: 1, errorJSON: "{}",
+                                              retryDelayMs: 0, deadTTLSeconds: 60, deadMax: 10)), .stale)
+        XCTAssertTrue(try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "alive", attempt: 2, resultJSON: "2")))
+        XCTAssertEqual(try redis.command(["HGET", schema.job(job.id), "result"]).string, "2")
+    }
+
+    func testRecoverBuriesWhenOutOfAttempts() throws {
+        let job = try created(try enqueue(maxAttempts: 1))
+        _ = try fetch(leaseMs: 1)
+        usleep(5000)
+        let recovered = try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10))
+        XCTAssertEqual(recovered.first?.dead, true)
+        XCTAssertEqual(try state(job.id), "dead")
+        let error = try JSONParser.parse(try redis.command(["HGET", schema.job(job.id), "error"]).string ?? "")
+        XCTAssertTrue(error["message"]?.stringValue?.contains("lease expired") == true)
+    }
+
+    func testExtendLeasesReportsLostJobs() throws {
+        let job = try created(try enqueue())
+        _ = try fetch(leaseMs: 1000)
+        let before = try redis.command(["ZSCORE", schema.lease("q"), job.id.text]).int ?? 0
+        let lost = try redis.run(ExtendLeasesCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 60_000,
+                                                  jobs: [(job.id, 1), (JobID.generate(queue: "q"), 1)]))
+        XCTAssertEqual(lost.count, 1, "the job it does not hold is reported lost")
+        let after = try XCTUnwrap(Int64(try redis.command(["ZSCORE", schema.lease("q"), job.id.text]).string ?? ""))
+        XCTAssertGreaterThan(after, before + 50_000)
+        let wrongWorker = try redis.run(ExtendLeasesCall(schema: schema, queue: "q", workerID: "w2", leaseMs: 60_000, jobs: [(job.id, 1)]))
+        XCTAssertEqual(wrongWorker, [job.id.text])
+    }
+
+    func testGiveBackReturnsTheJobWithoutCountingTheAttempt() throws {
+        let a = try created(try enqueue())
+        let b = try created(try enqueue())
+        _ = try fetch()
+        let given = try redis.run(GiveBackCall(schema: schema, queue: "q", workerID: "w1", jobs: [(a.id, 1)]))
+        XCTAssertEqual(given, [a.id.text])
+        XCTAssertEqual(try state(a.id), "queued")
+        XCTAssertEqual(try redis.command(["HGET", schema.job(a.id), "attempts"]).int, 0)
+        XCTAssertEqual(try XCTUnwrap(try fetch()).id, a.id, "a given-back job runs next, ahead of older pending ones")
+        XCTAssertEqual(try XCTUnwrap(try fetch()).id, b.id)
+    }
+
+    func testDelayedJobIsScheduledThenPromoted() throws {
+        let job = try created(try enqueue(delayMs: 150))
+        XCTAssertEqual(job.state, .scheduled)
+        XCTAssertEqual(try state(job.id), "scheduled")
+        XCTAssertNil(try fetch())
+        usleep(200_000)
+        XCTAssertEqual(try XCTUnwrap(try fetch()).id, job.id)
+    }
+
+    func testIdempotencyKeyReturnsTheFirstJob() throws {
+        let first = try created(try enqueue(idempotencyKey: "order-1"))
+        guard case .enqueued(let entries) = try enqueue(idempotencyKey: "order-1"), case .existing(let again) = entries[0] else {
+            return XCTFail("the second enqueue must return the existing job")
+        }
+        XCTAssertEqual(again.id, first.id)
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .normal)]).int, 1)
+    }
+
+    func testPendingLimitRefusesWholeBatch() throws {
+        try enqueue(limit: 2)
+        try enqueue(limit: 2)
+        guard case .queueFull(let pending) = try enqueue(limit: 2) else { return XCTFail("expected queue full") }
+        XCTAssertEqual(pending, 2)
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .normal)]).int, 2, "nothing stored")
+    }
+
+    func testBatchIsStoredInOrder() throws {
+        let items = (0..<100).map { i -> EnqueueCall.Item in
+            var job = Job(id: JobID.generate(queue: "q"), type: "t\(i)")
+            job.payload = "\(i)"
+            return .init(job: job)
+        }
+        guard case .enqueued(let entries) = try redis.run(EnqueueCall(schema: schema, queue: "q", items: items, pendingLimit: 0)) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(entries.count, 100)
+        for i in 0..<100 { XCTAssertEqual(try XCTUnwrap(try fetch()).type, "t\(i)") }
+    }
+
+    func testDamagedHashIsHandedOutForFailing() throws {
+        let id = JobID.generate(queue: "q")
+        try redis.command(["HSET", schema.job(id), "payload", "{not json"])
+        try redis.command(["RPUSH", schema.pending("q", .normal), id.text])
+        guard case .damaged(let damaged, _, let error) = try redis.run(FetchCall(schema: schema, queue: "q", workerID: "w", leaseMs: 1000)) else {
+            return XCTFail("a damaged job must be handed out, not dropped")
+        }
+        XCTAssertEqual(damaged, id)
+        XCTAssertTrue(error.contains("'type'"), error)
+    }
+
+    func testPausedQueueHandsOutNothing() throws {
+        try enqueue()
+        try redis.command(["SET", schema.paused("q"), "1"])
+        guard case .paused = try redis.run(FetchCall(schema: schema, queue: "q", workerID: "w", leaseMs: 1000)) else {
+            return XCTFail("expected paused")
+        }
+        try redis.command(["DEL", schema.paused("q")])
+        XCTAssertNotNil(try fetch())
+    }
+
+    func testScriptsReloadAfterFlush() throws {
+        try enqueue()
+        try redis.command(["SCRIPT", "FLUSH"])
+        XCTAssertNotNil(try fetch(), "NOSCRIPT falls back to EVAL")
+    }
+}

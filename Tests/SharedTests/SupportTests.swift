@@ -1,0 +1,131 @@
+import XCTest
+@testable import Shared
+
+final class TimestampTests: XCTestCase {
+    func testFormatsUTCWithMilliseconds() {
+        XCTAssertEqual(Timestamp.format(millis: 0), "1970-01-01T00:00:00.000Z")
+        XCTAssertEqual(Timestamp.format(millis: 1_795_880_055_123), "2026-11-28T15:34:15.123Z")
+        XCTAssertEqual(Timestamp.format(millis: 951_782_400_000), "2000-02-29T00:00:00.000Z")
+    }
+
+    func testParsesOffsetsAndFractions() {
+        XCTAssertEqual(Timestamp.parse("2026-11-28T15:34:15.123Z"), 1_795_880_055_123)
+        XCTAssertEqual(Timestamp.parse("2026-11-28T16:34:15.1+01:00"), 1_795_880_055_100)
+        XCTAssertEqual(Timestamp.parse("2026-11-28T15:34:15Z"), 1_795_880_055_000)
+        XCTAssertEqual(Timestamp.parse("2026-11-28T15:34:15.123456789Z"), 1_795_880_055_123)
+    }
+
+    func testRejectsMalformedTimestamps() {
+        for bad in ["", "2026-11-28", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-28T14:14:15",
+                    "2026-11-28T25:00:00Z", "2026-11-28T14:14:15.Z", "2026-11-28 14:14:15Z", "2026-11-28T14:14:15Zjunk"] {
+            XCTAssertNil(Timestamp.parse(bad), bad)
+        }
+    }
+
+    func testRoundTrip() {
+        for ms: Int64 in [0, 1, 86_399_999, 1_700_000_000_000, 4_102_444_800_000] {
+            XCTAssertEqual(Timestamp.parse(Timestamp.format(millis: ms)), ms)
+        }
+    }
+}
+
+final class SHA1Tests: XCTestCase {
+    func testKnownVectors() {
+        XCTAssertEqual(SHA1.hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        XCTAssertEqual(SHA1.hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d")
+        XCTAssertEqual(SHA1.hex(String(repeating: "a", count: 1000)), "291e9a6c66994949b57ba5e650361e98fc36b1ba")
+    }
+}
+
+final class JobIDTests: XCTestCase {
+    func testCarriesTheQueueAndParsesBack() throws {
+        let id = JobID.generate(queue: "emails.v2")
+        XCTAssertTrue(id.text.hasPrefix("emails.v2~"))
+        let parsed = try XCTUnwrap(JobID(parsing: id.text))
+        XCTAssertEqual(parsed.queue, "emails.v2")
+        XCTAssertEqual(parsed, id)
+    }
+
+    func testIdsAreUniqueAndSortByTime() {
+        let a = JobID.generate(queue: "q", nowMillis: 1_000)
+        let b = JobID.generate(queue: "q", nowMillis: 2_000)
+        XCTAssertLessThan(a.text, b.text)
+        XCTAssertEqual(Set((0..<1000).map { _ in JobID.generate(queue: "q").text }).count, 1000)
+    }
+
+    func testRejectsWhatIsNotAnId() {
+        for bad in ["", "q", "q~", "q~short", "~01M81YVWNZR77G18MNQ3BGA5QK", "bad queue~01M81YVWNZR77G18MNQ3BGA5QK",
+                    "q~01M81YVWNZR77G18MNQ3BGA5QU", "q~01m81yvwnzr77g18mnq3bga5qk"] {
+            XCTAssertNil(JobID(parsing: bad), bad)
+        }
+    }
+}
+
+final class ValidationTests: XCTestCase {
+    func testQueueNames() {
+        for ok in ["a", "emails", "A-b_c.d", String(repeating: "x", count: 64)] { XCTAssertTrue(Validation.isValidQueueName(ok), ok) }
+        for bad in ["", "a b", "a:b", "a~b", "é", String(repeating: "x", count: 65), "{q}"] {
+            XCTAssertFalse(Validation.isValidQueueName(bad), bad)
+        }
+    }
+
+    func testJobTypes() {
+        for ok in ["noop", "mail:send", "a.b-c_d", String(repeating: "t", count: 128)] { XCTAssertTrue(Validation.isValidJobType(ok), ok) }
+        for bad in ["", "a b", "a/b", String(repeating: "t", count: 129)] { XCTAssertFalse(Validation.isValidJobType(bad), bad) }
+    }
+}
+
+final class RedisEndpointTests: XCTestCase {
+    func testParsesEveryPart() throws {
+        let e = try RedisEndpoint(url: "redis://user:p%40ss@cache.local:6380/3")
+        XCTAssertEqual(e.host, "cache.local")
+        XCTAssertEqual(e.port, 6380)
+        XCTAssertEqual(e.username, "user")
+        XCTAssertEqual(e.password, "p@ss")
+        XCTAssertEqual(e.database, 3)
+        XCTAssertFalse(e.description.contains("p@ss"), "the password must not be logged")
+        let bare = try RedisEndpoint(url: "redis://:secret@10.0.0.1")
+        XCTAssertEqual(bare.password, "secret")
+        XCTAssertNil(bare.username)
+        XCTAssertEqual(bare.port, 6379)
+    }
+
+    func testRejectsBadURLs() {
+        for bad in ["http://x", "rediss://x:6379", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1"] {
+            XCTAssertThrowsError(try RedisEndpoint(url: bad), bad)
+        }
+    }
+}
+
+final class SettingSourceTests: XCTestCase {
+    func testFlagWinsOverEnvWhichWinsOverDefault() throws {
+        let s = SettingSource(environment: ["SPOOL_X": "7"])
+        XCTAssertEqual(try s.integer("9", flagName: "--x", env: "SPOOL_X", default: 1, range: 0...10), 9)
+        XCTAssertEqual(try s.integer(nil, flagName: "--x", env: "SPOOL_X", default: 1, range: 0...10), 7)
+        XCTAssertEqual(try SettingSource(environment: [:]).integer(nil, flagName: "--x", env: "SPOOL_X", default: 1, range: 0...10), 1)
+    }
+
+    func testErrorsNameTheSettingAndTheProblem() {
+        let s = SettingSource(environment: ["SPOOL_X": "abc", "SPOOL_Y": "50", "SPOOL_LOG_FORMAT": "xml", "REDIS_URL": "http://h"])
+        XCTAssertThrowsError(try s.integer(nil, flagName: "--x", env: "SPOOL_X", default: 1, range: 0...10)) {
+            XCTAssertEqual("\($0)", "SPOOL_X: 'abc' is not a whole number")
+        }
+        XCTAssertThrowsError(try s.integer(nil, flagName: "--y", env: "SPOOL_Y", default: 1, range: 0...10, unit: "ms")) {
+            XCTAssertEqual("\($0)", "SPOOL_Y: 50 is out of range 0...10 (ms)")
+        }
+        XCTAssertThrowsError(try s.choice(nil, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)) {
+            XCTAssertEqual("\($0)", "SPOOL_LOG_FORMAT: 'xml' is not one of json, text")
+        }
+        XCTAssertThrowsError(try s.redisEndpoint(nil)) { XCTAssertTrue("\($0)".hasPrefix("REDIS_URL: 'http://h'")) }
+        XCTAssertThrowsError(try SettingSource(environment: ["SPOOL_PREFIX": "a b"]).prefix(nil)) {
+            XCTAssertTrue("\($0)".hasPrefix("SPOOL_PREFIX:"))
+        }
+    }
+
+    func testListenAddress() {
+        XCTAssertEqual(ListenAddress(parsing: "0.0.0.0:8080"), ListenAddress(host: "0.0.0.0", port: 8080))
+        XCTAssertEqual(ListenAddress(parsing: "[::1]:80"), ListenAddress(host: "::1", port: 80))
+        XCTAssertNil(ListenAddress(parsing: "localhost"))
+        XCTAssertNil(ListenAddress(parsing: "h:70000"))
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make run`: starts Redis (unless REDIS_URL is set), spool-api and one
+# spool-worker from the release build, prints a curl line to try, and stops
+# everything it started on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.build/release
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+if [[ -z "${REDIS_URL:-}" ]]; then
+  if (echo > /dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    echo "error: something already listens on 127.0.0.1:6379; stop it, or set REDIS_URL to use it" >&2
+    exit 1
+  fi
+  mkdir -p .spool/redis
+  redis-server --bind 127.0.0.1 --port 6379 --dir "$PWD/.spool/redis" --appendonly yes --appendfsync everysec \
+    --save "" --daemonize no --loglevel warning &
+  pids+=($!)
+  export REDIS_URL=redis://127.0.0.1:6379
+  for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+export SPOOL_API_ADDR=${SPOOL_API_ADDR:-127.0.0.1:8080}
+$bin/spool-api --log-format "${SPOOL_LOG_FORMAT:-text}" &
+pids+=($!)
+$bin/spool-worker --log-format "${SPOOL_LOG_FORMAT:-text}" --queues "${SPOOL_QUEUES:-default}" &
+pids+=($!)
+sleep 1
+
+cat <<MSG
+
+Spool is running: API on http://$SPOOL_API_ADDR, one worker, Redis at $REDIS_URL.
+Try:
+  id=\$(curl -s -X POST http://$SPOOL_API_ADDR/v1/queues/default/jobs -d '{"type":"echo","payload":{"hello":"world"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/'); sleep 0.2; curl -s http://$SPOOL_API_ADDR/v1/jobs/\$id
+
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
