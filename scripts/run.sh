@@ -6,11 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release
 pids=()
+redis_pid=""
+# Stop the worker and the API first (they drain and deregister through Redis),
+# then Redis itself.
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping..."
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ -n "$redis_pid" ]]; then kill -TERM "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
@@ -20,9 +25,10 @@ if [[ -z "${REDIS_URL:-}" ]]; then
     exit 1
   fi
   mkdir -p .spool/redis
-  redis-server --bind 127.0.0.1 --port 6379 --dir "$PWD/.spool/redis" --appendonly yes --appendfsync everysec \
-    --save "" --daemonize no --loglevel warning &
-  pids+=($!)
+  # setsid: Ctrl-C in the terminal must not reach Redis before the others stop.
+  setsid redis-server --bind 127.0.0.1 --port 6379 --dir "$PWD/.spool/redis" --appendonly yes --appendfsync everysec \
+    --save "" --daemonize no --loglevel warning --logfile "$PWD/.spool/redis.log" &
+  redis_pid=$!
   export REDIS_URL=redis://127.0.0.1:6379
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
@@ -43,3 +49,4 @@ Try:
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true
+echo "a process exited; stopping the rest" >&2
