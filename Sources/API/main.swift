@@ -25,7 +25,7 @@ evthread_use_pthreads()
 
 var loops: [EventLoop] = []
 do {
-    for i in 0..<config.threads { loops.append(try EventLoop(index: i, config: config, logger: logger)) }
+    for _ in 0..<config.threads { loops.append(try EventLoop(config: config, logger: logger)) }
 } catch {
     FileOutput.stderr("spool-api: \(error)")
     exit(2)
@@ -33,7 +33,7 @@ do {
 
 let threads = loops.map { loop in BackgroundThread(name: "spool-api-loop") { loop.run() } }
 logger.info("spool-api listening", metadata: [
-    "addr": "\(config.address.host):\(loops[0].boundPort)", "threads": .stringConvertible(config.threads),
+    "addr": "\(config.address.host):\(loops[0].listener.boundPort)", "threads": .stringConvertible(config.threads),
     "redis": "\(config.redis)", "prefix": "\(config.prefix)",
 ])
 

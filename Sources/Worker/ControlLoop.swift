@@ -46,8 +46,13 @@ final class ControlLoop {
             let call = ExtendLeasesCall(schema: worker.schema, queue: queue, workerID: worker.id,
                                         leaseMs: worker.config.leaseMs, jobs: jobs)
             for lost in try redis.run(call) {
-                worker.logger.warning("lease lost; stopping the job", metadata: ["job_id": "\(lost)", "queue": "\(queue)", "worker_id": "\(worker.id)"])
-                worker.running.stop(lost, .leaseLost)
+                let meta: Logger.Metadata = ["job_id": "\(lost.id)", "queue": "\(queue)", "worker_id": "\(worker.id)"]
+                if lost.cancelled {
+                    worker.logger.info("job cancelled; stopping its handler", metadata: meta)
+                } else {
+                    worker.logger.warning("lease lost; stopping the job", metadata: meta)
+                }
+                worker.running.stop(lost.id, lost.cancelled ? .cancelled : .leaseLost)
             }
         }
     }

@@ -28,8 +28,15 @@ final class JobRunner {
         defer { worker.running.remove(job.id) }
         worker.logger.info("job started", metadata: meta)
 
+        context.progressSink = { [redis, worker] progress in
+            // Best effort: a lost progress update is replaced by the next one.
+            _ = try? redis.run(ProgressCall(schema: worker.schema, jobID: job.id, workerID: worker.id,
+                                            attempt: attempt, progressJSON: progress))
+        }
+        context.onMalformedProgress = { [worker] message in worker.logger.warning("\(message)", metadata: meta) }
         let started = Clock.monotonicMillis()
         let outcome = execute(job, context)
+        context.flushProgress(force: true)
         var meta2 = meta
         meta2["duration_ms"] = .stringConvertible(Clock.monotonicMillis() - started)
 
@@ -40,6 +47,10 @@ final class JobRunner {
             return
         case .leaseLost?:
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta2)
+            return
+        case .cancelled?:
+            // The cancel already recorded the job's end; nothing to report.
+            worker.logger.info("job stopped after cancel", metadata: meta2)
             return
         default:
             break

@@ -3,22 +3,26 @@ import Shared
 
 /// Maps a request to its handler by method and path. Every path answers:
 /// unknown paths with 404, known paths with a wrong method with 405.
-final class Router {
-    unowned let loop: EventLoop
+final class Router: HTTPHandler {
+    let redis: AsyncRedisConnection
     let config: APIConfig
     let schema: KeySchema
     let logger: Logger
     /// Queues this loop has registered in the queue set since it (re)connected.
     var registeredQueues: Set<String> = []
 
-    init(loop: EventLoop, config: APIConfig, logger: Logger) {
-        self.loop = loop
+    init(redis: AsyncRedisConnection, config: APIConfig, logger: Logger) {
+        self.redis = redis
         self.config = config
         self.schema = KeySchema(prefix: config.prefix)
         self.logger = logger
     }
 
-    var redis: AsyncRedisConnection { loop.redis }
+    /// After a reconnect Redis may have lost data (no persistence, failover):
+    /// register queues again as they are used.
+    func redisStateChanged(up: Bool) {
+        if up { registeredQueues.removeAll() }
+    }
 
     func handle(_ request: HTTPRequest, _ responder: Responder) {
         let s = request.segments

@@ -31,8 +31,14 @@ public struct KeySchema: Sendable {
     public func idempotencyPrefix(_ q: String) -> String { queueBase(q) + ":idem:" }
     /// HASH: counters (processed, failed, …).
     public func stats(_ q: String) -> String { queueBase(q) + ":stats" }
+    /// HASH per minute: processed and failed counts in that minute; expires
+    /// after an hour. The key ends with the minute (epoch ms / 60000).
+    public func throughputPrefix(_ q: String) -> String { queueBase(q) + ":throughput:" }
     /// STRING: present while the queue is paused.
     public func paused(_ q: String) -> String { queueBase(q) + ":paused" }
+    /// Pub/sub channel: the id of every job that reaches a terminal state
+    /// (API long-polls listen on it).
+    public var finishedChannel: String { "\(prefix):finished" }
     /// SET: names of every queue that has seen a job.
     public var queues: String { "\(prefix):queues" }
     /// ZSET: live worker ids; score = last heartbeat (ms).

@@ -9,6 +9,8 @@ public struct CompleteCall: ScriptCall {
 -- ARGV[3]  attempt number the worker ran
 -- ARGV[4]  result (JSON text)
 -- ARGV[5]  idempotency key prefix
+-- ARGV[6]  throughput key prefix
+-- ARGV[7]  finished channel
 -- Output:  'ok', or 'stale' when the lease was lost (the job was recovered and
 --          runs, or ran, elsewhere): nothing is changed then
 if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 'stale' end
@@ -17,6 +19,8 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'succeeded', 'finished_at', now, 'result', ARGV[4])
 expire_job(KEYS[1], ARGV[5], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or 86400)
 redis.call('HINCRBY', KEYS[3], 'processed', 1)
+count_minute(ARGV[6], 'processed', now)
+redis.call('PUBLISH', ARGV[7], ARGV[1])
 return 'ok'
 """#)
 
@@ -37,7 +41,8 @@ return 'ok'
     public var script: LuaScript { CompleteCall.script }
     public var keys: [String] { [schema.job(jobID), schema.lease(jobID.queue), schema.stats(jobID.queue)] }
     public var args: [String] {
-        [jobID.text, workerID, String(attempt), resultJSON, schema.idempotencyPrefix(jobID.queue)]
+        [jobID.text, workerID, String(attempt), resultJSON, schema.idempotencyPrefix(jobID.queue),
+         schema.throughputPrefix(jobID.queue), schema.finishedChannel]
     }
 
     /// True when stored; false when the lease was lost and the result dropped.

@@ -64,9 +64,13 @@ for j = 1, n do
     out[j + 1] = 'new'
   end
 end
-if immediate > 0 then
-  for _ = 1, math.min(immediate, 64) do wake(KEYS[6]) end
+-- Immediate jobs wake a worker each; a scheduled job wakes one, so that an
+-- idle worker shortens its wait to the new earliest run time.
+local wakes = immediate
+if wakes == 0 and n > 0 then
+  for j = 1, n do if jobs[j].at then wakes = 1 end end
 end
+for _ = 1, math.min(wakes, 64) do wake(KEYS[6]) end
 return out
 """#)
 

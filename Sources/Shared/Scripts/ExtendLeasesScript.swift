@@ -7,8 +7,9 @@ public struct ExtendLeasesCall: ScriptCall {
 -- ARGV[2]  lease length ms
 -- ARGV[3]  worker id
 -- ARGV[4..] job id, attempt, job id, attempt, ...
--- Output:  the ids this worker no longer holds (recovered elsewhere, or gone):
---          the worker should stop running them
+-- Output:  flat list of id, state for the jobs this worker no longer holds
+--          (state 'cancelled', or whatever it is now: recovered, gone): the
+--          worker should stop running them
 local now = now_ms()
 local lost = {}
 for i = 4, #ARGV, 2 do
@@ -17,6 +18,7 @@ for i = 4, #ARGV, 2 do
     redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id)
   else
     table.insert(lost, id)
+    table.insert(lost, redis.call('HGET', ARGV[1] .. id, 'state') or 'gone')
   end
 end
 return lost
@@ -43,8 +45,16 @@ return lost
         [schema.jobPrefix(queue), String(leaseMs), workerID] + jobs.flatMap { [$0.0.text, String($0.1)] }
     }
 
-    public func parse(_ reply: RedisReply) throws -> [String] {
-        guard let items = reply.array else { throw unexpected(reply) }
-        return items.compactMap { $0.string }
+    /// A job this worker no longer holds, and whether that is because it was cancelled.
+    public struct Lost: Equatable {
+        public let id: String
+        public let cancelled: Bool
+    }
+
+    public func parse(_ reply: RedisReply) throws -> [Lost] {
+        guard let items = reply.array, items.count % 2 == 0 else { throw unexpected(reply) }
+        return stride(from: 0, to: items.count, by: 2).map {
+            Lost(id: items[$0].string ?? "", cancelled: items[$0 + 1].string == "cancelled")
+        }
     }
 }

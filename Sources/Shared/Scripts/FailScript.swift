@@ -16,12 +16,15 @@ public struct FailCall: ScriptCall {
 -- ARGV[7]  dead set cap
 -- ARGV[8]  job key prefix
 -- ARGV[9]  idempotency key prefix
+-- ARGV[10] throughput key prefix
+-- ARGV[11] finished channel
 -- Output:  'retry' | 'dead' | 'stale' (lease lost: nothing changed)
 if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 'stale' end
 local now = now_ms()
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'error', ARGV[4])
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
+count_minute(ARGV[10], 'failed', now)
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
 local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts')) or 1
 local delay = tonumber(ARGV[5])
@@ -31,7 +34,7 @@ if delay >= 0 and attempts < max_attempts then
   redis.call('HINCRBY', KEYS[5], 'retried', 1)
   return 'retry'
 end
-bury(KEYS[4], KEYS[5], KEYS[1], ARGV[8], ARGV[9], ARGV[1], now, tonumber(ARGV[6]), tonumber(ARGV[7]))
+bury(KEYS[4], KEYS[5], KEYS[1], ARGV[8], ARGV[9], ARGV[1], now, tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
 return 'dead'
 """#)
 
@@ -66,7 +69,8 @@ return 'dead'
     }
     public var args: [String] {
         [jobID.text, workerID, String(attempt), errorJSON, String(retryDelayMs ?? -1), String(deadTTLSeconds),
-         String(deadMax), schema.jobPrefix(jobID.queue), schema.idempotencyPrefix(jobID.queue)]
+         String(deadMax), schema.jobPrefix(jobID.queue), schema.idempotencyPrefix(jobID.queue),
+         schema.throughputPrefix(jobID.queue), schema.finishedChannel]
     }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {

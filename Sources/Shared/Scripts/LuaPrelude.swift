@@ -14,10 +14,18 @@ local function expire_job(job_key, idem_prefix, ttl)
   if idem and idem_prefix ~= '' then redis.call('EXPIRE', idem_prefix .. idem, ttl) end
 end
 
+-- Counts a processed or failed job in the current minute's bucket (kept an hour).
+local function count_minute(throughput_prefix, field, now)
+  local key = throughput_prefix .. math.floor(now / 60000)
+  redis.call('HINCRBY', key, field, 1)
+  redis.call('EXPIRE', key, 3720)
+end
+
 -- Moves a job to the dead set, kept dead_ttl seconds and at most dead_max
 -- per queue (oldest dropped first, together with their hashes).
-local function bury(dead_key, stats_key, job_key, job_prefix, idem_prefix, id, now, dead_ttl, dead_max)
+local function bury(dead_key, stats_key, job_key, job_prefix, idem_prefix, id, now, dead_ttl, dead_max, channel)
   redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now)
+  redis.call('PUBLISH', channel, id)
   redis.call('ZADD', dead_key, now, id)
   expire_job(job_key, idem_prefix, dead_ttl)
   redis.call('HINCRBY', stats_key, 'dead', 1)

@@ -17,14 +17,25 @@ enum BuiltinHandlers {
     }
 
     /// Waits `{"ms": n}` milliseconds (0 to 86,400,000), then succeeds with null.
-    /// Stops early when cancelled, timed out or shut down.
+    /// Reports its progress (milliseconds slept of the total) as it goes, and
+    /// stops early when cancelled, timed out or shut down.
     struct Sleep: JobHandler {
+        static let sliceMs: Int64 = 250
+
         func run(_ job: Job, _ context: JobContext) -> HandlerOutcome {
             guard let payload = try? JSONParser.parse(job.payload), let ms = payload["ms"]?.integerValue,
                   (0...86_400_000).contains(ms) else {
                 return .failure("sleep: payload must be {\"ms\": n} with n from 0 to 86400000", retry: false)
             }
-            if let why = context.sleep(ms: ms) { return .failure("sleep: \(why)", retry: true) }
+            var slept: Int64 = 0
+            while slept < ms {
+                let slice = min(Sleep.sliceMs, ms - slept)
+                if let why = context.sleep(ms: slice) { return .failure("sleep: \(why)", retry: true) }
+                slept += slice
+                if slept < ms {
+                    context.reportProgress(current: .number(String(slept)), total: .number(String(ms)), message: "sleeping")
+                }
+            }
             return .success("null")
         }
     }

@@ -106,6 +106,7 @@ final class ChildProcess {
                 }
             }
             if input.isEmpty { pipes.closeStdin() }
+            context.flushProgress(force: false)
         }
         if !exited { waitpid(pid, &status, 0) }
         // Anything left in the group (children that ignored SIGTERM, daemons it

@@ -42,9 +42,12 @@ final class JobContext {
     private let stopGate = Latch()
     fileprivate let lock = Lock()
     private var reason: StopReason?
-    /// The last progress object the handler reported, not yet stored.
-    fileprivate(set) var latestProgress: JSONValue?
-    fileprivate(set) var malformedProgressLines = 0
+    /// Stores progress JSON in Redis; set by the runner, called on the job's thread.
+    var progressSink: ((String) -> Void)?
+    /// Reports a problem with the handler's progress output.
+    var onMalformedProgress: ((String) -> Void)?
+    fileprivate var unflushedProgress: String?
+    fileprivate var lastProgressFlush: Int64 = 0
 
     init(attempt: Int, timeoutMs: Int64) {
         self.attempt = attempt
@@ -80,13 +83,48 @@ final class JobContext {
 }
 
 extension JobContext {
+    /// Least time between two progress writes to Redis; a handler may report
+    /// far more often, and only the latest report is kept.
+    static let progressFlushIntervalMs: Int64 = 200
+
     /// A line a handler wrote on fd 3. `{"progress": {...}}` lines update the
-    /// job's progress; anything else is counted and ignored, never fatal.
+    /// job's progress; anything else is logged and ignored, never fatal.
     func progressLine(_ line: [UInt8]) {
         guard let value = try? JSONParser.parse(line), let progress = value["progress"], progress.objectMembers != nil else {
-            lock.locked { malformedProgressLines += 1 }
+            let text = String(decoding: line.prefix(200), as: UTF8.self)
+            onMalformedProgress?("ignored a progress line that is not {\"progress\": {...}}: \(text)")
             return
         }
-        lock.locked { latestProgress = progress }
+        reportProgress(current: progress["current"], total: progress["total"], message: progress["message"]?.stringValue)
+    }
+
+    /// Progress from a handler (built-in handlers call this directly).
+    func reportProgress(current: JSONValue?, total: JSONValue?, message: String?) {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("current", JobContext.number(current))
+        w.field("total", JobContext.number(total))
+        w.field("message", message.map { String($0.prefix(1000)) })
+        w.field("updated_at", Timestamp.format(millis: Clock.nowMillis()))
+        w.endObject()
+        lock.locked { unflushedProgress = w.text }
+        flushProgress(force: false)
+    }
+
+    /// Writes the latest unwritten progress if the interval has passed (or `force`).
+    func flushProgress(force: Bool) {
+        let now = Clock.monotonicMillis()
+        let due: String? = lock.locked {
+            guard let p = unflushedProgress, force || now - lastProgressFlush >= JobContext.progressFlushIntervalMs else { return nil }
+            unflushedProgress = nil
+            lastProgressFlush = now
+            return p
+        }
+        if let due { progressSink?(due) }
+    }
+
+    private static func number(_ v: JSONValue?) -> JSONValue {
+        if case .number? = v { return v! }
+        return .null
     }
 }

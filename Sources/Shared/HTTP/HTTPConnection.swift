@@ -1,28 +1,40 @@
 import CLibevent
-import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One client connection on an event loop: reads requests one at a time
 /// (pipelined ones wait their turn), hands each to the router, writes the
 /// reply, and enforces the limits in `HTTPLimits`.
 ///
-/// Lifetime: the loop keeps the connection retained while its socket is open.
+/// Lifetime: the connection keeps itself retained while its socket is open.
 /// A request still waiting for Redis holds a `Responder`, which keeps the
 /// object alive; a reply that arrives after the client left is dropped.
 final class HTTPConnection {
     private let bev: OpaquePointer
-    private unowned let loop: EventLoop
+    private unowned let server: HTTPListener
     private var head: HTTPHeadParser.Head?
     private var requestStartedAt: Int64 = 0
     private var handling = false
     private var inReadLoop = false
     private var closeAfterWrite = false
+    /// After an error reply: our side is half-closed and what the client still
+    /// sends is read and dropped, so that closing does not reset the connection
+    /// (a reset can destroy the reply before the client reads it).
+    private var lingering = false
+    private var lingerStartedAt: Int64 = 0
+    private var lingerDiscarded = 0
     private(set) var closed = false
+
+    /// Bounds of a lingering close: bytes dropped, and time spent.
+    static let maxLingerBytes = 64 << 20
+    static let maxLingerMs: Int64 = 5000
     /// Bumped for each request, so a late reply to an old request is ignored.
     private var sequence = 0
 
-    init(bev: OpaquePointer, loop: EventLoop) {
+    init(bev: OpaquePointer, server: HTTPListener) {
         self.bev = bev
-        self.loop = loop
+        self.server = server
     }
 
     func start() {
@@ -34,8 +46,8 @@ final class HTTPConnection {
         }, { _, events, ctx in
             HTTPConnection.from(ctx).eventOccurred(events)
         }, me)
-        var rt = timeval(tv_sec: loop.limits.readTimeoutMs / 1000, tv_usec: (loop.limits.readTimeoutMs % 1000) * 1000)
-        var wt = timeval(tv_sec: loop.limits.writeTimeoutMs / 1000, tv_usec: (loop.limits.writeTimeoutMs % 1000) * 1000)
+        var rt = timeval(tv_sec: server.limits.readTimeoutMs / 1000, tv_usec: (server.limits.readTimeoutMs % 1000) * 1000)
+        var wt = timeval(tv_sec: server.limits.writeTimeoutMs / 1000, tv_usec: (server.limits.writeTimeoutMs % 1000) * 1000)
         bufferevent_set_timeouts(bev, &rt, &wt)
         bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
     }
@@ -47,6 +59,7 @@ final class HTTPConnection {
     // MARK: - reading
 
     private func readAvailable() {
+        if lingering { return discardInput() }
         guard !closed, !handling, !inReadLoop else { return }
         inReadLoop = true
         defer { inReadLoop = false }
@@ -54,7 +67,10 @@ final class HTTPConnection {
             guard let request = nextRequest() else { return }
             handling = true
             sequence += 1
-            loop.router.handle(request, Responder(connection: self, sequence: sequence, keepAlive: request.keepAlive))
+            // No reading (and so no read timeout) while the request is handled:
+            // a long-poll may legitimately wait far longer than the read timeout.
+            bufferevent_disable(bev, Int16(EV_READ))
+            server.handler.handle(request, Responder(connection: self, sequence: sequence, keepAlive: request.keepAlive))
         }
     }
 
@@ -70,16 +86,16 @@ final class HTTPConnection {
             if requestStartedAt == 0 { requestStartedAt = now }
             let found = "\r\n\r\n".withCString { evbuffer_search(input, $0, 4, nil) }
             if found.pos < 0 {
-                if available > loop.limits.maxHeadBytes {
-                    fail(.error(431, "headers_too_large", "request head is larger than \(loop.limits.maxHeadBytes) bytes"))
-                } else if now - requestStartedAt > Int64(loop.limits.readTimeoutMs) {
-                    fail(.error(408, "request_timeout", "request was not received within \(loop.limits.readTimeoutMs) ms"))
+                if available > server.limits.maxHeadBytes {
+                    fail(.error(431, "headers_too_large", "request head is larger than \(server.limits.maxHeadBytes) bytes"))
+                } else if now - requestStartedAt > Int64(server.limits.readTimeoutMs) {
+                    fail(.error(408, "request_timeout", "request was not received within \(server.limits.readTimeoutMs) ms"))
                 }
                 return nil
             }
             let headLength = found.pos + 4
-            guard headLength <= loop.limits.maxHeadBytes else {
-                fail(.error(431, "headers_too_large", "request head is larger than \(loop.limits.maxHeadBytes) bytes"))
+            guard headLength <= server.limits.maxHeadBytes else {
+                fail(.error(431, "headers_too_large", "request head is larger than \(server.limits.maxHeadBytes) bytes"))
                 return nil
             }
             let raw = evbuffer_pullup(input, headLength)!
@@ -93,9 +109,9 @@ final class HTTPConnection {
                 return nil
             }
             evbuffer_drain(input, headLength)
-            if head!.contentLength > loop.limits.maxBodyBytes {
+            if head!.contentLength > server.limits.maxBodyBytes {
                 fail(.error(413, "payload_too_large",
-                            "request body of \(head!.contentLength) bytes is over the limit of \(loop.limits.maxBodyBytes) bytes"))
+                            "request body of \(head!.contentLength) bytes is over the limit of \(server.limits.maxBodyBytes) bytes"))
                 return nil
             }
             if head!.expectsContinue && evbuffer_get_length(input) < head!.contentLength {
@@ -104,8 +120,8 @@ final class HTTPConnection {
         }
         guard let h = head else { return nil }
         guard evbuffer_get_length(input) >= h.contentLength else {
-            if now - requestStartedAt > Int64(loop.limits.readTimeoutMs) {
-                fail(.error(408, "request_timeout", "request body was not received within \(loop.limits.readTimeoutMs) ms"))
+            if now - requestStartedAt > Int64(server.limits.readTimeoutMs) {
+                fail(.error(408, "request_timeout", "request body was not received within \(server.limits.readTimeoutMs) ms"))
             }
             return nil
         }
@@ -132,14 +148,29 @@ final class HTTPConnection {
         handling = false
         if !keepAlive { closeAfterWrite = true }
         write(response.serialized(keepAlive: keepAlive))
-        if !closeAfterWrite && !inReadLoop { readAvailable() }
+        if !closeAfterWrite {
+            bufferevent_enable(bev, Int16(EV_READ))
+            if !inReadLoop { readAvailable() }
+        }
     }
 
     /// Replies with an error and closes: the input can no longer be trusted
     /// to line up with request boundaries.
     private func fail(_ response: HTTPResponse) {
         closeAfterWrite = true
+        lingering = true
         write(response.serialized(keepAlive: false))
+    }
+
+    private func discardInput() {
+        let input = bufferevent_get_input(bev)
+        let n = evbuffer_get_length(input)
+        evbuffer_drain(input, n)
+        lingerDiscarded += n
+        if lingerDiscarded > HTTPConnection.maxLingerBytes
+            || (lingerStartedAt > 0 && Clock.monotonicMillis() - lingerStartedAt > HTTPConnection.maxLingerMs) {
+            close()
+        }
     }
 
     private func write(_ bytes: [UInt8]) {
@@ -147,7 +178,16 @@ final class HTTPConnection {
     }
 
     private func writeDrained() {
-        if closeAfterWrite { close() }
+        guard closeAfterWrite, !closed else { return }
+        guard lingering else { return close() }
+        if lingerStartedAt == 0 {
+            lingerStartedAt = Clock.monotonicMillis()
+            shutdown(bufferevent_getfd(bev), Int32(SHUT_WR))
+            var tv = timeval(tv_sec: 1, tv_usec: 0)
+            bufferevent_set_timeouts(bev, &tv, nil)
+            bufferevent_enable(bev, Int16(EV_READ))
+            discardInput()
+        }
     }
 
     private func eventOccurred(_ events: Int16) {
@@ -159,19 +199,19 @@ final class HTTPConnection {
         guard !closed else { return }
         closed = true
         bufferevent_free(bev)
-        loop.connectionClosed()
+        server.connectionClosed()
         Unmanaged.passUnretained(self).release()
     }
 }
 
 /// Answers one request, once. Handlers may call it at once or from a Redis
 /// callback later, always on the connection's loop thread.
-struct Responder {
+public struct Responder {
     fileprivate let connection: HTTPConnection
     fileprivate let sequence: Int
     let keepAlive: Bool
 
-    func send(_ response: HTTPResponse) {
+    public func send(_ response: HTTPResponse) {
         connection.send(response, sequence: sequence, keepAlive: keepAlive)
     }
 }

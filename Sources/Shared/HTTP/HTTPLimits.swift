@@ -1,14 +1,16 @@
 /// Limits that keep slow, broken or hostile clients from holding the server.
-struct HTTPLimits {
+public struct HTTPLimits {
+    public init() {}
+
     /// Largest request body accepted (413 above it).
-    var maxBodyBytes: Int = 1 << 20
+    public var maxBodyBytes: Int = 1 << 20
     /// Largest request head (request line and headers) accepted (431 above it).
-    var maxHeadBytes: Int = 16 * 1024
+    public var maxHeadBytes: Int = 16 * 1024
     /// A request must arrive whole within this time from its first byte (408
     /// after it); it also closes a keep-alive connection that stays idle this long.
-    var readTimeoutMs: Int = 10_000
+    public var readTimeoutMs: Int = 10_000
     /// A response must drain to the client within this time.
-    var writeTimeoutMs: Int = 10_000
+    public var writeTimeoutMs: Int = 10_000
     /// Open connections per event loop; above it new connections are closed at once.
-    var maxConnectionsPerLoop: Int = 5_000
+    public var maxConnectionsPerLoop: Int = 5_000
 }

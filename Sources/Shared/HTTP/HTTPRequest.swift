@@ -1,19 +1,19 @@
 /// One parsed HTTP request, body included.
-struct HTTPRequest {
-    var method: String
+public struct HTTPRequest {
+    public var method: String
     /// The path without its query string, percent-decoding not applied.
-    var path: String
-    var query: [String: String]
-    var headers: [(name: String, value: String)]
-    var body: [UInt8]
-    var keepAlive: Bool
+    public var path: String
+    public var query: [String: String]
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    public var keepAlive: Bool
 
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         headers.first(where: { $0.name.lowercased() == name })?.value
     }
 
     /// Path segments, e.g. `/v1/jobs/abc` → ["v1", "jobs", "abc"].
-    var segments: [Substring] { path.split(separator: "/", omittingEmptySubsequences: true) }
+    public var segments: [Substring] { path.split(separator: "/", omittingEmptySubsequences: true) }
 }
 
 /// A request head that failed to parse, with the status to answer.
@@ -24,7 +24,7 @@ struct HTTPParseError: Error {
 }
 
 /// Parses the request line and headers (everything before the blank line).
-enum HTTPHeadParser {
+public enum HTTPHeadParser {
     static let maxHeaders = 100
 
     struct Head {
@@ -99,7 +99,7 @@ enum HTTPHeadParser {
     }
 
     /// Decodes %XX escapes (and '+' is left alone); nil when the result is not UTF-8.
-    static func percentDecode(_ s: Substring) -> String? {
+    public static func percentDecode(_ s: Substring) -> String? {
         guard s.contains("%") else { return String(s) }
         var out: [UInt8] = []
         var bytes = Array(s.utf8)[...]

@@ -1,19 +1,17 @@
-import Shared
-
 /// An HTTP response: a status, a JSON body and a few extra headers.
-struct HTTPResponse {
-    var status: Int
-    var body: String
-    var headers: [(String, String)] = []
+public struct HTTPResponse {
+    public var status: Int
+    public var body: String
+    public var headers: [(String, String)] = []
 
-    init(status: Int, body: String, headers: [(String, String)] = []) {
+    public init(status: Int, body: String, headers: [(String, String)] = []) {
         self.status = status
         self.body = body
         self.headers = headers
     }
 
     /// `{"error":{"code":...,"message":...}}`, the shape of every error.
-    static func error(_ status: Int, _ code: String, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
+    public static func error(_ status: Int, _ code: String, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
         var w = JSONWriter()
         w.beginObject()
         w.key("error")
@@ -25,7 +23,7 @@ struct HTTPResponse {
         return HTTPResponse(status: status, body: w.text, headers: headers)
     }
 
-    static func json(_ status: Int, _ build: (inout JSONWriter) -> Void) -> HTTPResponse {
+    public static func json(_ status: Int, _ build: (inout JSONWriter) -> Void) -> HTTPResponse {
         var w = JSONWriter()
         build(&w)
         return HTTPResponse(status: status, body: w.text)

@@ -1,0 +1,192 @@
+/// Lists a queue's dead jobs, newest first, a page at a time.
+///
+/// The cursor is `<score>.<skip>`: the death time (ms) to continue from and
+/// how many jobs at exactly that time were already returned, so pages neither
+/// repeat nor skip jobs when new ones die meanwhile.
+public struct DeadListCall: ScriptCall {
+    public static let script = LuaPrelude.script("dead_list", #"""
+-- KEYS[1]  dead zset
+-- ARGV[1]  job key prefix
+-- ARGV[2]  highest score to return ('+inf' for the first page)
+-- ARGV[3]  how many jobs at exactly that score to skip
+-- ARGV[4]  page size
+-- Output:  flat list: id, score, HGETALL of the job, ...
+local out = {}
+local page = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
+for i = 1, #page, 2 do
+  table.insert(out, page[i])
+  table.insert(out, page[i + 1])
+  table.insert(out, redis.call('HGETALL', ARGV[1] .. page[i]))
+end
+return out
+"""#)
+
+    public struct Cursor: Equatable {
+        public var score: Int64?
+        public var skip: Int
+
+        public static let start = Cursor(score: nil, skip: 0)
+
+        public init(score: Int64?, skip: Int) {
+            self.score = score
+            self.skip = skip
+        }
+
+        public init?(parsing text: String) {
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 2, let s = Int64(parts[0]), let k = Int(parts[1]), s >= 0, k >= 0, k <= 1_000_000 else { return nil }
+            self.init(score: s, skip: k)
+        }
+
+        public var text: String { "\(score ?? 0).\(skip)" }
+    }
+
+    public struct Page {
+        public var jobs: [Job]
+        /// Where the next page starts; nil when this was the last.
+        public var next: Cursor?
+    }
+
+    public let queue: String
+    public let cursor: Cursor
+    public let limit: Int
+    let schema: KeySchema
+
+    public init(schema: KeySchema, queue: String, cursor: Cursor, limit: Int) {
+        self.schema = schema
+        self.queue = queue
+        self.cursor = cursor
+        self.limit = limit
+    }
+
+    public var script: LuaScript { DeadListCall.script }
+    public var keys: [String] { [schema.dead(queue)] }
+    public var args: [String] {
+        [schema.jobPrefix(queue), cursor.score.map(String.init) ?? "+inf", String(cursor.skip), String(limit)]
+    }
+
+    public func parse(_ reply: RedisReply) throws -> Page {
+        guard let items = reply.array, items.count % 3 == 0 else { throw unexpected(reply) }
+        var jobs: [Job] = []
+        var lastScore = cursor.score
+        var skip = cursor.skip
+        for i in stride(from: 0, to: items.count, by: 3) {
+            guard let idText = items[i].string, let id = JobID(parsing: idText), let score = items[i + 1].int else {
+                throw unexpected(reply)
+            }
+            if score == lastScore { skip += 1 } else { lastScore = score; skip = 1 }
+            let hash = items[i + 2].hash
+            // A dead job whose hash expired or was dropped is skipped, not shown half-empty.
+            if !hash.isEmpty, let job = try? Job(id: id, hash: hash) { jobs.append(job) }
+        }
+        let full = items.count / 3 == limit
+        return Page(jobs: jobs, next: full ? Cursor(score: lastScore, skip: skip) : nil)
+    }
+}
+
+/// Puts dead jobs back to queued with their attempts reset: the given ids, or
+/// (with no ids) up to `limit` of the oldest.
+public struct RetryDeadCall: ScriptCall {
+    public static let script = LuaPrelude.script("retry_dead", #"""
+-- KEYS[1..4] pending lists (urgent, high, normal, low)
+-- KEYS[5]    dead zset
+-- KEYS[6]    wake list
+-- ARGV[1]    job key prefix
+-- ARGV[2]    idempotency key prefix
+-- ARGV[3]    most jobs to retry when no ids are given
+-- ARGV[4..]  job ids (none: the oldest dead jobs)
+-- Output:    {retried count, state of the first id when it was not dead or '' }
+local ids = {}
+for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
+if #ids == 0 then ids = redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[3]) - 1) end
+local retried, refused = 0, ''
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. id
+  local f = redis.call('HMGET', key, 'state', 'priority', 'idem')
+  if f[1] == 'dead' then
+    redis.call('ZREM', KEYS[5], id)
+    redis.call('HSET', key, 'state', 'queued', 'attempts', 0)
+    redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result')
+    redis.call('PERSIST', key)
+    if f[3] then redis.call('PERSIST', ARGV[2] .. f[3]) end
+    local prio = ({urgent = 1, high = 2, normal = 3, low = 4})[f[2]] or 3
+    redis.call('RPUSH', KEYS[prio], id)
+    wake(KEYS[6])
+    retried = retried + 1
+  else
+    redis.call('ZREM', KEYS[5], id)
+    if refused == '' then refused = f[1] or 'missing' end
+  end
+end
+return {retried, refused}
+"""#)
+
+    public struct Outcome: Equatable {
+        public let retried: Int
+        /// When a given id was not dead: its state ('missing' when gone).
+        public let refusedState: String?
+    }
+
+    public let queue: String
+    public let ids: [JobID]
+    public let limit: Int
+    let schema: KeySchema
+
+    public init(schema: KeySchema, queue: String, ids: [JobID] = [], limit: Int = 1000) {
+        self.schema = schema
+        self.queue = queue
+        self.ids = ids
+        self.limit = limit
+    }
+
+    public var script: LuaScript { RetryDeadCall.script }
+    public var keys: [String] { schema.pendingLists(queue) + [schema.dead(queue), schema.wake(queue)] }
+    public var args: [String] {
+        [schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(limit)] + ids.map(\.text)
+    }
+
+    public func parse(_ reply: RedisReply) throws -> Outcome {
+        guard let parts = reply.array, parts.count == 2, let n = parts[0].int else { throw unexpected(reply) }
+        let refused = parts[1].string ?? ""
+        return Outcome(retried: Int(n), refusedState: refused.isEmpty ? nil : refused)
+    }
+}
+
+/// Deletes up to `limit` of a queue's dead jobs (hashes and idempotency keys).
+public struct PurgeDeadCall: ScriptCall {
+    public static let script = LuaPrelude.script("purge_dead", #"""
+-- KEYS[1]  dead zset
+-- ARGV[1]  job key prefix
+-- ARGV[2]  idempotency key prefix
+-- ARGV[3]  most jobs to delete in this call
+-- Output:  how many were deleted
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. id
+  local idem = redis.call('HGET', key, 'idem')
+  if idem then redis.call('DEL', ARGV[2] .. idem) end
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""#)
+
+    public let queue: String
+    public let limit: Int
+    let schema: KeySchema
+
+    public init(schema: KeySchema, queue: String, limit: Int = 1000) {
+        self.schema = schema
+        self.queue = queue
+        self.limit = limit
+    }
+
+    public var script: LuaScript { PurgeDeadCall.script }
+    public var keys: [String] { [schema.dead(queue)] }
+    public var args: [String] { [schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(limit)] }
+
+    public func parse(_ reply: RedisReply) throws -> Int {
+        guard let n = reply.int else { throw unexpected(reply) }
+        return Int(n)
+    }
+}
