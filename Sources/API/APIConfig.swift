@@ -16,6 +16,8 @@ struct APIConfig {
     var httpLimits = HTTPLimits()
     /// Pending jobs per queue above which enqueue answers 429 (0 = no limit).
     var maxPending: Int64 = 0
+    /// Limits for particular queues, overriding `maxPending`.
+    var queueMaxPending: [String: Int64] = [:]
     /// Options of a job that its enqueue request does not set.
     var jobDefaults = JobOptions()
     var logLevel: Logger.Level = .info
@@ -46,10 +48,28 @@ extension APIConfig {
         httpLimits.maxConnectionsPerLoop = max(1, Int(maxConnections) / threads)
         maxPending = try source.integer(o.maxPending, flagName: "--max-pending", env: "SPOOL_MAX_PENDING",
                                         default: 0, range: 0...Int64(Int32.max))
+        queueMaxPending = try APIConfig.parseQueueLimits(
+            source.raw(flag: o.queueMaxPending, flagName: "--queue-max-pending", env: "SPOOL_QUEUE_MAX_PENDING"))
         jobDefaults.resultTTLSeconds = try source.integer(o.resultTTL, flagName: "--result-ttl-s", env: "SPOOL_RESULT_TTL_S",
                                                           default: 86400, range: EnqueueRequest.resultTTLSeconds, unit: "seconds")
         logLevel = try source.logLevel(o.logLevel)
         logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)
+    }
+
+    func pendingLimit(for queue: String) -> Int64 { queueMaxPending[queue] ?? maxPending }
+
+    /// `queue=limit,queue=limit`, e.g. `emails=10000,reports=50`.
+    static func parseQueueLimits(_ setting: (value: String, origin: String)?) throws -> [String: Int64] {
+        guard let (text, origin) = setting else { return [:] }
+        var out: [String: Int64] = [:]
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
+            guard parts.count == 2, Validation.isValidQueueName(parts[0]), let n = Int64(parts[1]), n >= 0 else {
+                throw ConfigError("\(origin): '\(pair)' must be queue=limit, with a whole number limit ≥ 0")
+            }
+            out[parts[0]] = n
+        }
+        return out
     }
 
     static var cores: Int {

@@ -24,6 +24,8 @@ struct APIOptions: ParsableArguments {
     var maxConnections: String?
     @Option(name: .customLong("max-pending"), help: "Pending jobs per queue before enqueue answers 429; 0 = no limit [SPOOL_MAX_PENDING, default 0]")
     var maxPending: String?
+    @Option(name: .customLong("queue-max-pending"), help: "Per-queue limits overriding --max-pending, e.g. emails=10000,reports=50 [SPOOL_QUEUE_MAX_PENDING]")
+    var queueMaxPending: String?
     @Option(name: .customLong("result-ttl-s"), help: "Default time a finished job is kept [SPOOL_RESULT_TTL_S, default 86400]")
     var resultTTL: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]")

@@ -61,14 +61,27 @@ final class FetchLoop {
                 continue
             }
         }
-        try waitForWork(ms: waitMs)
+        try waitForWork(ms: waitMs, scheduledJobDue: waitMs < FetchLoop.maxIdleWaitMs)
         return nil
     }
 
-    private func waitForWork(ms: Int64) throws {
+    /// Waits for work: on the wake lists, or (when a scheduled job is due
+    /// before then and no other loop is already waiting for it) on a local
+    /// timer until that job's time — see DueTimer.
+    private func waitForWork(ms: Int64, scheduledJobDue: Bool) throws {
         guard ms > 0, !worker.stopFetching.isSet else { return }
+        if scheduledJobDue {
+            let dueAt = Clock.monotonicMillis() + ms
+            if worker.dueTimer.claim(dueAt, waitMs: ms) {
+                _ = worker.stopFetching.sleep(ms: ms)
+                worker.dueTimer.release(dueAt)
+                return
+            }
+        }
         let keys = worker.config.queues.map { worker.schema.wake($0) }
         let seconds = String(format3(ms))
+        worker.dueTimer.startListening()
+        defer { worker.dueTimer.stopListening() }
         let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(ms))
         if case .error(let e) = reply { throw RedisError.server(e) }
     }

@@ -16,6 +16,8 @@ struct WorkerConfig {
     var deadTTLSeconds: Int64 = 604_800
     var deadMax = 10_000
     var redisTimeoutMs: Int64 = 5_000
+    /// Port of the health endpoints; nil = none.
+    var healthPort: Int?
     var logLevel: Logger.Level = .info
     var logFormat: LogSetup.Format = .json
 }
@@ -54,6 +56,10 @@ extension WorkerConfig {
                                          default: 10_000, range: 1...10_000_000))
         redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
                                             default: 5000, range: 10...60_000, unit: "milliseconds")
+        if source.raw(flag: o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT") != nil {
+            healthPort = Int(try source.integer(o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT",
+                                                default: 0, range: 1...65535))
+        }
         logLevel = try source.logLevel(o.logLevel)
         logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)
     }

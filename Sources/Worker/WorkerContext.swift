@@ -13,6 +13,7 @@ final class WorkerContext {
     /// Set at shutdown: fetch loops take no new jobs.
     let stopFetching = StopFlag()
     let redisHealth: RedisHealth
+    let dueTimer = DueTimer()
     let logger: Logger
     let startedAt = Clock.nowMillis()
 

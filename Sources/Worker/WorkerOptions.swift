@@ -29,6 +29,8 @@ struct WorkerOptions: ParsableArguments {
     var deadMax: String?
     @Option(name: .customLong("redis-timeout-ms"), help: "Redis command timeout [SPOOL_REDIS_TIMEOUT_MS, default 5000]")
     var redisTimeoutMs: String?
+    @Option(name: .customLong("health-port"), help: "Serve /healthz and /readyz on this port (0.0.0.0); unset = off [SPOOL_HEALTH_PORT]")
+    var healthPort: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]")
     var logLevel: String?
     @Option(name: .customLong("log-format"), help: "json or text [SPOOL_LOG_FORMAT, default json]")

@@ -16,8 +16,9 @@ final class WorkerProcess {
     private let control: ControlLoop
     private var fetchThreads: [BackgroundThread] = []
     private var controlThread: BackgroundThread?
+    private var health: HealthServer?
 
-    init(config: WorkerConfig, logger: Logger) {
+    init(config: WorkerConfig, logger: Logger) throws {
         var handlers = BuiltinHandlers.all()
         let env = SettingSource.processEnvironment().map { "\($0.key)=\($0.value)" }
         for (type, command) in config.commands {
@@ -25,9 +26,11 @@ final class WorkerProcess {
         }
         worker = WorkerContext(id: WorkerIdentity.newID(), config: config, handlers: handlers, logger: logger)
         control = ControlLoop(worker: worker)
+        if let port = config.healthPort { health = try HealthServer(worker: worker, port: port) }
     }
 
     func start() {
+        health?.start()
         let control = self.control
         controlThread = BackgroundThread(name: "spool-control") { control.run() }
         for _ in 0..<worker.config.concurrency {

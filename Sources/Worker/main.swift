@@ -18,7 +18,13 @@ do {
 
 LogSetup.bootstrap(service: "worker", level: config.logLevel, format: config.logFormat)
 Signals.blockTerminationSignals()
-let process = WorkerProcess(config: config, logger: Logger(label: "spool.worker"))
+let process: WorkerProcess
+do {
+    process = try WorkerProcess(config: config, logger: Logger(label: "spool.worker"))
+} catch {
+    FileOutput.stderr("spool-worker: \(error)")
+    exit(2)
+}
 process.start()
 let signal = Signals.waitForTermination()
 process.worker.logger.info("signal received", metadata: ["signal": "\(signal)", "worker_id": "\(process.worker.id)"])

@@ -422,3 +422,22 @@ def test_queue_is_listed_again_after_redis_restart(spawn, redis):
     api.enqueue("reborn", {"type": "noop"})
     queues = api.get("/v1/queues")[2]["queues"]
     assert [(q["name"], q["pending_total"]) for q in queues] == [("reborn", 1)], queues
+
+
+def test_enqueue_over_the_pending_limit_is_429_and_changes_nothing(spawn, redis):
+    api = spawn.api(env={"SPOOL_MAX_PENDING": "2"})
+    api.enqueue("limited", {"type": "noop"})
+    api.enqueue("limited", {"type": "noop"})
+    before = redis_snapshot(redis)
+    resp = api.post("/v1/queues/limited/jobs", {"type": "noop"})
+    assert_error(resp, 429, "queue_full")
+    assert "retry-after" in resp[1]
+    resp = api.post("/v1/queues/limited/jobs/batch", {"jobs": [{"type": "noop"}]})
+    assert_error(resp, 429, "queue_full")
+    assert redis_snapshot(redis) == before
+    # A batch that alone crosses the limit of a queue never used before: refused
+    # whole, and the queue must not appear anywhere.
+    resp = api.post("/v1/queues/fresh-limited/jobs/batch", {"jobs": [{"type": "noop"}] * 3})
+    assert_error(resp, 429, "queue_full")
+    assert redis_snapshot(redis) == before, "a rejected (429) request changed Redis"
+    assert "fresh-limited" not in [q["name"] for q in api.get("/v1/queues")[2]["queues"]]

@@ -195,3 +195,17 @@ def test_hung_handler_does_not_block_other_jobs(spawn, tmp_path, marker):
     dead = api.wait_state(slow["id"], "dead", timeout=10)
     assert "timed out" in dead["error"]["message"]
     wait_for(lambda: not pgrep(marker), timeout=3, what="no slow handler left")
+
+
+def test_handler_that_ignores_a_large_stdin(spawn, tmp_path):
+    s = script(tmp_path, "ignore.sh", """
+        echo '{"ignored": "stdin"}'
+    """)
+    api = spawn.api()
+    w = spawn.worker(env=WORKER_ENV, args=["--handler", f"ignore=sh {s}"])
+    job = api.enqueue("default", {"type": "ignore", "payload": "x" * 500_000, "max_attempts": 1})
+    done = api.wait_state(job["id"], "succeeded")
+    assert done["result"] == {"ignored": "stdin"}
+    assert w.alive()
+    ok = api.enqueue("default", {"type": "echo", "payload": 1})
+    assert api.wait_state(ok["id"], "succeeded")["result"] == 1

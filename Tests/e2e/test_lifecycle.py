@@ -277,3 +277,116 @@ def test_logs_are_json_lines_with_job_fields(spawn):
     assert len(started) == 1
     assert {k: started[0][k] for k in ("job_id", "queue", "type", "attempt", "worker_id")} == \
         {"job_id": job["id"], "queue": "default", "type": "echo", "attempt": 1, "worker_id": wid}
+
+
+JOB_FIELDS = {"id", "queue", "type", "state", "priority", "attempts", "max_attempts", "payload", "progress",
+              "error", "created_at", "started_at", "finished_at", "worker"}
+
+
+def test_job_has_every_documented_field(spawn):
+    api = spawn.api()
+    queued = api.enqueue("default", {"type": "echo", "payload": 1})
+    assert JOB_FIELDS <= set(api.job(queued["id"])), api.job(queued["id"])
+    assert "result" not in api.job(queued["id"])
+    spawn.worker()
+    done = api.wait_state(queued["id"], "succeeded")
+    assert JOB_FIELDS | {"result"} <= set(done), done
+
+
+def test_retry_backoff_grows_exponentially(spawn):
+    api = spawn.api()
+    w = spawn.worker()
+    job = api.enqueue("default", {"type": "fail", "payload": {"times": 2}, "backoff_ms": 200, "max_attempts": 3})
+    api.wait_state(job["id"], "succeeded", timeout=10)
+    retries = sorted(log_lines_with(w, "job failed; retry scheduled", job["id"]), key=lambda l: l["attempt"])
+    delays = [l["retry_in_ms"] for l in retries]
+    assert len(delays) == 2, retries
+    assert 150 <= delays[0] <= 250, delays      # 200 ms ± 25% jitter
+    assert 300 <= delays[1] <= 500, delays      # 400 ms ± 25% jitter
+    starts = {l["attempt"]: l["ts"] for l in log_lines_with(w, "job started", job["id"])}
+    fails = {l["attempt"]: l["ts"] for l in retries}
+    for attempt, delay in [(1, delays[0]), (2, delays[1])]:
+        waited = ms_between(fails[attempt], starts[attempt + 1])
+        assert waited >= delay - 20, f"attempt {attempt + 1} started {waited} ms after a {delay} ms backoff"
+
+
+def test_delayed_and_run_at_jobs(spawn):
+    api = spawn.api()
+    spawn.worker()
+    delayed = api.enqueue("default", {"type": "noop", "delay_ms": 700})
+    assert delayed["state"] == "scheduled"
+    assert api.job(delayed["id"])["state"] == "scheduled"
+    past = api.enqueue("default", {"type": "noop", "run_at": "2020-01-01T00:00:00Z"})
+    assert api.wait_state(past["id"], "succeeded", timeout=5)
+    done = api.wait_state(delayed["id"], "succeeded", timeout=10)
+    assert ms_between(done["created_at"], done["started_at"]) >= 650, done
+
+
+def test_idempotency_key_enqueues_once(spawn):
+    api = spawn.api()
+    first = api.post("/v1/queues/default/jobs", {"type": "echo", "payload": 1, "idempotency_key": "order-42"})
+    again = api.post("/v1/queues/default/jobs", {"type": "echo", "payload": 2, "idempotency_key": "order-42"})
+    assert first[0] == 201 and again[0] in (200, 201), (first, again)
+    assert again[2]["id"] == first[2]["id"]
+    assert again[2]["payload"] == 1
+    other = api.enqueue("default", {"type": "echo", "payload": 3, "idempotency_key": "order-43"})
+    assert other["id"] != first[2]["id"]
+    assert stats_of(api, "default")["pending_total"] == 2
+
+
+def test_finished_job_expires_after_result_ttl(spawn):
+    api = spawn.api()
+    spawn.worker()
+    job = api.enqueue("default", {"type": "echo", "payload": "short-lived", "result_ttl_s": 1})
+    assert api.wait_state(job["id"], "succeeded")["result"] == "short-lived"
+    wait_for(lambda: api.get(f"/v1/jobs/{job['id']}")[0] == 404, timeout=5, what="the finished job to expire")
+    assert api.get(f"/v1/jobs/{job['id']}/result")[0] == 404
+
+
+def test_keep_alive_connection_serves_many_requests(spawn):
+    import http.client
+    api = spawn.api()
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
+    try:
+        ids = []
+        for i in range(10):
+            conn.request("POST", "/v1/queues/default/jobs", body=json.dumps({"type": "echo", "payload": i}))
+            r = conn.getresponse()
+            assert r.status == 201
+            ids.append(json.loads(r.read())["id"])
+            conn.request("POST", "/v1/queues/default/jobs", body=b'{"type": "bad!"}')  # an error keeps the connection
+            r = conn.getresponse()
+            assert r.status == 400 and json.loads(r.read())["error"]["code"] == "invalid_field"
+            conn.request("GET", f"/v1/jobs/{ids[-1]}")
+            r = conn.getresponse()
+            assert r.status == 200 and json.loads(r.read())["payload"] == i
+            conn.request("DELETE", "/v1/queues")
+            r = conn.getresponse()
+            assert r.status == 405
+            r.read()
+    finally:
+        conn.close()
+    assert len(set(ids)) == 10
+
+
+def test_concurrency_runs_jobs_in_parallel(spawn):
+    api = spawn.api()
+    spawn.worker(concurrency=3)
+    jobs = [api.enqueue("default", {"type": "sleep", "payload": {"ms": 1000}}) for _ in range(4)]
+    wait_for(lambda: stats_of(api, "default")["running"] == 3, timeout=5, what="3 jobs running at once")
+    assert stats_of(api, "default")["pending_total"] == 1  # the 4th waits for a free slot
+    done = [api.wait_state(j["id"], "succeeded", timeout=10) for j in jobs]
+    first_three = sorted(done, key=lambda j: j["started_at"])[:3]
+    assert ms_between(first_three[0]["started_at"], first_three[2]["started_at"]) < 500
+    assert len({j["worker"] for j in done}) == 1
+
+
+def test_large_payload_round_trip(spawn):
+    api = spawn.api()
+    spawn.worker()
+    payload = {"blob": "ü" * 200_000, "list": list(range(20_000))}  # ~520 KB of UTF-8
+    body = json.dumps({"type": "echo", "payload": payload}, ensure_ascii=False).encode()
+    assert 500_000 < len(body) < 1 << 20
+    status, _, job = api.post("/v1/queues/default/jobs", body)
+    assert status == 201, job
+    assert api.wait_state(job["id"], "succeeded")["result"] == payload

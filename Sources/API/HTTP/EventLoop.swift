@@ -3,28 +3,39 @@ import Logging
 import Shared
 
 /// One API event loop on its own thread: a listening socket shared with the
-/// other loops through SO_REUSEPORT, the connections it accepted, and its own
-/// async Redis connection, on which the commands of concurrent requests
-/// pipeline by themselves.
+/// other loops through SO_REUSEPORT, the connections it accepted, its own
+/// async Redis connection (on which the commands of concurrent requests
+/// pipeline by themselves), and a pub/sub connection that tells waiting
+/// requests when their job finished.
 final class EventLoop {
     let base: OpaquePointer
     let redis: AsyncRedisConnection
+    let events: AsyncRedisConnection
     let router: Router
     private(set) var listener: HTTPListener!
 
     init(config: APIConfig, logger: Logger) throws {
         guard let base = event_base_new() else { throw ConfigError("could not create an event loop") }
         self.base = base
-        self.redis = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
-        self.router = Router(redis: redis, config: config, logger: logger)
+        redis = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
+        events = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
+        let waiters = JobWaiters(base: base)
+        router = Router(redis: redis, waiters: waiters, config: config, logger: logger)
         listener = try HTTPListener(base: base, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: "SPOOL_API_ADDR")
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }
+        let channel = router.schema.finishedChannel
+        events.onStateChange = { [unowned events, router] up in
+            guard up else { return }
+            events.subscribe(channel) { id in router.waiters.finished(id) }
+            router.recheckWaiters()
+        }
     }
 
     /// Runs the loop until `stop` is called (from any thread).
     func run() {
         redis.start()
+        events.start()
         event_base_dispatch(base)
     }
 

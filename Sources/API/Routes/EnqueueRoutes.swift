@@ -27,13 +27,14 @@ extension Router {
             return responder.send(.error(400, "invalid_field", "\(error)"))
         }
         registerQueue(queue)
-        let call = EnqueueCall(schema: schema, queue: queue, items: items, pendingLimit: config.maxPending)
+        let limit = config.pendingLimit(for: queue)
+        let call = EnqueueCall(schema: schema, queue: queue, items: items, pendingLimit: limit)
         redis.run(call) { [self] result in
             switch result {
             case .failure(let e):
                 responder.send(failure(e))
             case .success(.queueFull(let pending)):
-                responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(config.maxPending)",
+                responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
                                       headers: [("Retry-After", "1")]))
             case .success(.enqueued(let entries)):
                 responder.send(batch ? batchResponse(entries) : singleResponse(entries[0]))

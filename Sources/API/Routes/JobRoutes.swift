@@ -30,12 +30,99 @@ extension Router {
         }
     }
 
-    /// `GET /v1/jobs/{id}`
-    func readJob(id segment: Substring, _ responder: Responder) {
+    /// Longest `?wait=` accepted, in seconds.
+    static let maxWaitSeconds = 60.0
+
+    /// `GET /v1/jobs/{id}[?wait=S]`: with `wait`, answers when the job reaches
+    /// a terminal state or after S seconds, whichever comes first.
+    func readJob(id segment: Substring, _ request: HTTPRequest, _ responder: Responder) {
         guard let id = jobID(segment, responder) else { return }
-        loadJob(id, responder) { job in
-            guard let job else { return responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)")) }
-            responder.send(HTTPResponse(status: 200, body: job.json))
+        var waitMs: Int64 = 0
+        if let text = request.query["wait"] {
+            guard let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds <= Router.maxWaitSeconds else {
+                return responder.send(.error(400, "invalid_field", "wait: must be a number of seconds from 0 to 60"))
+            }
+            waitMs = Int64(seconds * 1000)
+        }
+        // Register before reading, so a completion between the read and the
+        // registration cannot be missed.
+        if waitMs > 0 { waiters.add(id, responder, waitMs: waitMs) }
+        loadJob(id, responder) { [self] job in
+            guard let job else {
+                waiters.remove(id.text)
+                return responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
+            }
+            if waitMs == 0 || job.state.isTerminal {
+                if waitMs > 0 { waiters.remove(id.text) }
+                responder.send(HTTPResponse(status: 200, body: job.json))
+            }
+        }
+    }
+
+    /// Answers waiters with the job as it is now.
+    func answerWaiters(_ id: JobID, _ responders: [Responder]) {
+        redis.send(["HGETALL", schema.job(id)]) { [self] result in
+            let response: HTTPResponse
+            switch result {
+            case .failure(let e): response = failure(e)
+            case .success(let reply):
+                if let job = try? Job(id: id, hash: reply.hash) {
+                    response = HTTPResponse(status: 200, body: job.json)
+                } else {
+                    response = .error(404, "not_found", "no job \(id) (unknown, or its result expired)")
+                }
+            }
+            for r in responders { r.send(response) }
+        }
+    }
+
+    /// After the pub/sub connection came back: answer waiters whose job finished meanwhile.
+    func recheckWaiters() {
+        waiters.recheckAll { id, _ in
+            redis.send(["HGET", schema.job(id), JobField.state]) { [self] result in
+                if case .success(let r) = result, let s = r.string, JobState(rawValue: s)?.isTerminal == true {
+                    waiters.finished(id.text)
+                }
+            }
+        }
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`
+    func cancel(id segment: Substring, _ responder: Responder) {
+        guard let id = jobID(segment, responder) else { return }
+        redis.run(CancelCall(schema: schema, jobID: id)) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(.missing): responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
+            case .success(.conflict(let state)):
+                responder.send(.error(409, "conflict", "job \(id) already ended \(state); it cannot be cancelled"))
+            case .success(.cancelled):
+                loadJob(id, responder) { job in
+                    guard let job else { return responder.send(.error(404, "not_found", "no job \(id)")) }
+                    responder.send(HTTPResponse(status: 200, body: job.json))
+                }
+            }
+        }
+    }
+
+    /// `POST /v1/jobs/{id}/retry`: a dead job back to queued, attempts reset.
+    func retry(id segment: Substring, _ responder: Responder) {
+        guard let id = jobID(segment, responder) else { return }
+        redis.run(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(let outcome) where outcome.retried == 1:
+                loadJob(id, responder) { job in
+                    guard let job else { return responder.send(.error(404, "not_found", "no job \(id)")) }
+                    responder.send(HTTPResponse(status: 200, body: job.json))
+                }
+            case .success(let outcome):
+                if outcome.refusedState == "missing" {
+                    responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
+                } else {
+                    responder.send(.error(409, "conflict", "job \(id) is \(outcome.refusedState ?? "not dead"); only dead jobs can be retried"))
+                }
+            }
         }
     }
 

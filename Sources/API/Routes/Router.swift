@@ -8,52 +8,84 @@ final class Router: HTTPHandler {
     let config: APIConfig
     let schema: KeySchema
     let logger: Logger
+    let waiters: JobWaiters
     /// Queues this loop has registered in the queue set since it (re)connected.
     var registeredQueues: Set<String> = []
 
-    init(redis: AsyncRedisConnection, config: APIConfig, logger: Logger) {
+    init(redis: AsyncRedisConnection, waiters: JobWaiters, config: APIConfig, logger: Logger) {
         self.redis = redis
+        self.waiters = waiters
         self.config = config
         self.schema = KeySchema(prefix: config.prefix)
         self.logger = logger
+        waiters.answer = { [unowned self] id, responders in answerWaiters(id, responders) }
+    }
+
+    /// One route: a method and a path pattern whose `:name` parts match any
+    /// segment; the action gets the matched segments in order.
+    struct Route {
+        let method: String
+        let pattern: [Substring]
+        let action: (Router, [Substring], HTTPRequest, Responder) -> Void
+
+        init(_ method: String, _ path: String, _ action: @escaping (Router, [Substring], HTTPRequest, Responder) -> Void) {
+            self.method = method
+            self.pattern = path.split(separator: "/")
+            self.action = action
+        }
+
+        /// The segments matched by `:` parts, or nil when the path does not match.
+        func match(_ segments: [Substring]) -> [Substring]? {
+            guard segments.count == pattern.count else { return nil }
+            var captured: [Substring] = []
+            for (p, s) in zip(pattern, segments) {
+                if p.first == ":" { captured.append(s) } else if p != s { return nil }
+            }
+            return captured
+        }
+    }
+
+    static let routes: [Route] = [
+        Route("GET", "healthz") { r, _, _, out in r.health(out) },
+        Route("GET", "readyz") { r, _, _, out in r.ready(out) },
+        Route("GET", "v1/queues") { r, _, _, out in r.listQueues(out) },
+        Route("GET", "v1/queues/:queue") { r, p, _, out in r.queueDetail(p[0], out) },
+        Route("POST", "v1/queues/:queue/jobs") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: false) },
+        Route("POST", "v1/queues/:queue/jobs/batch") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: true) },
+        Route("POST", "v1/queues/:queue/pause") { r, p, _, out in r.setPaused(p[0], paused: true, out) },
+        Route("POST", "v1/queues/:queue/resume") { r, p, _, out in r.setPaused(p[0], paused: false, out) },
+        Route("GET", "v1/queues/:queue/dead") { r, p, req, out in r.listDead(p[0], req, out) },
+        Route("DELETE", "v1/queues/:queue/dead") { r, p, _, out in r.purgeDead(p[0], out) },
+        Route("POST", "v1/queues/:queue/dead/retry") { r, p, _, out in r.retryAllDead(p[0], out) },
+        Route("GET", "v1/jobs/:id") { r, p, req, out in r.readJob(id: p[0], req, out) },
+        Route("GET", "v1/jobs/:id/result") { r, p, _, out in r.readResult(id: p[0], out) },
+        Route("POST", "v1/jobs/:id/cancel") { r, p, _, out in r.cancel(id: p[0], out) },
+        Route("POST", "v1/jobs/:id/retry") { r, p, _, out in r.retry(id: p[0], out) },
+        Route("GET", "v1/workers") { r, _, _, out in r.listWorkers(out) },
+    ]
+
+    func handle(_ request: HTTPRequest, _ responder: Responder) {
+        let segments = request.segments
+        let method = request.method == "HEAD" ? "GET" : request.method
+        var allowed: [String] = []
+        for route in Router.routes {
+            guard let captured = route.match(segments) else { continue }
+            if route.method == method { return route.action(self, captured, request, responder) }
+            allowed.append(route.method)
+        }
+        if allowed.isEmpty {
+            responder.send(.error(404, "not_found", "no route for \(request.method) \(request.path.prefix(200))"))
+        } else {
+            let allow = allowed.joined(separator: ", ")
+            responder.send(.error(405, "method_not_allowed", "\(request.method) is not allowed here; use \(allow)",
+                                  headers: [("Allow", allow)]))
+        }
     }
 
     /// After a reconnect Redis may have lost data (no persistence, failover):
     /// register queues again as they are used.
     func redisStateChanged(up: Bool) {
         if up { registeredQueues.removeAll() }
-    }
-
-    func handle(_ request: HTTPRequest, _ responder: Responder) {
-        let s = request.segments
-        let m = request.method
-        switch (s.count, s.first, s.dropFirst().first) {
-        case (1, "healthz", _):
-            only("GET", m, responder) { health(responder) }
-        case (1, "readyz", _):
-            only("GET", m, responder) { ready(responder) }
-        case (2, "v1", "queues"):
-            only("GET", m, responder) { listQueues(responder) }
-        case (4, "v1", "queues") where s[3] == "jobs":
-            only("POST", m, responder) { enqueue(queue: s[2], request, responder, batch: false) }
-        case (5, "v1", "queues") where s[3] == "jobs" && s[4] == "batch":
-            only("POST", m, responder) { enqueue(queue: s[2], request, responder, batch: true) }
-        case (3, "v1", "jobs"):
-            only("GET", m, responder) { readJob(id: s[2], responder) }
-        case (4, "v1", "jobs") where s[3] == "result":
-            only("GET", m, responder) { readResult(id: s[2], responder) }
-        default:
-            responder.send(.error(404, "not_found", "no route for \(m) \(request.path.prefix(200))"))
-        }
-    }
-
-    private func only(_ method: String, _ actual: String, _ responder: Responder, _ run: () -> Void) {
-        if actual == method || (method == "GET" && actual == "HEAD") {
-            run()
-        } else {
-            responder.send(.error(405, "method_not_allowed", "\(actual) is not allowed here; use \(method)",
-                                  headers: [("Allow", method)]))
-        }
     }
 
     /// The answer when Redis could not be reached in time.

@@ -45,7 +45,7 @@ public struct SettingSource {
                         range: ClosedRange<Int64>, unit: String = "") throws -> Int64 {
         guard let (text, origin) = raw(flag: flag, flagName: flagName, env: env) else { return value }
         let suffix = unit.isEmpty ? "" : " (\(unit))"
-        guard let n = Int64(text.trimmingSpaces) else {
+        guard let n = Int64(text.trimmingCharacters(in: " ")) else {
             throw ConfigError("\(origin): '\(text)' is not a whole number\(suffix)")
         }
         guard range.contains(n) else {
@@ -102,14 +102,5 @@ public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         self.host = host.isEmpty ? "0.0.0.0" : host
         self.port = p
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -119,12 +119,3 @@ public enum HTTPHeadParser {
         HTTPParseError(status: 400, code: "bad_request", message: message)
     }
 }
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}

@@ -83,6 +83,30 @@ public final class AsyncRedisConnection {
         }
     }
 
+    /// Subscribes to `channel` (the connection is then for pub/sub only) and
+    /// calls `onMessage` with each message. After a reconnect, subscribe again
+    /// from `onStateChange`: messages published while down are lost.
+    public func subscribe(_ channel: String, _ onMessage: @escaping (String) -> Void) {
+        guard let ac = context else { return }
+        let box = Unmanaged.passRetained(Subscription(onMessage: onMessage)).toOpaque()
+        let rc = withArgv(["SUBSCRIBE", channel]) { argc, argv, lens in
+            redisAsyncCommandArgv(ac, { _, reply, privdata in
+                // hiredis calls back for every message, and once with NULL when
+                // the connection goes away: only then is the box released.
+                guard let reply else {
+                    Unmanaged<Subscription>.fromOpaque(privdata!).release()
+                    return
+                }
+                let sub = Unmanaged<Subscription>.fromOpaque(privdata!).takeUnretainedValue()
+                if case .array(let parts) = RedisReply(reply.assumingMemoryBound(to: redisReply.self)),
+                   parts.count == 3, parts[0].string == "message", let payload = parts[2].string {
+                    sub.onMessage(payload)
+                }
+            }, box, argc, argv, lens)
+        }
+        if rc != REDIS_OK { Unmanaged<Subscription>.fromOpaque(box).release() }
+    }
+
     // MARK: - connection life
 
     private func connect() {
@@ -166,6 +190,11 @@ private final class PendingCommand {
         owner.replyArrived()
         callback(.success(RedisReply(reply)))
     }
+}
+
+private final class Subscription {
+    let onMessage: (String) -> Void
+    init(onMessage: @escaping (String) -> Void) { self.onMessage = onMessage }
 }
 
 /// Deadlines of the commands in flight, oldest first.

@@ -31,7 +31,8 @@ return out
         public var paused: Bool
         public var pendingTotal: Int64 { pending.values.reduce(0, +) }
 
-        public func writeJSON(to w: inout JSONWriter) {
+        /// The queue as the API lists it; `extra` may add fields at the end.
+        public func writeJSON(to w: inout JSONWriter, extra: (inout JSONWriter) -> Void = { _ in }) {
             w.beginObject()
             w.field("name", name)
             w.key("pending")
@@ -45,6 +46,7 @@ return out
             w.field("processed_total", processed)
             w.field("failed_total", failed)
             w.field("paused", paused)
+            extra(&w)
             w.endObject()
         }
     }

@@ -48,12 +48,3 @@ struct CommandHandler: JobHandler {
         String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \n\r\t")
     }
 }
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}

@@ -1,0 +1,61 @@
+import CLibevent
+import Shared
+
+/// Requests waiting for jobs to finish (`GET /v1/jobs/{id}?wait=S`), on one loop.
+///
+/// A waiter costs a dictionary entry, no thread and no polling: the loop's
+/// pub/sub connection tells it when a job reaches a terminal state, and a
+/// timer answers the ones whose wait ran out.
+final class JobWaiters {
+    struct Waiter {
+        let id: JobID
+        let responder: Responder
+        let deadline: Int64
+    }
+
+    /// Called with every waiter of a job that finished or whose time ran out;
+    /// the router answers each with the job's current state.
+    var answer: ((JobID, [Responder]) -> Void)?
+    private var byJob: [String: [Waiter]] = [:]
+    private var timer: OpaquePointer?
+    static let tickMs = 50
+
+    init(base: OpaquePointer) {
+        timer = event_new(base, -1, Int16(EV_PERSIST), { _, _, arg in
+            Unmanaged<JobWaiters>.fromOpaque(arg!).takeUnretainedValue().expire()
+        }, Unmanaged.passUnretained(self).toOpaque())
+        var tv = timeval(tv_sec: 0, tv_usec: JobWaiters.tickMs * 1000)
+        event_add(timer, &tv)
+    }
+
+    var count: Int { byJob.values.reduce(0) { $0 + $1.count } }
+
+    func add(_ id: JobID, _ responder: Responder, waitMs: Int64) {
+        byJob[id.text, default: []].append(Waiter(id: id, responder: responder, deadline: Clock.monotonicMillis() + waitMs))
+    }
+
+    /// A job reached a terminal state (message on the finished channel).
+    func finished(_ idText: String) {
+        guard let waiters = byJob.removeValue(forKey: idText), let first = waiters.first else { return }
+        answer?(first.id, waiters.map(\.responder))
+    }
+
+    /// After the pub/sub connection was down, messages may have been missed:
+    /// every waiter is answered if its job has finished meanwhile.
+    func recheckAll(_ check: (JobID, [Responder]) -> Void) {
+        for waiters in byJob.values where !waiters.isEmpty { check(waiters[0].id, waiters.map(\.responder)) }
+    }
+
+    func remove(_ idText: String) { byJob.removeValue(forKey: idText) }
+
+    private func expire() {
+        let now = Clock.monotonicMillis()
+        for (key, waiters) in byJob {
+            let due = waiters.filter { $0.deadline <= now }
+            guard !due.isEmpty else { continue }
+            let rest = waiters.filter { $0.deadline > now }
+            byJob[key] = rest.isEmpty ? nil : rest
+            answer?(due[0].id, due.map(\.responder))
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Shared
+
+extension Router {
+    /// Parses a queue name from the path; answers 400 itself when it is not one.
+    func queueName(_ segment: Substring, _ responder: Responder) -> String? {
+        guard let q = HTTPHeadParser.percentDecode(segment), Validation.isValidQueueName(q) else {
+            responder.send(.error(400, "invalid_field", "queue: '\(segment.prefix(80))' must match [A-Za-z0-9_.-]{1,64}"))
+            return nil
+        }
+        return q
+    }
+
+    /// Calls `then` when the queue is known (has seen a job or was paused), else answers 404.
+    func requireQueue(_ queue: String, _ responder: Responder, _ then: @escaping () -> Void) {
+        redis.send(["SISMEMBER", schema.queues, queue]) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(let r) where r.int == 1: then()
+            case .success: responder.send(.error(404, "not_found", "no queue '\(queue)'"))
+            }
+        }
+    }
+
+    /// `GET /v1/queues/{queue}`: the listing entry plus processed and failed per minute.
+    func queueDetail(_ segment: Substring, _ responder: Responder) {
+        guard let queue = queueName(segment, responder) else { return }
+        requireQueue(queue, responder) { [self] in
+            redis.run(QueueStatsCall(schema: schema, queue: queue)) { [self] stats in
+                redis.run(ThroughputCall(schema: schema, queue: queue)) { [self] minutes in
+                    switch (stats, minutes) {
+                    case (.failure(let e), _), (_, .failure(let e)):
+                        responder.send(failure(e))
+                    case (.success(let s), .success(let m)):
+                        responder.send(.json(200) { w in
+                            s.writeJSON(to: &w) { w in
+                                w.key("throughput")
+                                w.beginArray()
+                                for minute in m {
+                                    w.beginObject()
+                                    w.field("minute", Timestamp.format(millis: minute.startMillis))
+                                    w.field("processed", minute.processed)
+                                    w.field("failed", minute.failed)
+                                    w.endObject()
+                                }
+                                w.endArray()
+                            }
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// `POST /v1/queues/{queue}/pause` and `/resume`.
+    func setPaused(_ segment: Substring, paused: Bool, _ responder: Responder) {
+        guard let queue = queueName(segment, responder) else { return }
+        let command = paused ? ["SET", schema.paused(queue), "1"] : ["DEL", schema.paused(queue)]
+        redis.send(["SADD", schema.queues, queue]) { _ in }
+        redis.send(command) { [self] result in
+            if case .failure(let e) = result { return responder.send(failure(e)) }
+            // Idle workers recheck at once rather than at their next timeout.
+            if !paused { redis.send(["LPUSH", schema.wake(queue)] + Array(repeating: "1", count: 16)) { _ in } }
+            logger.info(paused ? "queue paused" : "queue resumed", metadata: ["queue": "\(queue)"])
+            redis.run(QueueStatsCall(schema: schema, queue: queue)) { [self] stats in
+                switch stats {
+                case .failure(let e): responder.send(failure(e))
+                case .success(let s): responder.send(.json(200) { s.writeJSON(to: &$0) })
+                }
+            }
+        }
+    }
+
+    /// `GET /v1/queues/{queue}/dead?limit=&cursor=`: dead jobs, newest first.
+    func listDead(_ segment: Substring, _ request: HTTPRequest, _ responder: Responder) {
+        guard let queue = queueName(segment, responder) else { return }
+        var limit = 50
+        if let text = request.query["limit"] {
+            guard let n = Int(text), (1...1000).contains(n) else {
+                return responder.send(.error(400, "invalid_field", "limit: must be a whole number from 1 to 1000"))
+            }
+            limit = n
+        }
+        var cursor = DeadListCall.Cursor.start
+        if let text = request.query["cursor"], !text.isEmpty {
+            guard let c = DeadListCall.Cursor(parsing: text) else {
+                return responder.send(.error(400, "invalid_field", "cursor: not a cursor this API returned"))
+            }
+            cursor = c
+        }
+        redis.run(DeadListCall(schema: schema, queue: queue, cursor: cursor, limit: limit)) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(let page):
+                responder.send(.json(200) { w in
+                    w.beginObject()
+                    w.key("jobs")
+                    w.beginArray()
+                    for job in page.jobs { job.writeJSON(to: &w) }
+                    w.endArray()
+                    w.field("next_cursor", page.next?.text)
+                    w.endObject()
+                })
+            }
+        }
+    }
+
+    /// `POST /v1/queues/{queue}/dead/retry`: every dead job back to queued.
+    func retryAllDead(_ segment: Substring, _ responder: Responder) {
+        guard let queue = queueName(segment, responder) else { return }
+        repeatInBatches({ [self] done in
+            redis.run(RetryDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) { done($0.map(\.retried)) }
+        }, responder: responder) { total in
+            self.logger.info("dead jobs retried", metadata: ["queue": "\(queue)", "count": .stringConvertible(total)])
+            responder.send(.json(200) { w in w.beginObject(); w.field("retried", total); w.endObject() })
+        }
+    }
+
+    /// `DELETE /v1/queues/{queue}/dead`: deletes every dead job.
+    func purgeDead(_ segment: Substring, _ responder: Responder) {
+        guard let queue = queueName(segment, responder) else { return }
+        repeatInBatches({ [self] done in
+            redis.run(PurgeDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) { done($0) }
+        }, responder: responder) { total in
+            self.logger.info("dead jobs purged", metadata: ["queue": "\(queue)", "count": .stringConvertible(total)])
+            responder.send(.json(200) { w in w.beginObject(); w.field("deleted", total); w.endObject() })
+        }
+    }
+
+    /// Jobs a dead-letter script handles in one atomic step; whole-set
+    /// operations run batch after batch so none blocks Redis for long.
+    static let deadBatch = 1000
+
+    /// Runs `step` until a batch comes back smaller than `deadBatch`, then
+    /// calls `finish` with the total.
+    private func repeatInBatches(_ step: @escaping (@escaping (Result<Int, Error>) -> Void) -> Void,
+                                 responder: Responder, total: Int = 0, finish: @escaping (Int) -> Void) {
+        step { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(let n) where n >= Router.deadBatch:
+                repeatInBatches(step, responder: responder, total: total + n, finish: finish)
+            case .success(let n): finish(total + n)
+            }
+        }
+    }
+}

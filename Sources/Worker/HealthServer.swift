@@ -1,0 +1,67 @@
+import CLibevent
+import Shared
+
+/// The worker's optional HTTP port (`--health-port`), on its own thread and
+/// event loop, for probes and people:
+/// - `GET /healthz`: 200 while the process runs (never touches Redis, so a
+///   Redis blip does not get the fleet restarted by liveness probes);
+/// - `GET /readyz`: 200 while connected to Redis and fetching, else 503.
+/// Both answer with the worker's id, uptime, counters, running jobs and queues.
+final class HealthServer: HTTPHandler {
+    private let worker: WorkerContext
+    private let base: OpaquePointer
+    private var listener: HTTPListener!
+    private var thread: BackgroundThread?
+
+    init(worker: WorkerContext, port: Int) throws {
+        guard let base = event_base_new() else { throw ConfigError("could not create an event loop") }
+        self.base = base
+        self.worker = worker
+        var limits = HTTPLimits()
+        limits.maxBodyBytes = 1024
+        limits.maxConnectionsPerLoop = 64
+        listener = try HTTPListener(base: base, address: ListenAddress(host: "0.0.0.0", port: port), limits: limits,
+                                    handler: self, setting: "SPOOL_HEALTH_PORT")
+    }
+
+    var port: Int { listener.boundPort }
+
+    func start() {
+        let base = self.base
+        thread = BackgroundThread(name: "spool-health") { event_base_dispatch(base) }
+    }
+
+    func handle(_ request: HTTPRequest, _ responder: Responder) {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return responder.send(.error(405, "method_not_allowed", "\(request.method) is not allowed here; use GET",
+                                         headers: [("Allow", "GET")]))
+        }
+        switch request.path {
+        case "/healthz":
+            responder.send(status(code: 200, state: "ok"))
+        case "/readyz":
+            let ready = !worker.redisHealth.isDown && !worker.stopFetching.isSet
+            responder.send(status(code: ready ? 200 : 503,
+                                  state: ready ? "ready" : (worker.stopFetching.isSet ? "stopping" : "redis_unavailable")))
+        default:
+            responder.send(.error(404, "not_found", "no route for GET \(request.path.prefix(200))"))
+        }
+    }
+
+    private func status(code: Int, state: String) -> HTTPResponse {
+        .json(code) { w in
+            w.beginObject()
+            w.field("status", state)
+            w.field("worker_id", worker.id)
+            w.field("uptime_s", (Clock.nowMillis() - worker.startedAt) / 1000)
+            w.field("processed", worker.counters.processed)
+            w.field("failed", worker.counters.failed)
+            w.field("running", worker.running.count)
+            w.key("queues")
+            w.beginArray()
+            for q in worker.config.queues { w.raw(JSONWriter.quoted(q)) }
+            w.endArray()
+            w.endObject()
+        }
+    }
+}
