@@ -16,6 +16,10 @@ struct WorkerConfig {
     var deadTTLSeconds: Int64 = 604_800
     var deadMax = 10_000
     var redisTimeoutMs: Int64 = 5_000
+    /// Worker processes; above 1 this process only supervises them.
+    var processes = 1
+    /// This process's index under a supervisor (part of its worker id).
+    var processIndex: Int?
     /// Port of the health endpoints; nil = none.
     var healthPort: Int?
     var logLevel: Logger.Level = .info
@@ -56,6 +60,8 @@ extension WorkerConfig {
                                          default: 10_000, range: 1...10_000_000))
         redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
                                             default: 5000, range: 10...60_000, unit: "milliseconds")
+        processes = Int(try source.integer(o.processes, flagName: "--processes", env: "SPOOL_PROCESSES", default: 1, range: 1...256))
+        processIndex = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_INDEX").flatMap { Int($0.value) }
         if source.raw(flag: o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT") != nil {
             healthPort = Int(try source.integer(o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT",
                                                 default: 0, range: 1...65535))

@@ -29,6 +29,8 @@ struct WorkerOptions: ParsableArguments {
     var deadMax: String?
     @Option(name: .customLong("redis-timeout-ms"), help: "Redis command timeout [SPOOL_REDIS_TIMEOUT_MS, default 5000]")
     var redisTimeoutMs: String?
+    @Option(name: .customLong("processes"), help: "Worker processes to run and supervise (restarted when they die) [SPOOL_PROCESSES, default 1]")
+    var processes: String?
     @Option(name: .customLong("health-port"), help: "Serve /healthz and /readyz on this port (0.0.0.0); unset = off [SPOOL_HEALTH_PORT]")
     var healthPort: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]")

@@ -24,9 +24,10 @@ final class WorkerProcess {
         for (type, command) in config.commands {
             handlers[type] = CommandHandler(command: command, limits: config.childLimits, baseEnvironment: env)
         }
-        worker = WorkerContext(id: WorkerIdentity.newID(), config: config, handlers: handlers, logger: logger)
+        worker = WorkerContext(id: WorkerIdentity.newID(index: config.processIndex), config: config, handlers: handlers, logger: logger)
         control = ControlLoop(worker: worker)
-        if let port = config.healthPort { health = try HealthServer(worker: worker, port: port) }
+        // Under a supervisor, child i serves on port + i.
+        if let port = config.healthPort { health = try HealthServer(worker: worker, port: port + (config.processIndex ?? 0)) }
     }
 
     func start() {

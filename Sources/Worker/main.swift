@@ -18,6 +18,9 @@ do {
 
 LogSetup.bootstrap(service: "worker", level: config.logLevel, format: config.logFormat)
 Signals.blockTerminationSignals()
+if config.processes > 1 {
+    exit(Supervisor(processes: config.processes, shutdownGraceMs: config.shutdownGraceMs, logger: Logger(label: "spool.supervisor")).run())
+}
 let process: WorkerProcess
 do {
     process = try WorkerProcess(config: config, logger: Logger(label: "spool.worker"))

@@ -20,7 +20,7 @@ public enum Signals {
         return sig == SIGTERM ? "SIGTERM" : "SIGINT"
     }
 
-    static func terminationSet() -> sigset_t {
+    public static func terminationSet() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)

@@ -241,7 +241,7 @@ struct Pipes {
 }
 
 /// Runs `body` with a NULL-terminated C array of the strings.
-func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+public func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
     let cstrings = strings.map { strdup($0) } + [nil]
     defer { for p in cstrings { free(p) } }
     return cstrings.withUnsafeBufferPointer { body($0.baseAddress!) }
