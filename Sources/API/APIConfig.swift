@@ -53,7 +53,7 @@ extension APIConfig {
         jobDefaults.resultTTLSeconds = try source.integer(o.resultTTL, flagName: "--result-ttl-s", env: "SPOOL_RESULT_TTL_S",
                                                           default: 86400, range: EnqueueRequest.resultTTLSeconds, unit: "seconds")
         logLevel = try source.logLevel(o.logLevel)
-        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)
+        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.defaultFormat)
     }
 
     func pendingLimit(for queue: String) -> Int64 { queueMaxPending[queue] ?? maxPending }

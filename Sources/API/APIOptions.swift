@@ -30,6 +30,6 @@ struct APIOptions: ParsableArguments {
     var resultTTL: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]")
     var logLevel: String?
-    @Option(name: .customLong("log-format"), help: "json or text [SPOOL_LOG_FORMAT, default json]")
+    @Option(name: .customLong("log-format"), help: "json or text [SPOOL_LOG_FORMAT, default: text on a terminal, else json]")
     var logFormat: String?
 }

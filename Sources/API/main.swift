@@ -19,6 +19,7 @@ do {
 }
 
 LogSetup.bootstrap(service: "api", level: config.logLevel, format: config.logFormat)
+MetricsSetup.bootstrap()
 let logger = Logger(label: "spool.api")
 Signals.blockTerminationSignals()
 evthread_use_pthreads()

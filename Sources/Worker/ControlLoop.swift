@@ -90,6 +90,7 @@ final class ControlLoop {
             let call = RecoverCall(schema: worker.schema, queue: queue, deadTTLSeconds: worker.config.deadTTLSeconds,
                                    deadMax: worker.config.deadMax)
             for r in try redis.run(call) {
+                WorkerMetrics.recovered(queue, dead: r.dead)
                 let meta: Logger.Metadata = ["job_id": "\(r.id)", "queue": "\(queue)", "attempt": .stringConvertible(r.attempt),
                                              "lost_worker": "\(r.worker)", "worker_id": "\(worker.id)"]
                 if r.dead {

@@ -6,7 +6,8 @@ import Shared
 /// - `GET /healthz`: 200 while the process runs (never touches Redis, so a
 ///   Redis blip does not get the fleet restarted by liveness probes);
 /// - `GET /readyz`: 200 while connected to Redis and fetching, else 503.
-/// Both answer with the worker's id, uptime, counters, running jobs and queues.
+/// - `GET /metrics`: Prometheus text format.
+/// The first two answer with the worker's id, uptime, counters, running jobs and queues.
 final class HealthServer: HTTPHandler {
     private let worker: WorkerContext
     private let base: OpaquePointer
@@ -39,6 +40,10 @@ final class HealthServer: HTTPHandler {
         switch request.path {
         case "/healthz":
             responder.send(status(code: 200, state: "ok"))
+        case "/metrics":
+            WorkerMetrics.loops(busy: worker.running.count, total: worker.config.concurrency)
+            responder.send(HTTPResponse(status: 200, body: MetricsSetup.exposition(),
+                                        contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/readyz":
             let ready = !worker.redisHealth.isDown && !worker.stopFetching.isSet
             responder.send(status(code: ready ? 200 : 503,

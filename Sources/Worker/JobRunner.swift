@@ -27,6 +27,7 @@ final class JobRunner {
         worker.running.add(job, context)
         defer { worker.running.remove(job.id) }
         worker.logger.info("job started", metadata: meta)
+        WorkerMetrics.started(job)
 
         context.progressSink = { [redis, worker] progress in
             // Best effort: a lost progress update is replaced by the next one.
@@ -37,8 +38,10 @@ final class JobRunner {
         let started = Clock.monotonicMillis()
         let outcome = execute(job, context)
         context.flushProgress(force: true)
+        let durationMs = Clock.monotonicMillis() - started
+        WorkerMetrics.finished(job, durationMs: durationMs)
         var meta2 = meta
-        meta2["duration_ms"] = .stringConvertible(Clock.monotonicMillis() - started)
+        meta2["duration_ms"] = .stringConvertible(durationMs)
 
         switch context.stopReason {
         case .shutdown?:
@@ -80,6 +83,7 @@ final class JobRunner {
         guard let stored = report(call, meta: meta) else { return }
         if stored {
             worker.counters.recordSuccess()
+            WorkerMetrics.succeeded(job.id.queue)
             worker.logger.info("job succeeded", metadata: meta)
         } else {
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta)
@@ -93,6 +97,7 @@ final class JobRunner {
                             errorJSON: Job.errorJSON(message: text, attempt: attempt), retryDelayMs: retryDelayMs,
                             deadTTLSeconds: worker.config.deadTTLSeconds, deadMax: worker.config.deadMax)
         guard let outcome = report(call, meta: meta) else { return }
+        WorkerMetrics.failed(id.queue, outcome: outcome)
         var m = meta
         m["error"] = "\(text)"
         switch outcome {

@@ -67,7 +67,7 @@ extension WorkerConfig {
                                                 default: 0, range: 1...65535))
         }
         logLevel = try source.logLevel(o.logLevel)
-        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)
+        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.defaultFormat)
     }
 
     /// `TYPE=COMMAND` pairs from the flags and from SPOOL_HANDLERS (comma-separated).

@@ -51,6 +51,7 @@ final class RedisHealth {
             defer { down = true }
             return !down
         }
+        WorkerMetrics.redisError()
         if first { logger.error("redis unavailable; retrying with backoff", metadata: ["error": "\(error)"]) }
     }
 
@@ -59,7 +60,10 @@ final class RedisHealth {
             defer { down = false }
             return down
         }
-        if wasDown { logger.notice("redis reachable again; resuming") }
+        if wasDown {
+            WorkerMetrics.redisReconnected()
+            logger.notice("redis reachable again; resuming")
+        }
     }
 
     var isDown: Bool { lock.locked { down } }

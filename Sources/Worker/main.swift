@@ -17,6 +17,7 @@ do {
 }
 
 LogSetup.bootstrap(service: "worker", level: config.logLevel, format: config.logFormat)
+MetricsSetup.bootstrap()
 Signals.blockTerminationSignals()
 if config.processes > 1 {
     exit(Supervisor(processes: config.processes, shutdownGraceMs: config.shutdownGraceMs, logger: Logger(label: "spool.supervisor")).run())

@@ -277,7 +277,7 @@ def test_wrong_method_is_405_with_allow(stack, method, path, allow):
     ("GET", "/nope"),
     ("GET", "/v2/queues"),
     ("GET", "/v1"),
-    ("GET", "/v1/queues/q"),
+    ("GET", "/v1/queues/q/nothing"),
     ("POST", "/v1/queues/q/job"),
     ("POST", "/v1/queues/q/jobs/batch/more"),
     ("GET", "/v1/jobs"),

@@ -37,6 +37,8 @@ extension Router {
                 responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
                                       headers: [("Retry-After", "1")]))
             case .success(.enqueued(let entries)):
+                let created = entries.filter { if case .created = $0 { return true } else { return false } }.count
+                if created > 0 { APIMetrics.enqueued(queue, count: created) }
                 responder.send(batch ? batchResponse(entries) : singleResponse(entries[0]))
             }
         }

@@ -7,6 +7,19 @@ extension Router {
         responder.send(HTTPResponse(status: 200, body: #"{"status":"ok"}"#))
     }
 
+    /// `GET /metrics`: Prometheus text format. Queue depths are read from
+    /// Redis now, so any replica reports the same numbers.
+    func metrics(_ responder: Responder) {
+        redis.send(["SMEMBERS", schema.queues]) { [self] result in
+            let names = ((try? result.get())?.array ?? []).compactMap(\.string).filter(Validation.isValidQueueName).sorted()
+            gatherStats(names) { stats in
+                if case .success(let all) = stats { all.forEach(APIMetrics.queue) }
+                responder.send(HTTPResponse(status: 200, body: MetricsSetup.exposition(),
+                                            contentType: "text/plain; version=0.0.4; charset=utf-8"))
+            }
+        }
+    }
+
     /// `GET /readyz`: 200 when Redis answers a PING in time, 503 otherwise.
     func ready(_ responder: Responder) {
         redis.send(["PING"]) { result in

@@ -25,11 +25,14 @@ final class Router: HTTPHandler {
     /// segment; the action gets the matched segments in order.
     struct Route {
         let method: String
+        /// The path pattern as written, the `route` label of request metrics.
+        let path: String
         let pattern: [Substring]
         let action: (Router, [Substring], HTTPRequest, Responder) -> Void
 
         init(_ method: String, _ path: String, _ action: @escaping (Router, [Substring], HTTPRequest, Responder) -> Void) {
             self.method = method
+            self.path = "/" + path
             self.pattern = path.split(separator: "/")
             self.action = action
         }
@@ -48,6 +51,7 @@ final class Router: HTTPHandler {
     static let routes: [Route] = [
         Route("GET", "healthz") { r, _, _, out in r.health(out) },
         Route("GET", "readyz") { r, _, _, out in r.ready(out) },
+        Route("GET", "metrics") { r, _, _, out in r.metrics(out) },
         Route("GET", "v1/queues") { r, _, _, out in r.listQueues(out) },
         Route("GET", "v1/queues/:queue") { r, p, _, out in r.queueDetail(p[0], out) },
         Route("POST", "v1/queues/:queue/jobs") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: false) },
@@ -70,9 +74,13 @@ final class Router: HTTPHandler {
         var allowed: [String] = []
         for route in Router.routes {
             guard let captured = route.match(segments) else { continue }
-            if route.method == method { return route.action(self, captured, request, responder) }
+            if route.method == method {
+                let counted = responder.observing { APIMetrics.request(route: route.path, method: method, status: $0) }
+                return route.action(self, captured, request, counted)
+            }
             allowed.append(route.method)
         }
+        let responder = responder.observing { APIMetrics.request(route: "unmatched", method: "other", status: $0) }
         if allowed.isEmpty {
             responder.send(.error(404, "not_found", "no route for \(request.method) \(request.path.prefix(200))"))
         } else {
@@ -85,7 +93,7 @@ final class Router: HTTPHandler {
     /// After a reconnect Redis may have lost data (no persistence, failover):
     /// register queues again as they are used.
     func redisStateChanged(up: Bool) {
-        if up { registeredQueues.removeAll() }
+        if up { registeredQueues.removeAll() } else { APIMetrics.redisReconnected() }
     }
 
     /// The answer when Redis could not be reached in time.
@@ -99,7 +107,10 @@ final class Router: HTTPHandler {
             logger.error("redis rejected a command", metadata: ["error": "\(message)"])
             return .error(500, "internal_error", "Redis rejected the command: \(message)")
         }
-        if error is RedisError { return Router.redisUnavailable(error) }
+        if error is RedisError {
+            APIMetrics.redisError()
+            return Router.redisUnavailable(error)
+        }
         logger.error("unexpected reply", metadata: ["error": "\(error)"])
         return .error(500, "internal_error", "\(error)")
     }

@@ -143,9 +143,10 @@ final class HTTPConnection {
 
     // MARK: - writing
 
-    fileprivate func send(_ response: HTTPResponse, sequence: Int, keepAlive: Bool) {
+    fileprivate func send(_ response: HTTPResponse, sequence: Int, keepAlive: Bool, observer: ((Int) -> Void)?) {
         guard !closed, sequence == self.sequence, handling else { return }
         handling = false
+        observer?(response.status)
         if !keepAlive { closeAfterWrite = true }
         write(response.serialized(keepAlive: keepAlive))
         if !closeAfterWrite {
@@ -210,8 +211,23 @@ public struct Responder {
     fileprivate let connection: HTTPConnection
     fileprivate let sequence: Int
     let keepAlive: Bool
+    fileprivate var observer: ((Int) -> Void)? = nil
+
+    init(connection: HTTPConnection, sequence: Int, keepAlive: Bool) {
+        self.connection = connection
+        self.sequence = sequence
+        self.keepAlive = keepAlive
+    }
 
     public func send(_ response: HTTPResponse) {
-        connection.send(response, sequence: sequence, keepAlive: keepAlive)
+        connection.send(response, sequence: sequence, keepAlive: keepAlive, observer: observer)
+    }
+
+    /// The same responder, also telling `observe` the status it answers with
+    /// (once, when the response is really sent).
+    public func observing(_ observe: @escaping (Int) -> Void) -> Responder {
+        var copy = self
+        copy.observer = observe
+        return copy
     }
 }

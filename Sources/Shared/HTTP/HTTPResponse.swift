@@ -3,11 +3,13 @@ public struct HTTPResponse {
     public var status: Int
     public var body: String
     public var headers: [(String, String)] = []
+    public var contentType = "application/json"
 
-    public init(status: Int, body: String, headers: [(String, String)] = []) {
+    public init(status: Int, body: String, headers: [(String, String)] = [], contentType: String = "application/json") {
         self.status = status
         self.body = body
         self.headers = headers
+        self.contentType = contentType
     }
 
     /// `{"error":{"code":...,"message":...}}`, the shape of every error.
@@ -32,7 +34,7 @@ public struct HTTPResponse {
     /// The bytes on the wire.
     func serialized(keepAlive: Bool) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
-        head += "Content-Type: application/json\r\n"
+        head += "Content-Type: \(contentType)\r\n"
         head += "Content-Length: \(body.utf8.count)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !keepAlive { head += "Connection: close\r\n" }

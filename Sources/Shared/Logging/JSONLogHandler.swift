@@ -103,6 +103,9 @@ enum LogOutput {
 public enum LogSetup {
     public enum Format: String, CaseIterable { case json, text }
 
+    /// JSON lines for machines, unless stdout is a terminal (a person runs it).
+    public static var defaultFormat: Format { isatty(1) == 1 ? .text : .json }
+
     public static func bootstrap(service: String, level: Logger.Level, format: Format) {
         LoggingSystem.bootstrap { _ in
             switch format {
