@@ -69,7 +69,7 @@ final class ControlLoop {
             jobs.field("queue", e.job.id.queue)
             jobs.field("type", e.job.type)
             jobs.field("attempt", e.context.attempt)
-            jobs.field("started_at", e.job.startedAt.map(Timestamp.format))
+            jobs.field("started_at", e.job.startedUs.map(Timestamp.format(micros:)))
             jobs.endObject()
         }
         jobs.endArray()

@@ -6,9 +6,9 @@ import Shared
 enum WorkerMetrics {
     static func started(_ job: Job) {
         // Both times come from Redis' clock, so hosts' clocks do not matter.
-        guard let started = job.startedAt, let queued = job.runAt ?? job.createdAt else { return }
+        guard let started = job.startedUs, let queued = job.runAtUs ?? job.createdUs else { return }
         Timer(label: SpoolMetric.jobStartLatency, dimensions: [("queue", job.id.queue)])
-            .recordMilliseconds(max(0, started - queued))
+            .recordMicroseconds(max(0, started - queued))
     }
 
     static func finished(_ job: Job, durationMs: Int64) {

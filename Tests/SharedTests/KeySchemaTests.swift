@@ -57,7 +57,7 @@ final class JobCodecTests: XCTestCase {
         job.options.maxAttempts = 3
         job.options.timeoutMs = 60_000
         job.idempotencyKey = "k1"
-        var hash: [String: String] = ["state": "queued", "created_at": "1700000000000"]
+        var hash: [String: String] = ["state": "queued", "created_at": "1700000000000123"]
         let f = job.enqueueFields
         for i in stride(from: 0, to: f.count, by: 2) { hash[f[i]] = f[i + 1] }
         let decoded = try Job(id: job.id, hash: hash)
@@ -66,7 +66,7 @@ final class JobCodecTests: XCTestCase {
         XCTAssertEqual(decoded.priority, .high)
         XCTAssertEqual(decoded.options, job.options)
         XCTAssertEqual(decoded.idempotencyKey, "k1")
-        XCTAssertEqual(decoded.createdAt, 1_700_000_000_000)
+        XCTAssertEqual(decoded.createdUs, 1_700_000_000_000_123)
     }
 
     func testJSONShowsTheContractFields() throws {
@@ -75,7 +75,7 @@ final class JobCodecTests: XCTestCase {
         job.payload = "[1]"
         job.result = #"{"ok":true}"#
         job.error = Job.errorJSON(message: "boom \"x\"", attempt: 1)
-        job.createdAt = 0
+        job.createdUs = 0
         let value = try JSONParser.parse(job.json)
         XCTAssertEqual(value["id"], .string("q~01M81YVWNZR77G18MNQ3BGA5QK"))
         XCTAssertEqual(value["queue"], .string("q"))

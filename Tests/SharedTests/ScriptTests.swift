@@ -176,7 +176,7 @@ final class ScriptTests: XCTestCase {
         let after = try XCTUnwrap(Int64(try redis.command(["ZSCORE", schema.lease("q"), job.id.text]).string ?? ""))
         XCTAssertGreaterThan(after, before + 50_000)
         let wrongWorker = try redis.run(ExtendLeasesCall(schema: schema, queue: "q", workerID: "w2", leaseMs: 60_000, jobs: [(job.id, 1)]))
-        XCTAssertEqual(wrongWorker, [job.id.text])
+        XCTAssertEqual(wrongWorker, [.init(id: job.id.text, cancelled: false)])
     }
 
     func testGiveBackReturnsTheJobWithoutCountingTheAttempt() throws {
@@ -255,5 +255,125 @@ final class ScriptTests: XCTestCase {
         try enqueue()
         try redis.command(["SCRIPT", "FLUSH"])
         XCTAssertNotNil(try fetch(), "NOSCRIPT falls back to EVAL")
+    }
+
+    // MARK: lifecycle scripts
+
+    func testCancelQueuedRemovesItFromPending() throws {
+        let job = try created(try enqueue())
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: job.id)), .cancelled(previous: "queued"))
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .normal)]).int, 0, "no longer counted as pending")
+        XCTAssertEqual(try state(job.id), "cancelled")
+        XCTAssertNil(try fetch())
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: job.id)), .conflict(state: "cancelled"))
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: JobID.generate(queue: "q"))), .missing)
+    }
+
+    func testCancelRunningDropsItsResultAndTellsTheWorker() throws {
+        let job = try created(try enqueue())
+        _ = try fetch()
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: job.id)), .cancelled(previous: "running"))
+        let lost = try redis.run(ExtendLeasesCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 1000, jobs: [(job.id, 1)]))
+        XCTAssertEqual(lost, [.init(id: job.id.text, cancelled: true)])
+        XCTAssertFalse(try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, resultJSON: "1")))
+        XCTAssertEqual(try state(job.id), "cancelled")
+    }
+
+    func testCancelScheduledNeverRuns() throws {
+        let job = try created(try enqueue(delayMs: 50))
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: job.id)), .cancelled(previous: "scheduled"))
+        usleep(80_000)
+        XCTAssertNil(try fetch())
+        XCTAssertEqual(try redis.command(["ZCARD", schema.scheduled("q")]).int, 0)
+    }
+
+    func testProgressOnlyWhileHoldingTheLease() throws {
+        let job = try created(try enqueue())
+        _ = try fetch()
+        XCTAssertTrue(try redis.run(ProgressCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, progressJSON: #"{"current":1}"#)))
+        XCTAssertEqual(try redis.command(["HGET", schema.job(job.id), "progress"]).string, #"{"current":1}"#)
+        XCTAssertFalse(try redis.run(ProgressCall(schema: schema, jobID: job.id, workerID: "other", attempt: 1, progressJSON: "{}")))
+    }
+
+    func makeDead(_ count: Int) throws -> [JobID] {
+        try (0..<count).map { _ in
+            let job = try created(try enqueue(maxAttempts: 1))
+            _ = try fetch()
+            _ = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, errorJSON: "{}",
+                                       retryDelayMs: 0, deadTTLSeconds: 600, deadMax: 100))
+            return job.id
+        }
+    }
+
+    func testDeadListPagesNewestFirstWithoutGapsOrRepeats() throws {
+        let ids = try makeDead(5)
+        var seen: [JobID] = []
+        var cursor = DeadListCall.Cursor.start
+        var pages = 0
+        while true {
+            let page = try redis.run(DeadListCall(schema: schema, queue: "q", cursor: cursor, limit: 2))
+            seen += page.jobs.map(\.id)
+            pages += 1
+            guard let next = page.next else { break }
+            cursor = try XCTUnwrap(DeadListCall.Cursor(parsing: next.text))
+        }
+        XCTAssertEqual(Set(seen), Set(ids))
+        XCTAssertEqual(seen.count, 5)
+        XCTAssertEqual(pages, 3)
+        let finished = try seen.map { try XCTUnwrap(Int64(try redis.command(["HGET", schema.job($0), "finished_at"]).string ?? "")) }
+        XCTAssertEqual(finished, finished.sorted(by: >), "newest first")
+    }
+
+    func testRetryDeadResetsAttemptsAndRefusesOthers() throws {
+        let ids = try makeDead(3)
+        let one = try redis.run(RetryDeadCall(schema: schema, queue: "q", ids: [ids[0]]))
+        XCTAssertEqual(one, .init(retried: 1, refusedState: nil))
+        XCTAssertEqual(try state(ids[0]), "queued")
+        XCTAssertEqual(try redis.command(["HGET", schema.job(ids[0]), "attempts"]).int, 0)
+        XCTAssertEqual(try redis.command(["TTL", schema.job(ids[0])]).int, -1, "a retried job no longer expires")
+        let again = try redis.run(RetryDeadCall(schema: schema, queue: "q", ids: [ids[0]]))
+        XCTAssertEqual(again.refusedState, "queued")
+        let all = try redis.run(RetryDeadCall(schema: schema, queue: "q"))
+        XCTAssertEqual(all.retried, 2)
+        XCTAssertEqual(try redis.command(["ZCARD", schema.dead("q")]).int, 0)
+    }
+
+    func testPurgeDeadDeletesTheJobs() throws {
+        let ids = try makeDead(2)
+        XCTAssertEqual(try redis.run(PurgeDeadCall(schema: schema, queue: "q")), 2)
+        for id in ids { XCTAssertEqual(try redis.command(["EXISTS", schema.job(id)]).int, 0) }
+        XCTAssertEqual(try redis.command(["ZCARD", schema.dead("q")]).int, 0)
+    }
+
+    func testThroughputCountsThisMinute() throws {
+        let job = try created(try enqueue())
+        _ = try fetch()
+        _ = try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, resultJSON: "null"))
+        _ = try makeDead(1)
+        let minutes = try redis.run(ThroughputCall(schema: schema, queue: "q"))
+        XCTAssertEqual(minutes.count, 60)
+        XCTAssertEqual(minutes.last?.processed, 1)
+        XCTAssertEqual(minutes.last?.failed, 1)
+        XCTAssertEqual(minutes.dropLast().reduce(0) { $0 + $1.processed }, 0)
+    }
+
+    func testDefaultOptionsAreNotStored() throws {
+        let job = try created(try enqueue())
+        let fields = try redis.command(["HKEYS", schema.job(job.id)]).array?.compactMap(\.string) ?? []
+        for omitted in ["max_attempts", "timeout_ms", "backoff_ms", "result_ttl_s", "attempts"] {
+            XCTAssertFalse(fields.contains(omitted), omitted)
+        }
+        let fetched = try XCTUnwrap(try fetch())
+        XCTAssertEqual(fetched.options, JobOptions(), "readers fall back to the defaults")
+    }
+
+    func testTimestampsAreMicrosecondsOnRedisClock() throws {
+        let job = try created(try enqueue())
+        let fetched = try XCTUnwrap(try fetch())
+        let created = try XCTUnwrap(job.createdUs)
+        let started = try XCTUnwrap(fetched.startedUs)
+        XCTAssertGreaterThanOrEqual(started, created)
+        XCTAssertLessThan(started - created, 5_000_000)
+        XCTAssertGreaterThan(created, 1_600_000_000_000_000, "microseconds since the epoch")
     }
 }

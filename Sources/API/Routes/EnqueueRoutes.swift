@@ -26,7 +26,6 @@ extension Router {
         } catch {
             return responder.send(.error(400, "invalid_field", "\(error)"))
         }
-        registerQueue(queue)
         let limit = config.pendingLimit(for: queue)
         let call = EnqueueCall(schema: schema, queue: queue, items: items, pendingLimit: limit)
         redis.run(call) { [self] result in
@@ -37,6 +36,8 @@ extension Router {
                 responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
                                       headers: [("Retry-After", "1")]))
             case .success(.enqueued(let entries)):
+                // Registered only once jobs are stored: a refused request changes nothing.
+                registerQueue(queue)
                 let created = entries.filter { if case .created = $0 { return true } else { return false } }.count
                 if created > 0 { APIMetrics.enqueued(queue, count: created) }
                 responder.send(batch ? batchResponse(entries) : singleResponse(entries[0]))

@@ -37,8 +37,8 @@ extension Router {
         for q in (h["queues"] ?? "").split(separator: ",") { w.raw(JSONWriter.quoted(String(q))) }
         w.endArray()
         w.field("concurrency", Int64(h["concurrency"] ?? ""))
-        w.field("started_at", Int64(h["started_at"] ?? "").map(Timestamp.format))
-        w.field("last_heartbeat", Int64(h["last_heartbeat"] ?? "").map(Timestamp.format))
+        w.field("started_at", Int64(h["started_at"] ?? "").map { Timestamp.format(millis: $0) })
+        w.field("last_heartbeat", Int64(h["last_heartbeat"] ?? "").map { Timestamp.format(millis: $0) })
         w.field("processed", Int64(h["processed"] ?? "") ?? 0)
         w.field("failed", Int64(h["failed"] ?? "") ?? 0)
         let jobs = h["jobs"].flatMap { try? JSONParser.parse($0) } ?? .array([])

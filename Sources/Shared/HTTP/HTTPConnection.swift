@@ -29,6 +29,8 @@ final class HTTPConnection {
     /// Bounds of a lingering close: bytes dropped, and time spent.
     static let maxLingerBytes = 64 << 20
     static let maxLingerMs: Int64 = 5000
+    /// The request being answered is a HEAD: its reply has no body.
+    private var isHead = false
     /// Bumped for each request, so a late reply to an old request is ignored.
     private var sequence = 0
 
@@ -70,6 +72,7 @@ final class HTTPConnection {
             // No reading (and so no read timeout) while the request is handled:
             // a long-poll may legitimately wait far longer than the read timeout.
             bufferevent_disable(bev, Int16(EV_READ))
+            isHead = request.method == "HEAD"
             server.handler.handle(request, Responder(connection: self, sequence: sequence, keepAlive: request.keepAlive))
         }
     }
@@ -148,7 +151,7 @@ final class HTTPConnection {
         handling = false
         observer?(response.status)
         if !keepAlive { closeAfterWrite = true }
-        write(response.serialized(keepAlive: keepAlive))
+        write(response.serialized(keepAlive: keepAlive, includeBody: !isHead))
         if !closeAfterWrite {
             bufferevent_enable(bev, Int16(EV_READ))
             if !inReadLoop { readAvailable() }

@@ -31,8 +31,8 @@ public struct HTTPResponse {
         return HTTPResponse(status: status, body: w.text)
     }
 
-    /// The bytes on the wire.
-    func serialized(keepAlive: Bool) -> [UInt8] {
+    /// The bytes on the wire; a reply to HEAD has the headers only.
+    func serialized(keepAlive: Bool, includeBody: Bool = true) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
         head += "Content-Type: \(contentType)\r\n"
         head += "Content-Length: \(body.utf8.count)\r\n"
@@ -40,7 +40,7 @@ public struct HTTPResponse {
         if !keepAlive { head += "Connection: close\r\n" }
         head += "\r\n"
         var bytes = Array(head.utf8)
-        bytes.append(contentsOf: body.utf8)
+        if includeBody { bytes.append(contentsOf: body.utf8) }
         return bytes
     }
 

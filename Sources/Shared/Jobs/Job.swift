@@ -11,10 +11,11 @@ public struct Job: Equatable, Sendable {
     public var state: JobState = .queued
     public var attempts: Int = 0
     public var options: JobOptions = JobOptions()
-    public var createdAt: Int64? = nil
-    public var runAt: Int64? = nil
-    public var startedAt: Int64? = nil
-    public var finishedAt: Int64? = nil
+    /// Timestamps in microseconds since the epoch, on Redis' clock.
+    public var createdUs: Int64? = nil
+    public var runAtUs: Int64? = nil
+    public var startedUs: Int64? = nil
+    public var finishedUs: Int64? = nil
     public var worker: String? = nil
     public var error: String? = nil
     public var result: String? = nil
@@ -38,6 +39,8 @@ public struct JobOptions: Equatable, Sendable {
 }
 
 /// Field names in a job's hash. The Lua scripts use the same names.
+/// `created_at`, `run_at`, `started_at` and `finished_at` hold microseconds
+/// since the epoch (Redis' clock); the API shows them as RFC 3339 with ms.
 public enum JobField {
     public static let type = "type"
     public static let payload = "payload"
@@ -64,18 +67,16 @@ public struct JobDecodingError: Error, CustomStringConvertible {
 }
 
 extension Job {
-    /// The fields that enqueue writes (state and timestamps are set by the script).
+    /// The fields that enqueue writes (state and timestamps are set by the
+    /// script). Options equal to their defaults are left out: readers fall back
+    /// to `JobOptions()`, and a pending job takes a fifth less memory.
     public var enqueueFields: [String] {
-        var f = [
-            JobField.type, type,
-            JobField.payload, payload,
-            JobField.priority, priority.rawValue,
-            JobField.attempts, "0",
-            JobField.maxAttempts, String(options.maxAttempts),
-            JobField.timeoutMs, String(options.timeoutMs),
-            JobField.backoffMs, String(options.backoffMs),
-            JobField.resultTTL, String(options.resultTTLSeconds),
-        ]
+        var f = [JobField.type, type, JobField.payload, payload, JobField.priority, priority.rawValue]
+        let defaults = JobOptions()
+        if options.maxAttempts != defaults.maxAttempts { f += [JobField.maxAttempts, String(options.maxAttempts)] }
+        if options.timeoutMs != defaults.timeoutMs { f += [JobField.timeoutMs, String(options.timeoutMs)] }
+        if options.backoffMs != defaults.backoffMs { f += [JobField.backoffMs, String(options.backoffMs)] }
+        if options.resultTTLSeconds != defaults.resultTTLSeconds { f += [JobField.resultTTL, String(options.resultTTLSeconds)] }
         if let idempotencyKey { f += [JobField.idempotencyKey, idempotencyKey] }
         return f
     }
@@ -105,10 +106,10 @@ extension Job {
         options.timeoutMs = try number(JobField.timeoutMs) ?? options.timeoutMs
         options.backoffMs = try number(JobField.backoffMs) ?? options.backoffMs
         options.resultTTLSeconds = try number(JobField.resultTTL) ?? options.resultTTLSeconds
-        createdAt = try number(JobField.createdAt)
-        runAt = try number(JobField.runAt)
-        startedAt = try number(JobField.startedAt)
-        finishedAt = try number(JobField.finishedAt)
+        createdUs = try number(JobField.createdAt)
+        runAtUs = try number(JobField.runAt)
+        startedUs = try number(JobField.startedAt)
+        finishedUs = try number(JobField.finishedAt)
         worker = hash[JobField.worker].flatMap { $0.isEmpty ? nil : $0 }
         error = hash[JobField.error].flatMap { $0.isEmpty ? nil : $0 }
         result = hash[JobField.result]
@@ -133,10 +134,10 @@ extension Job {
         w.rawField("progress", progress)
         w.rawField("error", error)
         if state == .succeeded { w.rawField("result", result ?? "null") }
-        w.field("created_at", createdAt.map(Timestamp.format))
-        w.field("run_at", runAt.map(Timestamp.format))
-        w.field("started_at", startedAt.map(Timestamp.format))
-        w.field("finished_at", finishedAt.map(Timestamp.format))
+        w.field("created_at", createdUs.map(Timestamp.format(micros:)))
+        w.field("run_at", runAtUs.map(Timestamp.format(micros:)))
+        w.field("started_at", startedUs.map(Timestamp.format(micros:)))
+        w.field("finished_at", finishedUs.map(Timestamp.format(micros:)))
         w.field("worker", worker)
         if let idempotencyKey { w.field("idempotency_key", idempotencyKey) }
         w.endObject()

@@ -24,8 +24,9 @@ elseif state == 'scheduled' then
 elseif state == 'running' then
   redis.call('ZREM', KEYS[7], ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now_ms())
-expire_job(KEYS[1], ARGV[2], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or 86400)
+local _, now_us = clock()
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now_us)
+expire_job(KEYS[1], ARGV[2], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or DEFAULT_RESULT_TTL)
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 return {'cancelled', state}
 """#)

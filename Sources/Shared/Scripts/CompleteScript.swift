@@ -14,10 +14,10 @@ public struct CompleteCall: ScriptCall {
 -- Output:  'ok', or 'stale' when the lease was lost (the job was recovered and
 --          runs, or ran, elsewhere): nothing is changed then
 if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 'stale' end
-local now = now_ms()
+local now, now_us = clock()
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'succeeded', 'finished_at', now, 'result', ARGV[4])
-expire_job(KEYS[1], ARGV[5], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or 86400)
+redis.call('HSET', KEYS[1], 'state', 'succeeded', 'finished_at', now_us, 'result', ARGV[4])
+expire_job(KEYS[1], ARGV[5], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or DEFAULT_RESULT_TTL)
 redis.call('HINCRBY', KEYS[3], 'processed', 1)
 count_minute(ARGV[6], 'processed', now)
 redis.call('PUBLISH', ARGV[7], ARGV[1])

@@ -11,9 +11,9 @@ public struct EnqueueCall: ScriptCall {
 --            id, priority (1-4), run_at ms (0 = none), delay ms, idempotency key ('' = none),
 --            field count m, then m strings: field, value, field, value, ...
 -- Output:    {'full', pending}           when the jobs would cross the pending limit (nothing stored)
---            {now, entry1, ..., entryN}  otherwise; entry = 'new', or for an idempotency hit
+--            {now µs, entry1, ..., entryN}  otherwise; entry = 'new', or for an idempotency hit
 --                                        {existing id, HGETALL of the existing job}
-local now = now_ms()
+local now, now_us = clock()
 local limit = tonumber(ARGV[1])
 local job_prefix, idem_prefix = ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
@@ -44,7 +44,7 @@ if limit > 0 and immediate > 0 then
 end
 
 -- Second pass: store.
-local out = {now}
+local out = {now_us}
 for j = 1, n do
   local job = jobs[j]
   if job.dup then
@@ -54,10 +54,10 @@ for j = 1, n do
     local key = job_prefix .. job.id
     redis.call('HSET', key, unpack(ARGV, job.first, job.first + job.m - 1))
     if job.at then
-      redis.call('HSET', key, 'state', 'scheduled', 'created_at', now, 'run_at', job.at)
+      redis.call('HSET', key, 'state', 'scheduled', 'created_at', now_us, 'run_at', job.at * 1000)
       redis.call('ZADD', KEYS[5], job.at, job.id)
     else
-      redis.call('HSET', key, 'state', 'queued', 'created_at', now)
+      redis.call('HSET', key, 'state', 'queued', 'created_at', now_us)
       redis.call('RPUSH', KEYS[job.prio], job.id)
     end
     if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end
@@ -128,17 +128,18 @@ return out
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let head = parts.first else { throw unexpected(reply) }
         if head.string == "full" { return .queueFull(pending: parts.count > 1 ? parts[1].int ?? 0 : 0) }
-        guard let now = head.int, parts.count == items.count + 1 else { throw unexpected(reply) }
+        guard let nowUs = head.int, parts.count == items.count + 1 else { throw unexpected(reply) }
+        let now = nowUs / 1000
         var entries: [Entry] = []
         entries.reserveCapacity(items.count)
         for (item, part) in zip(items, parts.dropFirst()) {
             if part.string == "new" {
                 var job = item.job
-                job.createdAt = now
+                job.createdUs = nowUs
                 let at = item.runAt > 0 ? item.runAt : (item.delayMs > 0 ? now + item.delayMs : 0)
                 if at > now {
                     job.state = .scheduled
-                    job.runAt = at
+                    job.runAtUs = at * 1000
                 }
                 entries.append(.created(job))
             } else if let pair = part.array, pair.count == 2, let idText = pair[0].string, let id = JobID(parsing: idText) {

@@ -25,11 +25,11 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'error', ARGV[4])
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
 count_minute(ARGV[10], 'failed', now)
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
-local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts')) or 1
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts')) or 1
+local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts')) or DEFAULT_MAX_ATTEMPTS
 local delay = tonumber(ARGV[5])
 if delay >= 0 and attempts < max_attempts then
-  redis.call('HSET', KEYS[1], 'state', 'scheduled', 'run_at', now + delay)
+  redis.call('HSET', KEYS[1], 'state', 'scheduled', 'run_at', (now + delay) * 1000)
   redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
   redis.call('HINCRBY', KEYS[5], 'retried', 1)
   return 'retry'

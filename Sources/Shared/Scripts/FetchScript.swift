@@ -14,7 +14,7 @@ public struct FetchCall: ScriptCall {
 -- Output:    {'job', id, now, HGETALL of the job}   a job, now running under this worker's lease
 --            {'empty', next due ms or -1, now}      nothing to run
 --            {'paused', -1, now}                    the queue is paused
-local now = now_ms()
+local now, now_us = clock()
 local job_prefix = ARGV[1]
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
@@ -45,7 +45,7 @@ for p = 1, 4 do
     -- with a clear error instead of dropping it silently.
     if state == 'queued' or (not state and redis.call('EXISTS', key) == 1) then
       redis.call('HINCRBY', key, 'attempts', 1)
-      redis.call('HSET', key, 'state', 'running', 'started_at', now, 'worker', ARGV[3])
+      redis.call('HSET', key, 'state', 'running', 'started_at', now_us, 'worker', ARGV[3])
       redis.call('ZADD', KEYS[6], now + tonumber(ARGV[2]), id)
       return {'job', id, now, redis.call('HGETALL', key)}
     end

@@ -27,7 +27,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
     local message = 'lease expired: worker ' .. (f[5] or '?') .. ' stopped heartbeating (crashed, killed or frozen)'
     redis.call('HSET', key, 'error', cjson.encode({message = message, attempt = attempts}))
     redis.call('HINCRBY', KEYS[7], 'recovered', 1)
-    if attempts >= (tonumber(f[3]) or 1) then
+    if attempts >= (tonumber(f[3]) or DEFAULT_MAX_ATTEMPTS) then
       bury(KEYS[6], KEYS[7], key, job_prefix, ARGV[5], id, now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6])
       table.insert(out, id); table.insert(out, 'dead')
     else

@@ -14,6 +14,8 @@ public enum Timestamp {
             + pad(secOfDay / 60 % 60, 2) + ":" + pad(secOfDay % 60, 2) + "." + pad(ms, 3) + "Z"
     }
 
+    public static func format(micros: Int64) -> String { format(millis: micros / 1000) }
+
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; nil when malformed.
     public static func parse(_ text: String) -> Int64? {
         let b = Array(text.utf8)
