@@ -32,13 +32,15 @@ def dead_ids(redis, queue="default"):
 
 def make_dead(api, n, queue="default", sequential=True):
     """n jobs that die at their first failure, each with its own message; in order of death."""
-    jobs = []
-    for i in range(n):
-        job = api.enqueue(queue, {"type": "fail", "payload": {"message": f"boom {i}"}, "max_attempts": 1})
-        if sequential:
-            api.wait_state(job["id"], "dead")
+    if sequential:
+        out = []
+        for i in range(n):
+            job = api.enqueue(queue, {"type": "fail", "payload": {"message": f"boom {i}"}, "max_attempts": 1})
+            out.append(api.wait_state(job["id"], "dead"))
             time.sleep(0.005)  # distinct death times
-        jobs.append(job)
+        return out
+    jobs = [api.enqueue(queue, {"type": "fail", "payload": {"message": f"boom {i}"}, "max_attempts": 1})
+            for i in range(n)]
     return [api.wait_state(j["id"], "dead") for j in jobs]
 
 
@@ -152,7 +154,7 @@ def test_running_jobs_free_pending_slots(spawn):
 
 def test_queue_detail_has_the_listing_fields_and_throughput(spawn):
     api = spawn.api()
-    spawn.worker()
+    spawn.worker(queues="stats")
     ok = [api.enqueue("stats", {"type": "noop"}) for _ in range(3)]
     bad = api.enqueue("stats", {"type": "fail", "max_attempts": 1})
     for j in ok:

@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""`make bench`: Spool's benchmark, every scenario in one run, written to
+docs/benchmarks.md with each figure as a ratio to a redis-benchmark baseline
+measured in the same run (absolute figures drift between runs and machines).
+
+Starts its own redis-server (no persistence) on a free loopback port, uses the
+release binaries (spool-api, spool-worker, spool-bench) and wrk, and stops
+everything it started, whatever happens.
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("SPOOL_BIN_DIR", ROOT / ".build" / "release"))
+QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller counts, for a smoke run
+
+procs = []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args, env=None, log=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.Popen(args, env=e, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    procs.append(p)
+    return p
+
+
+def stop(p, sig_timeout=30):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(sig_timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def stop_all():
+    for p in reversed(procs):
+        stop(p, 5)
+
+
+def wait_port(port, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_kb(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+    except OSError:
+        return []
+
+
+class PeakRSS:
+    """Samples the RSS of a process (and its children) every 50 ms; keeps the
+    largest single-process figure."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for p in [self.pid, *children(self.pid)]:
+                self.peak = max(self.peak, rss_kb(p))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.t.join()
+
+
+def sh(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, check=True, **kw).stdout
+
+
+def bench_tool(*args):
+    return json.loads(sh([str(BIN / "spool-bench"), *map(str, args)]).strip().splitlines()[-1])
+
+
+def redis_cli(port, *args):
+    return sh(["redis-cli", "-p", str(port), *map(str, args)]).strip()
+
+
+def used_memory(port):
+    info = redis_cli(port, "INFO", "memory")
+    return int(re.search(r"used_memory:(\d+)", info).group(1))
+
+
+def redis_benchmark(port, pipeline):
+    n = 100_000 if QUICK else 300_000
+    out = sh(["redis-benchmark", "-p", str(port), "-t", "lpush", "-c", "50", "-n", str(n), "-P", str(pipeline), "-q"])
+    return float(re.search(r"LPUSH: ([\d.]+) requests per second", out).group(1))
+
+
+def wrk(port, queue, seconds, connections=64):
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text('wrk.method = "POST"\nwrk.body = \'{"type":"noop"}\'\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+           f"http://127.0.0.1:{port}/v1/queues/{queue}/jobs"]
+    out = sh(cmd)
+    shutil.rmtree(script.parent, ignore_errors=True)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+
+    def ms(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    return {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": ms("50"),
+            "p99_ms": ms("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else "", "command": " ".join(cmd[:-2] + ["-s post.lua", cmd[-1]])}
+
+
+class Stack:
+    """Redis + spool-api for one scenario."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="spool-bench-")
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        self.redis = start(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", self.dir,
+                            "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        wait_port(self.redis_port)
+        self.url = f"redis://127.0.0.1:{self.redis_port}"
+        self.api = start([str(BIN / "spool-api"), "--addr", f"127.0.0.1:{self.api_port}", "--log-level", "warning",
+                          "--log-format", "json"], {"REDIS_URL": self.url})
+        wait_port(self.api_port)
+        time.sleep(0.3)
+        self.addr = f"127.0.0.1:{self.api_port}"
+
+    def flush(self):
+        redis_cli(self.redis_port, "FLUSHALL")
+
+    def worker(self, processes, concurrency, queues="bench"):
+        return start([str(BIN / "spool-worker"), "--queues", queues, "--concurrency", str(concurrency),
+                      "--processes", str(processes), "--log-level", "warning", "--log-format", "json"],
+                     {"REDIS_URL": self.url})
+
+    def close(self):
+        stop(self.api)
+        stop(self.redis)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def drain(stack, processes, concurrency, jobs, extra_low=0):
+    """Enqueues `jobs` noop jobs first, then starts workers and times until all
+    have succeeded (the processed counter in Redis)."""
+    stack.flush()
+    if extra_low:
+        bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", extra_low // 1000 // 2,
+                   "--size", 1000, "--connections", 2, "--priority", "low")
+    bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", jobs // 1000 // 2, "--size", 1000,
+               "--connections", 2)
+    w = stack.worker(processes, concurrency)
+    with PeakRSS(w.pid) as peak:
+        r = bench_tool("wait-processed", "--redis-url", stack.url, "--queue", "bench", "--target", jobs)
+    stop(w)
+    r["peak_rss_kb"] = peak.peak
+    return r
+
+
+def main():
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    results["machine"] = f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}"
+    results["versions"] = {
+        "redis": sh(["redis-server", "--version"]).split()[2],
+        "swift": sh(["swift", "--version"]).splitlines()[0] if shutil.which("swift") else "?",
+        "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines() or ["?"])[0],
+        "spool": sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip(),
+    }
+    n_seq = 5_000 if QUICK else 20_000
+    n_drain = 20_000 if QUICK else 100_000
+    depth = 100_000 if QUICK else 1_000_000
+    wrk_s = 5 if QUICK else 10
+
+    stack = Stack()
+    try:
+        print("1 baseline: redis-benchmark LPUSH", flush=True)
+        results["lpush"] = redis_benchmark(stack.redis_port, 1)
+        results["lpush_p16"] = redis_benchmark(stack.redis_port, 16)
+        stack.flush()
+        time.sleep(0.5)
+        results["idle_rss_api_kb"] = rss_kb(stack.api.pid)
+
+        print("2 sequential enqueue", flush=True)
+        results["seq"] = bench_tool("sequential", "--addr", stack.addr, "--queue", "bench", "--count", n_seq)
+        stack.flush()
+
+        print("3 concurrent enqueue (wrk)", flush=True)
+        with PeakRSS(stack.api.pid) as peak:
+            results["conc"] = wrk(stack.api_port, "bench", wrk_s)
+        results["conc"]["peak_rss_api_kb"] = peak.peak
+        stack.flush()
+
+        print("4 batch enqueue", flush=True)
+        results["batch"] = bench_tool("batch", "--addr", stack.addr, "--queue", "bench",
+                                      "--batches", 25 if QUICK else 100, "--size", 1000, "--connections", 2)
+        stack.flush()
+
+        print("9 Redis memory per pending job", flush=True)
+        bench_tool("sequential", "--addr", stack.addr, "--queue", "mem", "--count", 1)
+        before = used_memory(stack.redis_port)
+        bench_tool("batch", "--addr", stack.addr, "--queue", "mem", "--batches", 100, "--size", 1000)
+        after = used_memory(stack.redis_port)
+        results["mem_per_job"] = (after - before) / 100_000
+        results["mem_payload_bytes"] = len("null")
+        stack.flush()
+
+        print("7 idle worker memory", flush=True)
+        w = stack.worker(1, 16)
+        time.sleep(2)
+        results["idle_rss_worker_kb"] = rss_kb(w.pid)
+        stop(w)
+
+        print("5 drain 1x16", flush=True)
+        results["drain1"] = drain(stack, 1, 16, n_drain)
+        print("5 drain 2x16", flush=True)
+        results["drain2"] = drain(stack, 2, 16, n_drain)
+
+        print("6 latency", flush=True)
+        stack.flush()
+        w = stack.worker(1, 16)
+        time.sleep(1.5)
+        results["latency"] = bench_tool("latency", "--addr", stack.addr, "--queue", "bench", "--redis-url", stack.url,
+                                        "--count", 500 if QUICK else 2000, "--rate", 200)
+        stop(w)
+
+        print(f"8 depth: {depth} pending jobs in another priority", flush=True)
+        results["depth_drain2"] = drain(stack, 2, 16, n_drain, extra_low=depth)
+        stack.flush()
+        bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", depth // 1000 // 2, "--size", 1000,
+                   "--connections", 2)
+        results["depth_conc"] = wrk(stack.api_port, "bench", wrk_s)
+    finally:
+        stack.close()
+        stop_all()
+
+    out = ROOT / "docs" / "benchmarks.md"
+    out.parent.mkdir(exist_ok=True)
+    (ROOT / ".spool").mkdir(exist_ok=True)
+    (ROOT / ".spool" / "bench-results.json").write_text(json.dumps(results, indent=2))
+    out.write_text(render(results))
+    print(f"wrote {out}")
+    print(render_table(results))
+
+
+def ratio(x, base):
+    return x / base if base else 0
+
+
+TARGETS = [
+    # (key, label, value(r), unit, target text, ok(r))
+    ("seq", "2 sequential enqueue", lambda r: r["seq"]["rate"], "jobs/s", "≥ 0.16 × LPUSH",
+     lambda r: ratio(r["seq"]["rate"], r["lpush"]) >= 0.16),
+    ("conc", "3 concurrent enqueue (64 conns)", lambda r: r["conc"]["rate"], "jobs/s", "≥ 0.8 × LPUSH, p99 ≤ 5 ms",
+     lambda r: ratio(r["conc"]["rate"], r["lpush"]) >= 0.8 and r["conc"]["p99_ms"] <= 5),
+    ("batch", "4 batch enqueue (1,000/request)", lambda r: r["batch"]["rate"], "jobs/s", "≥ 2.1 × LPUSH",
+     lambda r: ratio(r["batch"]["rate"], r["lpush"]) >= 2.1),
+    ("drain2", "5 drain, 2 processes × 16", lambda r: r["drain2"]["rate"], "jobs/s", "≥ 0.35 × LPUSH",
+     lambda r: ratio(r["drain2"]["rate"], r["lpush"]) >= 0.35),
+]
+
+
+def render_table(r):
+    base = r["lpush"]
+    rows = ["| scenario | figure | ratio to LPUSH | target | met |", "|---|---|---|---|---|"]
+    for key, label, value, unit, target, ok in TARGETS:
+        v = value(r)
+        rows.append(f"| {label} | {v:,.0f} {unit} | {ratio(v, base):.2f} | {target} | {'yes' if ok(r) else '**no**'} |")
+    d1 = r["drain1"]["rate"]
+    rows.append(f"| 5 drain, 1 process × 16 | {d1:,.0f} jobs/s | {ratio(d1, base):.2f} | – | – |")
+    lat = r["latency"]
+    lat_ok = lat["p50_us"] <= 500 and lat["p99_us"] <= 1500
+    rows.append(f"| 6 enqueue-to-start latency | p50 {lat['p50_us'] / 1000:.2f} ms, p99 {lat['p99_us'] / 1000:.2f} ms, "
+                f"max {lat['max_us'] / 1000:.2f} ms | – | p50 ≤ 0.5 ms, p99 ≤ 1.5 ms | {'yes' if lat_ok else '**no**'} |")
+    iw, ia = r["idle_rss_worker_kb"] / 1024, r["conc"]["peak_rss_api_kb"] / 1024
+    rows.append(f"| 7 memory | idle worker {iw:.1f} MB, idle API {r['idle_rss_api_kb'] / 1024:.1f} MB, API peak under load "
+                f"{ia:.1f} MB, worker peak draining {r['drain2']['peak_rss_kb'] / 1024:.1f} MB | – | idle worker ≤ 10 MB, "
+                f"API ≤ 40 MB | {'yes' if iw <= 10 and ia <= 40 else '**no**'} |")
+    dc = ratio(r["depth_conc"]["rate"], r["conc"]["rate"])
+    dd = ratio(r["depth_drain2"]["rate"], r["drain2"]["rate"])
+    rows.append(f"| 8 depth (1M pending) | enqueue {r['depth_conc']['rate']:,.0f}/s ({dc:.2f} × empty), drain "
+                f"{r['depth_drain2']['rate']:,.0f}/s ({dd:.2f} × empty) | – | ≥ 0.9 × empty | "
+                f"{'yes' if dc >= 0.9 and dd >= 0.9 else '**no**'} |")
+    extra = r["mem_per_job"] - r["mem_payload_bytes"]
+    rows.append(f"| 9 Redis memory per pending job | {r['mem_per_job']:.0f} bytes ({extra:.0f} beyond the payload) | – | "
+                f"≤ 300 bytes beyond payload | {'yes' if extra <= 300 else '**no**'} |")
+    return "\n".join(rows)
+
+
+def render(r):
+    c = r["conc"]
+    return f"""# Spool benchmarks
+
+Generated by `make bench` ({'quick run' if QUICK else 'full run'}) on {r['date']}.
+
+- Machine: {r['machine']}; Redis, the API, the workers and the load generators share these cores.
+- Versions: Redis {r['versions']['redis']}; {r['versions']['swift']}; {r['versions']['wrk']}; Spool {r['versions']['spool']}.
+- Baseline (same run): `redis-benchmark -t lpush -c 50 -P 1` = **{r['lpush']:,.0f}** requests/s;
+  with `-P 16` = {r['lpush_p16']:,.0f} requests/s. Every throughput below is also given as a ratio to the
+  unpipelined figure, because absolute numbers drift between runs and machines.
+
+## Results
+
+{render_table(r)}
+
+Details:
+- 2: `spool-bench sequential --count {r['seq']['jobs']}` (one keep-alive connection, one job per request):
+  {r['seq']['rate']:,.0f} jobs/s.
+- 3: `{c['command']}` (body `{{"type":"noop"}}`): {c['rate']:,.0f} jobs/s, p50 {c['p50_ms']:.2f} ms,
+  p99 {c['p99_ms']:.2f} ms, non-2xx answers {c['non_2xx']}.
+- 4: `spool-bench batch --size 1000 --connections 2`: {r['batch']['rate']:,.0f} jobs/s.
+- 5: {r['drain1']['jobs']:,} noop jobs enqueued first, then `spool-worker --processes P --concurrency 16`;
+  time until the queue's processed counter in Redis reached the total: 1 × 16 {r['drain1']['seconds']:.2f} s,
+  2 × 16 {r['drain2']['seconds']:.2f} s. Every job is fetched with a lease and completed by a script that
+  checks it (reliable fetch), as in production.
+- 6: `spool-bench latency --count {r['latency']['jobs']} --rate 200` to an idle worker (1 × 16):
+  started_at − created_at of each job, both stamped by Redis' clock in microseconds.
+- 7: RSS from /proc (VmRSS); peaks sampled every 50 ms during scenarios 3 and 5.
+- 8: scenario 5 (2 × 16) with {('100,000' if QUICK else '1,000,000')} low-priority jobs pending in the same queue, and
+  scenario 3 with as many jobs already pending in the queue it enqueues to.
+- 9: `INFO memory` before and after 100,000 jobs `{{"type":"noop"}}` (payload `null`, 4 bytes).
+
+## Where the time goes
+
+See the section below, kept by hand: profiles and what was changed because of them.
+
+<!-- profile notes are maintained in docs/performance.md -->
+"""
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
