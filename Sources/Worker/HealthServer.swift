@@ -15,7 +15,7 @@ final class HealthServer: HTTPHandler {
     private var thread: BackgroundThread?
 
     init(worker: WorkerContext, port: Int) throws {
-        guard let base = event_base_new() else { throw ConfigError("could not create an event loop") }
+        guard let base = EventBase.make() else { throw ConfigError("could not create an event loop") }
         self.base = base
         self.worker = worker
         var limits = HTTPLimits()

@@ -26,21 +26,32 @@ def detail(api, queue):
     return data
 
 
+def jobs_snapshot(redis):
+    """Everything in Redis but the worker registry (which heartbeats change)."""
+    return [e for e in redis_snapshot(redis) if not e[0].startswith(("spool:worker", "spool:workers"))]
+
+
 def dead_ids(redis, queue="default"):
     return redis.cli("ZRANGE", f"spool:{{{queue}}}:dead", 0, -1).splitlines()
 
 
-def make_dead(api, n, queue="default", sequential=True):
-    """n jobs that die at their first failure, each with its own message; in order of death."""
+def make_dead(api, n, queue="default", sequential=True, keys=False):
+    """n jobs that die at their first failure, each with its own message (and, with
+    `keys`, its own idempotency key); in order of death."""
+    def body(i):
+        b = {"type": "fail", "payload": {"message": f"boom {i}"}, "max_attempts": 1}
+        if keys:
+            b["idempotency_key"] = f"dead-{i}"
+        return b
+
     if sequential:
         out = []
         for i in range(n):
-            job = api.enqueue(queue, {"type": "fail", "payload": {"message": f"boom {i}"}, "max_attempts": 1})
+            job = api.enqueue(queue, body(i))
             out.append(api.wait_state(job["id"], "dead"))
             time.sleep(0.005)  # distinct death times
         return out
-    jobs = [api.enqueue(queue, {"type": "fail", "payload": {"message": f"boom {i}"}, "max_attempts": 1})
-            for i in range(n)]
+    jobs = [api.enqueue(queue, body(i)) for i in range(n)]
     return [api.wait_state(j["id"], "dead") for j in jobs]
 
 
@@ -223,12 +234,12 @@ def test_dead_list_is_newest_first_and_paginated(spawn):
     assert status == 200 and [j["id"] for j in data["jobs"]] == order and data["next_cursor"] is None, data
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "limit=-1", "cursor=bad", "cursor=1.2.3",
-                                   "cursor=abc.1", "cursor=-5.0"])
-def test_bad_dead_list_query_is_400(spawn, query):
+def test_bad_dead_list_query_is_400(spawn):
     api = spawn.api()
-    assert_error(api.get(f"/v1/queues/default/dead?{query}"), 400, "invalid_field",
-                 mentions=[query.split("=")[0]])
+    for query in ["limit=0", "limit=1001", "limit=abc", "limit=-1", "cursor=bad", "cursor=1.2.3", "cursor=abc.1",
+                  "cursor=-5.0"]:
+        assert_error(api.get(f"/v1/queues/default/dead?{query}"), 400, "invalid_field",
+                     mentions=[query.split("=")[0]])
 
 
 def test_retry_a_dead_job(spawn, redis):
@@ -254,17 +265,17 @@ def test_retry_of_a_job_that_is_not_dead_is_409(spawn, redis):
     assert api.job(queued["id"]) == before
     spawn.worker()
     done = api.wait_state(queued["id"], "succeeded")
-    snap = redis_snapshot(redis)
+    snap = jobs_snapshot(redis)
     assert_error(api.post(f"/v1/jobs/{queued['id']}/retry"), 409, "conflict")
     assert api.job(queued["id"]) == done
-    assert redis_snapshot(redis) == snap
+    assert jobs_snapshot(redis) == snap
     assert_error(api.post("/v1/jobs/default~01M81Z6DCKPEWCQ0EMEH1QYQ42/retry"), 404, "not_found")
 
 
 def test_retry_all_then_purge_dead(spawn, redis):
     api = spawn.api()
     spawn.worker()
-    dead = make_dead(api, 3, sequential=False)
+    dead = make_dead(api, 3, sequential=False, keys=True)
     ids = {j["id"] for j in dead}
     status, _, data = api.post("/v1/queues/default/dead/retry")
     assert status == 200 and data == {"retried": 3}, data
@@ -279,6 +290,7 @@ def test_retry_all_then_purge_dead(spawn, redis):
     assert status == 200 and data == {"deleted": 3}, data
     assert dead_ids(redis) == []
     assert redis.keys("spool:{default}:job:*") == []
+    assert redis.keys("spool:{default}:idem:*") == [], "purged jobs left their idempotency keys"
     for job_id in ids:
         assert_error(api.get(f"/v1/jobs/{job_id}"), 404, "not_found")
     assert listing_entry(api, "default")["dead"] == 0
@@ -290,7 +302,7 @@ def test_retry_all_then_purge_dead(spawn, redis):
 def test_dead_max_keeps_the_newest(spawn, redis):
     api = spawn.api()
     spawn.worker(env={"SPOOL_DEAD_MAX": "3"})
-    dead = make_dead(api, 5)
+    dead = make_dead(api, 5, keys=True)
     kept = [j["id"] for j in dead[-3:]][::-1]
     data = api.get("/v1/queues/default/dead")[2]
     assert [j["id"] for j in data["jobs"]] == kept, data
@@ -299,3 +311,7 @@ def test_dead_max_keeps_the_newest(spawn, redis):
     for j in dead[:2]:
         assert_error(api.get(f"/v1/jobs/{j['id']}"), 404, "not_found")
     assert len(redis.keys("spool:{default}:job:*")) == 3
+    # A dropped job is gone for good: nothing in Redis refers to it any more.
+    for j in dead[:2]:
+        left = [e for e in redis_snapshot(redis) if j["id"] in " ".join(e)]
+        assert not left, f"dead job {j['id']} was dropped by SPOOL_DEAD_MAX but Redis still holds: {left}"

@@ -75,7 +75,7 @@ def test_overlapping_scheduled_jobs_both_start_on_time(spawn):
     api = spawn.api()
     idle_worker(spawn, concurrency=2)
     lateness = {}
-    for later_ms, sooner_ms in ((900, 400), (800, 300), (1000, 500)):
+    for later_ms, sooner_ms in ((900, 400), (800, 300), (1000, 500), (700, 350)):
         later = api.enqueue("default", {"type": "noop", "delay_ms": later_ms})
         time.sleep(0.05)
         sooner = api.enqueue("default", {"type": "noop", "delay_ms": sooner_ms})
@@ -83,7 +83,7 @@ def test_overlapping_scheduled_jobs_both_start_on_time(spawn):
             done = wait_done(api, job["id"])
             lateness[f"{sooner_ms} while {later_ms} waits" if delay == sooner_ms else f"{later_ms}"] = \
                 ms_between(done["run_at"], done["started_at"])
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert all(0 <= late < 50 for late in lateness.values()), f"ms from run_at to start: {lateness}"
 
 
@@ -269,13 +269,13 @@ def test_wait_on_a_finished_job_answers_at_once(spawn):
     assert took < 0.5, took
 
 
-@pytest.mark.parametrize("value", ["61", "abc", "-1", "60.5", "nan", "inf", ""])
-def test_bad_wait_is_400(spawn, value):
+def test_bad_wait_is_400(spawn):
     api = spawn.api()
     job = api.enqueue("default", {"type": "noop"})
-    resp, took = timed_get(api, f"/v1/jobs/{job['id']}?wait={value}")
-    assert_error(resp, 400, "invalid_field", mentions=["wait"])
-    assert took < 0.5
+    for value in ["61", "abc", "-1", "60.5", "nan", "inf", ""]:
+        resp, took = timed_get(api, f"/v1/jobs/{job['id']}?wait={value}")
+        assert_error(resp, 400, "invalid_field", mentions=["wait"])
+        assert took < 0.5, (value, took)
 
 
 def test_wait_on_an_unknown_job_is_404_at_once(spawn):

@@ -7,8 +7,6 @@ import socket
 import time
 from datetime import datetime, timezone
 
-import pytest
-
 from harness import free_port, wait_for
 from helpers import TIMESTAMP_RE, assert_error, redis_snapshot, worker_id
 
@@ -127,10 +125,11 @@ def traces(redis, job_id):
     found = [e for e in redis_snapshot(redis) if job_id in " ".join(e)]
     # Also the plain listing of key names, and the members of the queue's lists and sets.
     found += [k for k in redis.keys() if job_id in k]
+    q = job_id.split("~")[0]
     for prio in ("urgent", "high", "normal", "low"):
-        found += [m for m in redis.cli("LRANGE", f"spool:{{default}}:pending:{prio}", 0, -1).splitlines() if m == job_id]
+        found += [m for m in redis.cli("LRANGE", f"spool:{{{q}}}:pending:{prio}", 0, -1).splitlines() if m == job_id]
     for z in ("scheduled", "lease", "dead"):
-        found += [m for m in redis.cli("ZRANGE", f"spool:{{default}}:{z}", 0, -1).splitlines() if m == job_id]
+        found += [m for m in redis.cli("ZRANGE", f"spool:{{{q}}}:{z}", 0, -1).splitlines() if m == job_id]
     return found
 
 
@@ -158,32 +157,32 @@ def test_api_result_ttl_setting_expires_succeeded_jobs(spawn, redis):
     assert again[0] == 201 and again[2]["id"] != job["id"], again
 
 
-def test_per_job_result_ttl_expires_a_succeeded_job(spawn, redis):
+def test_per_job_result_ttl_expires_succeeded_and_cancelled_jobs(spawn, redis):
     api = spawn.api()
-    spawn.worker(env=FAST)
+    spawn.worker(env=FAST)  # takes jobs from "default" only: "parked" jobs stay queued or scheduled
     keep = api.enqueue("default", {"type": "noop"})
-    job = api.enqueue("default", {"type": "echo", "payload": 1, "result_ttl_s": 1})
-    api.wait_state(job["id"], "succeeded")
+    jobs = {
+        "succeeded": api.enqueue("default", {"type": "echo", "payload": 1, "result_ttl_s": 1,
+                                             "idempotency_key": "ttl-succeeded"}),
+        "cancelled while running": api.enqueue("default", {"type": "sleep", "payload": {"ms": 30000},
+                                                           "result_ttl_s": 1, "idempotency_key": "ttl-running"}),
+        "cancelled while queued": api.enqueue("parked", {"type": "noop", "result_ttl_s": 1,
+                                                         "idempotency_key": "ttl-queued"}),
+        "cancelled while scheduled": api.enqueue("parked", {"type": "noop", "result_ttl_s": 1, "delay_ms": 60000,
+                                                            "idempotency_key": "ttl-scheduled"}),
+    }
+    api.wait_state(jobs["succeeded"]["id"], "succeeded")
     api.wait_state(keep["id"], "succeeded")
+    api.wait_state(jobs["cancelled while running"]["id"], "running")
+    for how, job in jobs.items():
+        if how.startswith("cancelled"):
+            assert api.job(job["id"])["state"] == how.split()[-1]
+            status, _, data = api.post(f"/v1/jobs/{job['id']}/cancel")
+            assert status == 200 and data["state"] == "cancelled", (how, data)
     time.sleep(2.5)
-    gone(api, redis, job["id"])
-    assert api.job(keep["id"])["state"] == "succeeded"  # the default TTL (a day) keeps the other one
-
-
-@pytest.mark.parametrize("while_", ["queued", "scheduled", "running"])
-def test_cancelled_job_expires_after_its_result_ttl(spawn, redis, while_):
-    api = spawn.api()
-    body = {"type": "sleep", "payload": {"ms": 30000}, "result_ttl_s": 1, "idempotency_key": f"ttl-{while_}"}
-    if while_ == "scheduled":
-        body["delay_ms"] = 60000
-    if while_ == "running":
-        spawn.worker(env=FAST)
-    job = api.enqueue("default", body)
-    if while_ == "running":
-        api.wait_state(job["id"], "running")
-    assert api.job(job["id"])["state"] == while_
-    status, _, data = api.post(f"/v1/jobs/{job['id']}/cancel")
-    assert status == 200 and data["state"] == "cancelled", data
-    time.sleep(2.5)
-    gone(api, redis, job["id"])
-    assert redis.keys("*idem*") == []
+    for how, job in jobs.items():
+        status, _, data = api.get(f"/v1/jobs/{job['id']}")
+        assert status == 404, f"{how} job with result_ttl_s 1 still there after 2.5 s: {data}"
+        gone(api, redis, job["id"])
+    assert redis.keys("*idem*") == [], "idempotency keys of expired jobs are left"
+    assert api.job(keep["id"])["state"] == "succeeded"  # the default TTL (a day) keeps this one

@@ -15,7 +15,7 @@ final class EventLoop {
     private(set) var listener: HTTPListener!
 
     init(config: APIConfig, logger: Logger) throws {
-        guard let base = event_base_new() else { throw ConfigError("could not create an event loop") }
+        guard let base = EventBase.make() else { throw ConfigError("could not create an event loop") }
         self.base = base
         redis = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
         events = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)

@@ -23,9 +23,11 @@ struct EnqueueRequest {
     static let maxBatch = 1000
 
     let defaults: JobOptions
+    /// The loop's id generator (one per thread, never shared).
+    var random: FastRandom
 
     /// `path` prefixes field names in errors, e.g. "jobs[3]." in a batch.
-    func item(queue: String, from value: JSONValue, path: String = "") throws -> EnqueueCall.Item {
+    mutating func item(queue: String, from value: JSONValue, path: String = "") throws -> EnqueueCall.Item {
         guard let members = value.objectMembers else {
             throw FieldError(field: path.isEmpty ? "body" : String(path.dropLast()), message: "must be a JSON object, not \(value.typeName)")
         }
@@ -39,7 +41,7 @@ struct EnqueueRequest {
         guard Validation.isValidJobType(type) else {
             throw FieldError(field: f("type"), message: "must match [A-Za-z0-9_.:-]{1,128}")
         }
-        var job = Job(id: JobID.generate(queue: queue), type: type)
+        var job = Job(id: JobID.generate(queue: queue, using: &random), type: type)
         job.payload = (value["payload"] ?? .null).jsonText
         if let p = value["priority"] {
             guard let text = p.stringValue, let priority = Priority(rawValue: text) else {

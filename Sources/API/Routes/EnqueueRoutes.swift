@@ -46,7 +46,8 @@ extension Router {
     }
 
     private func parseItems(queue: String, body: JSONValue, batch: Bool) throws -> [EnqueueCall.Item] {
-        let request = EnqueueRequest(defaults: config.jobDefaults)
+        var request = EnqueueRequest(defaults: config.jobDefaults, random: random)
+        defer { random = request.random }
         guard batch else { return [try request.item(queue: queue, from: body)] }
         guard let members = body.objectMembers else { throw FieldError(field: "body", message: "must be a JSON object with a jobs array") }
         for m in members where m.key != "jobs" { throw FieldError(field: m.key, message: "unknown field") }

@@ -46,7 +46,10 @@ extension Router {
         }
         // Register before reading, so a completion between the read and the
         // registration cannot be missed.
-        if waitMs > 0 { waiters.add(id, responder, waitMs: waitMs) }
+        if waitMs > 0 {
+            responder.suspendReading()
+            waiters.add(id, responder, waitMs: waitMs)
+        }
         loadJob(id, responder) { [self] job in
             guard let job else {
                 waiters.remove(id.text)

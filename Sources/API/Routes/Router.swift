@@ -11,6 +11,8 @@ final class Router: HTTPHandler {
     let waiters: JobWaiters
     /// Queues this loop has registered in the queue set since it (re)connected.
     var registeredQueues: Set<String> = []
+    /// This loop's job id generator.
+    var random = FastRandom()
 
     init(redis: AsyncRedisConnection, waiters: JobWaiters, config: APIConfig, logger: Logger) {
         self.redis = redis

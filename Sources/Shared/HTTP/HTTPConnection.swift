@@ -29,6 +29,7 @@ final class HTTPConnection {
     /// Bounds of a lingering close: bytes dropped, and time spent.
     static let maxLingerBytes = 64 << 20
     static let maxLingerMs: Int64 = 5000
+    private var readingSuspended = false
     /// The request being answered is a HEAD: its reply has no body.
     private var isHead = false
     /// Bumped for each request, so a late reply to an old request is ignored.
@@ -69,9 +70,6 @@ final class HTTPConnection {
             guard let request = nextRequest() else { return }
             handling = true
             sequence += 1
-            // No reading (and so no read timeout) while the request is handled:
-            // a long-poll may legitimately wait far longer than the read timeout.
-            bufferevent_disable(bev, Int16(EV_READ))
             isHead = request.method == "HEAD"
             server.handler.handle(request, Responder(connection: self, sequence: sequence, keepAlive: request.keepAlive))
         }
@@ -151,11 +149,14 @@ final class HTTPConnection {
         handling = false
         observer?(response.status)
         if !keepAlive { closeAfterWrite = true }
-        write(response.serialized(keepAlive: keepAlive, includeBody: !isHead))
-        if !closeAfterWrite {
+        let bytes = response.serialized(keepAlive: keepAlive, includeBody: !isHead)
+        if closeAfterWrite { return write(bytes) }
+        writeDirect(bytes)
+        if readingSuspended {
+            readingSuspended = false
             bufferevent_enable(bev, Int16(EV_READ))
-            if !inReadLoop { readAvailable() }
         }
+        if !inReadLoop { readAvailable() }
     }
 
     /// Replies with an error and closes: the input can no longer be trusted
@@ -174,6 +175,30 @@ final class HTTPConnection {
         if lingerDiscarded > HTTPConnection.maxLingerBytes
             || (lingerStartedAt > 0 && Clock.monotonicMillis() - lingerStartedAt > HTTPConnection.maxLingerMs) {
             close()
+        }
+    }
+
+    /// Stops reading (and so the read timeout) until the current request is
+    /// answered: a long-poll may wait far longer than the read timeout.
+    fileprivate func suspendReading() {
+        guard handling, !readingSuspended else { return }
+        readingSuspended = true
+        bufferevent_disable(bev, Int16(EV_READ))
+    }
+
+    /// Writes straight to the socket when nothing is queued before it (the
+    /// usual case): no write event to add and remove, no extra loop pass.
+    /// What the socket does not take goes through the bufferevent.
+    private func writeDirect(_ bytes: [UInt8]) {
+        let output = bufferevent_get_output(bev)
+        var sent = 0
+        if evbuffer_get_length(output) == 0 {
+            let fd = bufferevent_getfd(bev)
+            sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            if sent < 0 { sent = 0 }
+        }
+        if sent < bytes.count {
+            _ = bytes.withUnsafeBytes { bufferevent_write(bev, $0.baseAddress! + sent, $0.count - sent) }
         }
     }
 
@@ -225,6 +250,10 @@ public struct Responder {
     public func send(_ response: HTTPResponse) {
         connection.send(response, sequence: sequence, keepAlive: keepAlive, observer: observer)
     }
+
+    /// For a reply that may take long (a long-poll): pauses reading and the
+    /// read timeout until the reply is sent.
+    public func suspendReading() { connection.suspendReading() }
 
     /// The same responder, also telling `observe` the status it answers with
     /// (once, when the response is really sent).

@@ -35,7 +35,7 @@ public struct JSONWriter {
     }
 
     public mutating func writeString(_ s: String) {
-        text += JSONWriter.quoted(s)
+        JSONWriter.appendQuoted(s, to: &text)
     }
 
     // MARK: object building
@@ -76,34 +76,42 @@ public struct JSONWriter {
 
     /// `s` as a JSON string literal.
     public static func quoted(_ s: String) -> String {
-        var out = "\""
+        var out = ""
         out.reserveCapacity(s.utf8.count + 2)
-        var plainStart = s.unicodeScalars.startIndex
-        var i = plainStart
-        let scalars = s.unicodeScalars
-        while i != scalars.endIndex {
-            let c = scalars[i]
-            let escape: String?
-            switch c {
-            case "\"": escape = "\\\""
-            case "\\": escape = "\\\\"
-            case "\n": escape = "\\n"
-            case "\r": escape = "\\r"
-            case "\t": escape = "\\t"
-            case _ where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: escape = nil
-            }
-            if let escape {
-                out.unicodeScalars.append(contentsOf: scalars[plainStart..<i])
-                out += escape
-                plainStart = scalars.index(after: i)
-            }
-            i = scalars.index(after: i)
-        }
-        out.unicodeScalars.append(contentsOf: scalars[plainStart..<scalars.endIndex])
-        out += "\""
+        appendQuoted(s, to: &out)
         return out
+    }
+
+    /// Appends `s` as a JSON string literal. Works on UTF-8 bytes: most
+    /// strings need no escape and are appended whole (this runs for every
+    /// key and value of every response, so it matters).
+    static func appendQuoted(_ s: String, to out: inout String) {
+        var clean = true
+        for b in s.utf8 where b == 0x22 || b == 0x5C || b < 0x20 {
+            clean = false
+            break
+        }
+        out.append("\"")
+        if clean {
+            out.append(s)
+        } else {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(s.utf8.count + 16)
+            for b in s.utf8 {
+                switch b {
+                case 0x22: bytes += [0x5C, 0x22]
+                case 0x5C: bytes += [0x5C, 0x5C]
+                case 0x0A: bytes += [0x5C, 0x6E]
+                case 0x0D: bytes += [0x5C, 0x72]
+                case 0x09: bytes += [0x5C, 0x74]
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes += [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]]
+                default: bytes.append(b)
+                }
+            }
+            out.append(String(decoding: bytes, as: UTF8.self))
+        }
+        out.append("\"")
     }
 }

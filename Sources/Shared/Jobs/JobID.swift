@@ -19,6 +19,11 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible {
 
     public static func generate(queue: String, nowMillis: Int64 = Clock.nowMillis()) -> JobID {
         var rng = SystemRandomNumberGenerator()
+        return generate(queue: queue, nowMillis: nowMillis, using: &rng)
+    }
+
+    public static func generate<R: RandomNumberGenerator>(queue: String, nowMillis: Int64 = Clock.nowMillis(),
+                                                          using rng: inout R) -> JobID {
         var tail = [UInt8](repeating: 0, count: 26)
         var time = UInt64(max(0, nowMillis))
         for i in stride(from: 9, through: 0, by: -1) {

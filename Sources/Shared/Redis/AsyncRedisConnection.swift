@@ -68,6 +68,9 @@ public final class AsyncRedisConnection {
             return
         }
         deadlines.push(Clock.monotonicMillis() + commandTimeoutMs)
+        // Write now rather than on the next writable event: a request's
+        // command reaches Redis one loop pass (and two epoll_ctl calls) sooner.
+        if connected { redisAsyncHandleWrite(ac) }
     }
 
     /// EVALSHA, falling back to EVAL (which also caches the script) on NOSCRIPT.
