@@ -3,7 +3,11 @@
 #
 #   docker build -t spool:dev .
 #   docker run --rm -p 8080:8080 -e REDIS_URL=redis://host:6379 spool:dev
-#   docker run --rm -e REDIS_URL=redis://host:6379 spool:dev spool-worker
+#   docker run --rm --init -e REDIS_URL=redis://host:6379 spool:dev spool-worker
+#
+# (--init, like compose's `init: true`, puts a tiny init as PID 1 that reaps the
+# orphaned children of handler commands; on Kubernetes, worker.yaml shares the pod's
+# process namespace so the pause container does it.)
 #
 # Build stage: the official Swift image for Debian 12 (bookworm), the same Debian
 # release the runtime stage uses, so the C libraries linked here are the ones
@@ -50,7 +54,7 @@ RUN apt-get update \
 
 # A fixed, numeric non-root user, so Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --system --gid 10001 spool \
- && useradd --system --uid 10001 --gid spool --home-dir /nonexistent --no-create-home \
+ && useradd --system --no-log-init --uid 10001 --gid spool --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin spool
 
 COPY --from=build /out/spool-api /out/spool-worker /usr/local/bin/
@@ -66,5 +70,6 @@ EXPOSE 8080
 
 # spool-worker is `docker run IMAGE spool-worker` (or `command:` in compose/k8s). Give
 # the worker a stop timeout above SPOOL_SHUTDOWN_GRACE_MS (25 s by default), for
-# example `docker stop -t 35`, so running jobs can finish or be handed back.
+# example `docker stop -t 35`, so running jobs can finish or be handed back
+# (README "Shutdown").
 CMD ["spool-api"]

