@@ -26,11 +26,13 @@ final class FetchLoop {
 
     func run() {
         var failures = 0
+        // A job already claimed by the script that recorded the previous one.
+        var next: Job?
         while !worker.stopFetching.isSet {
             do {
-                if let job = try fetchNext() {
+                if let job = try next ?? fetchNext() {
                     worker.redisHealth.succeeded()
-                    runner.run(job)
+                    next = runner.run(job, thenFetchFrom: worker.config.queues[0])
                 } else {
                     worker.redisHealth.succeeded()
                 }
@@ -50,7 +52,7 @@ final class FetchLoop {
         for queue in worker.config.queues {
             let call = FetchCall(schema: worker.schema, queue: queue, workerID: worker.id, leaseMs: worker.config.leaseMs)
             switch try redis.run(call) {
-            case .job(let job, _):
+            case .job(let job):
                 return job
             case .damaged(let id, let attempt, let error):
                 runner.failDamaged(id, attempt: attempt, error: error)
@@ -70,6 +72,7 @@ final class FetchLoop {
     /// timer until that job's time — see DueTimer.
     private func waitForWork(ms: Int64, scheduledJobDue: Bool) throws {
         guard ms > 0, !worker.stopFetching.isSet else { return }
+        var blockMs = ms
         if scheduledJobDue {
             let dueAt = Clock.monotonicMillis() + ms
             if worker.dueTimer.claim(dueAt, waitMs: ms) {
@@ -77,12 +80,16 @@ final class FetchLoop {
                 worker.dueTimer.release(dueAt)
                 return
             }
+            // Not the timekeeper: block in Redis only until shortly before the
+            // job is due (Redis may answer up to a tick late), then come back
+            // and claim the rest of the wait with the precise local timer.
+            if ms > DueTimer.deafWaitMaxMs { blockMs = ms - DueTimer.deafWaitMaxMs }
         }
         let keys = worker.config.queues.map { worker.schema.wake($0) }
-        let seconds = String(format3(ms))
+        let seconds = String(format3(blockMs))
         worker.dueTimer.startListening()
         defer { worker.dueTimer.stopListening() }
-        let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(ms))
+        let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(blockMs))
         if case .error(let e) = reply { throw RedisError.server(e) }
     }
 

@@ -20,7 +20,9 @@ final class JobRunner {
         self.redis = redis
     }
 
-    func run(_ job: Job) {
+    /// Runs `job` and records its outcome. After a success in `nextQueue`, the
+    /// same script call also claims the loop's next job, which is returned.
+    func run(_ job: Job, thenFetchFrom nextQueue: String) -> Job? {
         let attempt = job.attempts
         let context = JobContext(attempt: attempt, timeoutMs: job.options.timeoutMs)
         let meta = worker.metadata(job, attempt: attempt)
@@ -47,23 +49,24 @@ final class JobRunner {
         case .shutdown?:
             // Shutdown gives the job back to its queue; reporting here would race it.
             worker.logger.info("job interrupted by shutdown", metadata: meta2)
-            return
+            return nil
         case .leaseLost?:
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta2)
-            return
+            return nil
         case .cancelled?:
             // The cancel already recorded the job's end; nothing to report.
             worker.logger.info("job stopped after cancel", metadata: meta2)
-            return
+            return nil
         default:
             break
         }
         switch outcome {
         case .success(let result):
-            complete(job, attempt: attempt, result: result, meta: meta2)
+            return complete(job, attempt: attempt, result: result, meta: meta2, thenFetchFrom: nextQueue)
         case .failure(let message, let retry):
             fail(job.id, attempt: attempt, message: message,
                  retryDelayMs: retry ? Backoff.retryDelay(baseMs: job.options.backoffMs, attempt: attempt) : nil, meta: meta2)
+            return nil
         }
     }
 
@@ -78,9 +81,30 @@ final class JobRunner {
         return handler.run(job, context)
     }
 
-    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata) {
+    /// Records a success; when the job's queue is the one to fetch from next
+    /// (and the worker is not stopping), claims the next job in the same call.
+    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata, thenFetchFrom nextQueue: String) -> Job? {
         let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: attempt, resultJSON: result)
-        guard let stored = report(call, meta: meta) else { return }
+        var next: Job?
+        let stored: Bool
+        if job.id.queue == nextQueue && !worker.stopFetching.isSet {
+            let fetch = FetchCall(schema: worker.schema, queue: nextQueue, workerID: worker.id, leaseMs: worker.config.leaseMs)
+            guard let both = report(CompleteAndFetchCall(complete: call, fetch: fetch), meta: meta) else { return nil }
+            stored = both.stored
+            switch both.next {
+            case .job(let j): next = j
+            case .damaged(let id, let attempt, let error): failDamaged(id, attempt: attempt, error: error)
+            case .empty, .paused: break
+            }
+        } else {
+            guard let s = report(call, meta: meta) else { return nil }
+            stored = s
+        }
+        logCompletion(stored: stored, job: job, meta: meta)
+        return next
+    }
+
+    private func logCompletion(stored: Bool, job: Job, meta: Logger.Metadata) {
         if stored {
             worker.counters.recordSuccess()
             WorkerMetrics.succeeded(job.id.queue)

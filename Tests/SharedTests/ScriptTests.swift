@@ -39,7 +39,7 @@ final class ScriptTests: XCTestCase {
     }
 
     func fetch(_ queue: String = "q", worker: String = "w1", leaseMs: Int64 = 30_000) throws -> Job? {
-        if case .job(let job, _) = try redis.run(FetchCall(schema: schema, queue: queue, workerID: worker, leaseMs: leaseMs)) { return job }
+        if case .job(let job) = try redis.run(FetchCall(schema: schema, queue: queue, workerID: worker, leaseMs: leaseMs)) { return job }
         return nil
     }
 
@@ -375,5 +375,45 @@ final class ScriptTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(started, created)
         XCTAssertLessThan(started - created, 5_000_000)
         XCTAssertGreaterThan(created, 1_600_000_000_000_000, "microseconds since the epoch")
+    }
+
+    func testCompleteAndFetchStoresTheResultAndClaimsTheNext() throws {
+        let first = try created(try enqueue())
+        let second = try created(try enqueue())
+        let running = try XCTUnwrap(try fetch())
+        XCTAssertEqual(running.id, first.id)
+        let call = CompleteAndFetchCall(
+            complete: CompleteCall(schema: schema, jobID: first.id, workerID: "w1", attempt: 1, resultJSON: "42"),
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000))
+        let (stored, next) = try redis.run(call)
+        XCTAssertTrue(stored)
+        XCTAssertEqual(try state(first.id), "succeeded")
+        guard case .job(let job) = next else { return XCTFail("the next job must be claimed") }
+        XCTAssertEqual(job.id, second.id)
+        XCTAssertEqual(job.state, .running)
+        XCTAssertEqual(job.attempts, 1)
+        XCTAssertEqual(try state(second.id), "running")
+        // A stale completion stores nothing but still fetches (here: nothing left).
+        let (staleStored, after) = try redis.run(CompleteAndFetchCall(
+            complete: CompleteCall(schema: schema, jobID: first.id, workerID: "w1", attempt: 1, resultJSON: "0"),
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000)))
+        XCTAssertFalse(staleStored)
+        guard case .empty = after else { return XCTFail("queue should be empty") }
+        XCTAssertEqual(try redis.command(["HGET", schema.job(first.id), "result"]).string, "42")
+    }
+
+    func testFinishedJobIsPublishedOnlyWhenSomeoneWaits() throws {
+        let quiet = try created(try enqueue())
+        let watched = try created(try enqueue())
+        try redis.command(["SET", schema.waiting(watched.id), "1", "PX", "5000"])
+        let listener = server.connection()
+        XCTAssertEqual(try listener.command(["SUBSCRIBE", schema.finishedChannel]).array?.first?.string, "subscribe")
+        for _ in 0..<2 {
+            let job = try XCTUnwrap(try fetch())
+            _ = try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, resultJSON: "null"))
+        }
+        let message = try listener.blockingCommand(["PING"], blockingMs: 1000)
+        XCTAssertEqual(message.array?.last?.string, watched.id.text, "the waited-for job is published, the other is not")
+        _ = quiet
     }
 }

@@ -246,11 +246,17 @@ def test_retry_a_dead_job(spawn, redis):
     api = spawn.api()
     spawn.worker()
     [job] = make_dead(api, 1)
+    # Paused, so that the retried job (which fails at once) is seen queued.
+    assert api.post("/v1/queues/default/pause")[0] == 200
     status, _, data = api.post(f"/v1/jobs/{job['id']}/retry")
     assert status == 200, data
-    assert data["id"] == job["id"] and data["state"] in ("queued", "running"), data
-    assert data["attempts"] == (0 if data["state"] == "queued" else 1), data
-    assert data["finished_at"] is None, data
+    assert data["id"] == job["id"] and data["state"] == "queued", data
+    assert data["attempts"] == 0 and data["max_attempts"] == 1, data
+    assert data["finished_at"] is None and data["started_at"] is None, data
+    assert dead_ids(redis) == []
+    assert listing_entry(api, "default")["dead"] == 0
+    assert api.job(job["id"])["state"] == "queued"
+    assert api.post("/v1/queues/default/resume")[0] == 200
     again = api.wait_state(job["id"], "dead", timeout=5)
     assert again["attempts"] == 1, again
     assert again["finished_at"] > job["finished_at"], (job, again)

@@ -46,17 +46,20 @@ extension Router {
         }
         // Register before reading, so a completion between the read and the
         // registration cannot be missed.
+        var token = 0
         if waitMs > 0 {
             responder.suspendReading()
-            waiters.add(id, responder, waitMs: waitMs)
+            token = waiters.add(id, responder, waitMs: waitMs)
+            // The scripts that finish a job publish its id only while this flag exists.
+            redis.send(["SET", schema.waiting(id), "1", "PX", String(waitMs + 5000)]) { _ in }
         }
         loadJob(id, responder) { [self] job in
             guard let job else {
-                waiters.remove(id.text)
+                if waitMs > 0 { waiters.remove(id.text, token: token) }
                 return responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
             }
             if waitMs == 0 || job.state.isTerminal {
-                if waitMs > 0 { waiters.remove(id.text) }
+                if waitMs > 0 { waiters.remove(id.text, token: token) }
                 responder.send(HTTPResponse(status: 200, body: job.json))
             }
         }

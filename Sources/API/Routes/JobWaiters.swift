@@ -11,12 +11,14 @@ final class JobWaiters {
         let id: JobID
         let responder: Responder
         let deadline: Int64
+        let token: Int
     }
 
     /// Called with every waiter of a job that finished or whose time ran out;
     /// the router answers each with the job's current state.
     var answer: ((JobID, [Responder]) -> Void)?
     private var byJob: [String: [Waiter]] = [:]
+    private var nextToken = 0
     private var timer: OpaquePointer?
     static let tickMs = 50
 
@@ -30,8 +32,12 @@ final class JobWaiters {
 
     var count: Int { byJob.values.reduce(0) { $0 + $1.count } }
 
-    func add(_ id: JobID, _ responder: Responder, waitMs: Int64) {
-        byJob[id.text, default: []].append(Waiter(id: id, responder: responder, deadline: Clock.monotonicMillis() + waitMs))
+    /// Registers a waiter; the token removes exactly this one later.
+    func add(_ id: JobID, _ responder: Responder, waitMs: Int64) -> Int {
+        nextToken += 1
+        byJob[id.text, default: []].append(
+            Waiter(id: id, responder: responder, deadline: Clock.monotonicMillis() + waitMs, token: nextToken))
+        return nextToken
     }
 
     /// A job reached a terminal state (message on the finished channel).
@@ -46,7 +52,12 @@ final class JobWaiters {
         for waiters in byJob.values where !waiters.isEmpty { check(waiters[0].id, waiters.map(\.responder)) }
     }
 
-    func remove(_ idText: String) { byJob.removeValue(forKey: idText) }
+    /// Removes one waiter (answered directly), leaving the job's others waiting.
+    func remove(_ idText: String, token: Int) {
+        guard var waiters = byJob[idText] else { return }
+        waiters.removeAll { $0.token == token }
+        byJob[idText] = waiters.isEmpty ? nil : waiters
+    }
 
     private func expire() {
         let now = Clock.monotonicMillis()

@@ -31,6 +31,10 @@ public struct KeySchema: Sendable {
     public func idempotencyPrefix(_ q: String) -> String { queueBase(q) + ":idem:" }
     /// HASH: counters (processed, failed, …).
     public func stats(_ q: String) -> String { queueBase(q) + ":stats" }
+    /// STRING, short-lived: a client waits (`?wait=`) for this job, so the
+    /// script that finishes it publishes its id on the finished channel.
+    public func waitingPrefix(_ q: String) -> String { queueBase(q) + ":waiting:" }
+    public func waiting(_ id: JobID) -> String { waitingPrefix(id.queue) + id.text }
     /// HASH per minute: processed and failed counts in that minute; expires
     /// after an hour. The key ends with the minute (epoch ms / 60000).
     public func throughputPrefix(_ q: String) -> String { queueBase(q) + ":throughput:" }

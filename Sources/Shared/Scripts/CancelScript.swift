@@ -9,7 +9,8 @@ public struct CancelCall: ScriptCall {
 -- KEYS[7]    lease zset
 -- ARGV[1]    job id
 -- ARGV[2]    idempotency key prefix
--- ARGV[3]    finished channel
+-- ARGV[3]    waiting key prefix
+-- ARGV[4]    finished channel
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
@@ -27,7 +28,7 @@ end
 local _, now_us = clock()
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now_us)
 expire_job(KEYS[1], ARGV[2], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or DEFAULT_RESULT_TTL)
-redis.call('PUBLISH', ARGV[3], ARGV[1])
+notify_finished(ARGV[3], ARGV[4], ARGV[1])
 return {'cancelled', state}
 """#)
 
@@ -51,7 +52,9 @@ return {'cancelled', state}
         let q = jobID.queue
         return [schema.job(jobID)] + schema.pendingLists(q) + [schema.scheduled(q), schema.lease(q)]
     }
-    public var args: [String] { [jobID.text, schema.idempotencyPrefix(jobID.queue), schema.finishedChannel] }
+    public var args: [String] {
+        [jobID.text, schema.idempotencyPrefix(jobID.queue), schema.waitingPrefix(jobID.queue), schema.finishedChannel]
+    }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let kind = parts.first?.string else { throw unexpected(reply) }

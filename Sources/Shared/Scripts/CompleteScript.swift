@@ -8,20 +8,13 @@ public struct CompleteCall: ScriptCall {
 -- ARGV[2]  worker id
 -- ARGV[3]  attempt number the worker ran
 -- ARGV[4]  result (JSON text)
--- ARGV[5]  idempotency key prefix
--- ARGV[6]  throughput key prefix
--- ARGV[7]  finished channel
--- Output:  'ok', or 'stale' when the lease was lost (the job was recovered and
---          runs, or ran, elsewhere): nothing is changed then
-if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 'stale' end
+-- ARGV[5..9] job, idempotency, throughput and waiting key prefixes; finished channel
+-- Output:  1 stored, or 0 when the lease was lost (the job was recovered and
+--          runs, or ran, elsewhere, or was cancelled): nothing changes then
 local now, now_us = clock()
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'succeeded', 'finished_at', now_us, 'result', ARGV[4])
-expire_job(KEYS[1], ARGV[5], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or DEFAULT_RESULT_TTL)
-redis.call('HINCRBY', KEYS[3], 'processed', 1)
-count_minute(ARGV[6], 'processed', now)
-redis.call('PUBLISH', ARGV[7], ARGV[1])
-return 'ok'
+local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
+           channel = ARGV[9], lease = KEYS[2], stats = KEYS[3]}
+return complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now, now_us) and 1 or 0
 """#)
 
     public let jobID: JobID
@@ -40,17 +33,19 @@ return 'ok'
 
     public var script: LuaScript { CompleteCall.script }
     public var keys: [String] { [schema.job(jobID), schema.lease(jobID.queue), schema.stats(jobID.queue)] }
-    public var args: [String] {
-        [jobID.text, workerID, String(attempt), resultJSON, schema.idempotencyPrefix(jobID.queue),
-         schema.throughputPrefix(jobID.queue), schema.finishedChannel]
-    }
+    public var args: [String] { [jobID.text, workerID, String(attempt), resultJSON] + schema.finishPrefixes(jobID.queue) }
 
     /// True when stored; false when the lease was lost and the result dropped.
     public func parse(_ reply: RedisReply) throws -> Bool {
-        switch reply.string {
-        case "ok": return true
-        case "stale": return false
-        default: throw unexpected(reply)
-        }
+        guard let n = reply.int, n == 0 || n == 1 else { throw unexpected(reply) }
+        return n == 1
+    }
+}
+
+extension KeySchema {
+    /// What a script that finishes jobs needs to derive their keys: the job,
+    /// idempotency, throughput and waiting key prefixes, and the finished channel.
+    func finishPrefixes(_ q: String) -> [String] {
+        [jobPrefix(q), idempotencyPrefix(q), throughputPrefix(q), waitingPrefix(q), finishedChannel]
     }
 }

@@ -14,10 +14,7 @@ public struct FailCall: ScriptCall {
 -- ARGV[5]  retry delay ms (the worker computes backoff and jitter); -1 = do not retry
 -- ARGV[6]  dead TTL seconds
 -- ARGV[7]  dead set cap
--- ARGV[8]  job key prefix
--- ARGV[9]  idempotency key prefix
--- ARGV[10] throughput key prefix
--- ARGV[11] finished channel
+-- ARGV[8..12] job, idempotency, throughput and waiting key prefixes; finished channel
 -- Output:  'retry' | 'dead' | 'stale' (lease lost: nothing changed)
 if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 'stale' end
 local now = now_ms()
@@ -34,7 +31,7 @@ if delay >= 0 and attempts < max_attempts then
   redis.call('HINCRBY', KEYS[5], 'retried', 1)
   return 'retry'
 end
-bury(KEYS[4], KEYS[5], KEYS[1], ARGV[8], ARGV[9], ARGV[1], now, tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11])
+bury(KEYS[4], KEYS[5], KEYS[1], ARGV[8], ARGV[9], ARGV[1], now, tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11], ARGV[12])
 return 'dead'
 """#)
 
@@ -69,8 +66,7 @@ return 'dead'
     }
     public var args: [String] {
         [jobID.text, workerID, String(attempt), errorJSON, String(retryDelayMs ?? -1), String(deadTTLSeconds),
-         String(deadMax), schema.jobPrefix(jobID.queue), schema.idempotencyPrefix(jobID.queue),
-         schema.throughputPrefix(jobID.queue), schema.finishedChannel]
+         String(deadMax)] + schema.finishPrefixes(jobID.queue)
     }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {

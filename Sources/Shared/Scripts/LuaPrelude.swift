@@ -28,18 +28,24 @@ local function expire_job(job_key, idem_prefix, ttl)
   if idem and idem_prefix ~= '' then redis.call('EXPIRE', idem_prefix .. idem, ttl) end
 end
 
--- Counts a processed or failed job in the current minute's bucket (kept an hour).
+-- Counts a processed or failed job in the current minute's bucket (kept an
+-- hour; the expiry is set once, when the bucket's field is created).
 local function count_minute(throughput_prefix, field, now)
   local key = throughput_prefix .. math.floor(now / 60000)
-  redis.call('HINCRBY', key, field, 1)
-  redis.call('EXPIRE', key, 3720)
+  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, 3720) end
+end
+
+-- Tells API long-polls that a job finished, only when one waits for it:
+-- publishing every completion would cost every API loop a message per job.
+local function notify_finished(waiting_prefix, channel, id)
+  if redis.call('EXISTS', waiting_prefix .. id) == 1 then redis.call('PUBLISH', channel, id) end
 end
 
 -- Moves a job to the dead set, kept dead_ttl seconds and at most dead_max
 -- per queue (oldest dropped first, together with their hashes).
-local function bury(dead_key, stats_key, job_key, job_prefix, idem_prefix, id, now, dead_ttl, dead_max, channel)
+local function bury(dead_key, stats_key, job_key, job_prefix, idem_prefix, id, now, dead_ttl, dead_max, waiting_prefix, channel)
   redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now * 1000)
-  redis.call('PUBLISH', channel, id)
+  notify_finished(waiting_prefix, channel, id)
   redis.call('ZADD', dead_key, now, id)
   expire_job(job_key, idem_prefix, dead_ttl)
   redis.call('HINCRBY', stats_key, 'dead', 1)
@@ -47,6 +53,8 @@ local function bury(dead_key, stats_key, job_key, job_prefix, idem_prefix, id, n
   local extra = redis.call('ZCARD', dead_key) - dead_max
   if extra > 0 then
     for _, old in ipairs(redis.call('ZRANGE', dead_key, 0, extra - 1)) do
+      local old_idem = redis.call('HGET', job_prefix .. old, 'idem')
+      if old_idem and idem_prefix ~= '' then redis.call('DEL', idem_prefix .. old_idem) end
       redis.call('DEL', job_prefix .. old)
     end
     redis.call('ZREMRANGEBYRANK', dead_key, 0, extra - 1)
@@ -61,6 +69,14 @@ local function holds_lease(lease_key, job_key, id, worker, attempt)
   return f[1] == 'running' and f[2] == worker and f[3] == attempt
 end
 
+-- The value of `field` in an HGETALL reply (a flat field, value list).
+local function field_of(flat, field)
+  for i = 1, #flat, 2 do
+    if flat[i] == field then return flat[i + 1] end
+  end
+  return nil
+end
+
 -- Wakes up to `count` (default 1) idle workers blocked on the queue's wake
 -- list. The list is kept short: a token only means "look again", and a woken
 -- worker drains what it can.
@@ -73,6 +89,72 @@ local function wake(wake_key, count)
   local tokens = {}
   for t = 1, count do tokens[t] = '1' end
   if redis.call('LPUSH', wake_key, unpack(tokens)) > 64 then redis.call('LTRIM', wake_key, 0, 63) end
+end
+
+-- Records a job's success if this worker still holds its lease (else the job
+-- was recovered or cancelled, and this result is stale: nothing changes).
+-- q: {job_prefix, idem_prefix, throughput_prefix, waiting_prefix, channel, lease, stats}
+local function complete_job(q, id, worker, attempt, result, now, now_us)
+  local key = q.job_prefix .. id
+  local f = redis.call('HMGET', key, 'state', 'worker', 'attempts', 'result_ttl_s', 'idem')
+  if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then return false end
+  if redis.call('ZREM', q.lease, id) == 0 then return false end
+  redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now_us, 'result', result)
+  local ttl = tonumber(f[4]) or DEFAULT_RESULT_TTL
+  redis.call('EXPIRE', key, ttl)
+  if f[5] then redis.call('EXPIRE', q.idem_prefix .. f[5], ttl) end
+  redis.call('HINCRBY', q.stats, 'processed', 1)
+  count_minute(q.throughput_prefix, 'processed', now)
+  notify_finished(q.waiting_prefix, q.channel, id)
+  return true
+end
+
+-- Takes the next job of a queue for a worker: promotes due scheduled jobs,
+-- pops by priority, leases the job. Returns the fetch reply (see FetchCall);
+-- the job's fields are returned as read, before this claim updated them.
+-- q: {job_prefix, pending = {4 lists}, scheduled, lease, paused, wake}
+local function fetch_next(q, worker, lease_ms, promote_limit, now, now_us)
+  local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, promote_limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', q.scheduled, id)
+    local key = q.job_prefix .. id
+    local f = redis.call('HMGET', key, 'state', 'priority')
+    if f[1] == 'scheduled' then
+      local prio = ({urgent = 1, high = 2, normal = 3, low = 4})[f[2]] or 3
+      redis.call('HSET', key, 'state', 'queued')
+      redis.call('RPUSH', q.pending[prio], id)
+    end
+  end
+  if #due > 0 then wake(q.wake) end
+
+  if redis.call('EXISTS', q.paused) == 1 then return {'paused', -1, now} end
+
+  -- Ids whose job was cancelled or has expired are dropped as they come up;
+  -- the bound keeps one call short even after a mass cancel. LMPOP (Redis 7)
+  -- takes from the most urgent non-empty list in one command.
+  local skipped = 0
+  while skipped < 1000 do
+    local popped = redis.call('LMPOP', 4, q.pending[1], q.pending[2], q.pending[3], q.pending[4], 'LEFT')
+    if not popped then break end
+    local id = popped[2][1]
+    do
+      local key = q.job_prefix .. id
+      local job = redis.call('HGETALL', key)
+      local state = field_of(job, 'state')
+      -- A hash without a state is damaged: hand it out so the worker fails it
+      -- with a clear error instead of dropping it silently.
+      if state == 'queued' or (not state and #job > 0) then
+        local attempts = (tonumber(field_of(job, 'attempts')) or 0) + 1
+        redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us, 'worker', worker)
+        redis.call('ZADD', q.lease, now + lease_ms, id)
+        return {'job', id, now_us, job}
+      end
+      skipped = skipped + 1
+    end
+  end
+
+  local next_due = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
+  return {'empty', next_due[2] or -1, now}
 end
 
 """#

@@ -13,7 +13,8 @@ public struct RecoverCall: ScriptCall {
 -- ARGV[3]    dead TTL seconds
 -- ARGV[4]    dead set cap
 -- ARGV[5]    idempotency key prefix
--- ARGV[6]    finished channel
+-- ARGV[6]    waiting key prefix
+-- ARGV[7]    finished channel
 -- Output:    flat list: id, outcome ('requeued' | 'dead'), attempt, worker, ...
 local now = now_ms()
 local job_prefix = ARGV[1]
@@ -28,7 +29,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
     redis.call('HSET', key, 'error', cjson.encode({message = message, attempt = attempts}))
     redis.call('HINCRBY', KEYS[7], 'recovered', 1)
     if attempts >= (tonumber(f[3]) or DEFAULT_MAX_ATTEMPTS) then
-      bury(KEYS[6], KEYS[7], key, job_prefix, ARGV[5], id, now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6])
+      bury(KEYS[6], KEYS[7], key, job_prefix, ARGV[5], id, now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6], ARGV[7])
       table.insert(out, id); table.insert(out, 'dead')
     else
       local prio = ({urgent = 1, high = 2, normal = 3, low = 4})[f[4]] or 3
@@ -70,7 +71,7 @@ return out
     }
     public var args: [String] {
         [schema.jobPrefix(queue), String(limit), String(deadTTLSeconds), String(deadMax), schema.idempotencyPrefix(queue),
-         schema.finishedChannel]
+         schema.waitingPrefix(queue), schema.finishedChannel]
     }
 
     public func parse(_ reply: RedisReply) throws -> [Recovered] {
