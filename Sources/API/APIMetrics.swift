@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 import Shared
 
 /// The API's metrics, recorded through swift-metrics (exported by the

@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 import Shared
 
 /// The worker's metrics, recorded through swift-metrics (exported by the

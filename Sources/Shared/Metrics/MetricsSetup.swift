@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 import Prometheus
 
 /// Prometheus metrics through swift-metrics: one registry per process, the
