@@ -20,7 +20,8 @@ final class EventLoop {
         redis = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
         events = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
         let waiters = JobWaiters(base: base)
-        router = Router(redis: redis, waiters: waiters, config: config, logger: logger)
+        let coalescer = EnqueueCoalescer(redis: redis, schema: KeySchema(prefix: config.prefix))
+        router = Router(redis: redis, waiters: waiters, coalescer: coalescer, config: config, logger: logger)
         listener = try HTTPListener(base: base, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: "SPOOL_API_ADDR")
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }

@@ -27,8 +27,7 @@ extension Router {
             return responder.send(.error(400, "invalid_field", "\(error)"))
         }
         let limit = config.pendingLimit(for: queue)
-        let call = EnqueueCall(schema: schema, queue: queue, items: items, pendingLimit: limit)
-        redis.run(call) { [self] result in
+        coalescer.submit(queue: queue, items: items, pendingLimit: limit) { [self] result in
             switch result {
             case .failure(let e):
                 responder.send(failure(e))

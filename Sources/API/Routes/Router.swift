@@ -9,14 +9,16 @@ final class Router: HTTPHandler {
     let schema: KeySchema
     let logger: Logger
     let waiters: JobWaiters
+    let coalescer: EnqueueCoalescer
     /// Queues this loop has registered in the queue set since it (re)connected.
     var registeredQueues: Set<String> = []
     /// This loop's job id generator.
     var random = FastRandom()
 
-    init(redis: AsyncRedisConnection, waiters: JobWaiters, config: APIConfig, logger: Logger) {
+    init(redis: AsyncRedisConnection, waiters: JobWaiters, coalescer: EnqueueCoalescer, config: APIConfig, logger: Logger) {
         self.redis = redis
         self.waiters = waiters
+        self.coalescer = coalescer
         self.config = config
         self.schema = KeySchema(prefix: config.prefix)
         self.logger = logger
