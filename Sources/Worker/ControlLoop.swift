@@ -102,8 +102,4 @@ final class ControlLoop {
         }
     }
 
-    /// Removes this worker from the registry (at shutdown).
-    func deregister() {
-        _ = try? redis.pipeline([["ZREM", worker.schema.workers, worker.id], ["DEL", worker.schema.worker(worker.id)]])
-    }
 }

@@ -28,7 +28,8 @@ final class FetchLoop {
         var failures = 0
         // A job already claimed by the script that recorded the previous one.
         var next: Job?
-        while !worker.stopFetching.isSet {
+        // A job already claimed when shutdown began is run, not dropped.
+        while next != nil || !worker.stopFetching.isSet {
             do {
                 if let job = try next ?? fetchNext() {
                     worker.redisHealth.succeeded()

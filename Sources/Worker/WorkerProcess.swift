@@ -8,8 +8,9 @@ import Shared
 /// 1. stop fetching — no new work is taken from here on;
 /// 2. wait up to the grace period for running jobs to finish — the control
 ///    loop keeps heartbeating meanwhile, so their leases stay valid;
-/// 3. give back what is still running (to the head of its pending list) and
-///    stop those handlers — nothing waits for a lease to expire;
+/// 3. stop the handlers still running, then give their jobs back to the head
+///    of their pending lists — in this order, so a job never runs here and
+///    elsewhere at once, and nothing waits for a lease to expire;
 /// 4. stop the control loop and leave the worker registry.
 final class WorkerProcess {
     let worker: WorkerContext
@@ -58,15 +59,24 @@ final class WorkerProcess {
 
         let leftovers = worker.running.byQueue
         if !leftovers.isEmpty {
-            giveBack(leftovers)
+            // Interrupted jobs are not reported (their leases stay held), so
+            // they can be given back once their handlers are gone.
             worker.running.stopAll(.shutdown)
             for t in fetchThreads { t.join(timeoutMs: 2000) }
+            giveBack(leftovers)
         }
         control.stop()
-        controlThread?.join(timeoutMs: worker.config.redisTimeoutMs + 1000)
-        control.deregister()
+        controlThread?.join(timeoutMs: worker.config.redisTimeoutMs * 4 + 1000)
+        deregister()
         log.info("spool-worker stopped", metadata: ["worker_id": "\(worker.id)", "processed": .stringConvertible(worker.counters.processed),
                                                     "failed": .stringConvertible(worker.counters.failed)])
+    }
+
+    /// Leaves the registry on a connection of its own: the control loop's may
+    /// still be in use if its last tick has not returned.
+    private func deregister() {
+        let redis = worker.newConnection()
+        _ = try? redis.pipeline([["ZREM", worker.schema.workers, worker.id], ["DEL", worker.schema.worker(worker.id)]])
     }
 
     private func giveBack(_ jobs: [String: [(JobID, Int)]]) {

@@ -28,8 +28,9 @@ final class EventLoop {
         let channel = router.schema.finishedChannel
         events.onStateChange = { [unowned events, router] up in
             guard up else { return }
-            events.subscribe(channel) { id in router.waiters.finished(id) }
-            router.recheckWaiters()
+            // Recheck once the subscription holds: a job that finished while
+            // the channel was down would otherwise be missed.
+            events.subscribe(channel, onSubscribed: { router.recheckWaiters() }) { id in router.waiters.finished(id) }
         }
     }
 

@@ -21,8 +21,11 @@ final class EnqueueCoalescer {
         let completion: Completion
     }
 
-    /// Jobs of one combined call at most; more are split over several calls.
+    /// Jobs and payload bytes of one combined call at most; more are split
+    /// over several calls (a huge call could pass Redis' query buffer limit
+    /// or the command timeout, failing requests that did nothing wrong).
     static let maxJobsPerCall = 1000
+    static let maxBytesPerCall = 4 << 20
     /// Calls out at once per loop: two keep Redis busy while a reply travels.
     static let maxInFlight = 2
 
@@ -54,14 +57,19 @@ final class EnqueueCoalescer {
         for queue in queues {
             var group: [Request] = []
             var jobs = 0
+            var bytes = 0
             for request in batches[queue] ?? [] {
-                if jobs + request.items.count > EnqueueCoalescer.maxJobsPerCall && !group.isEmpty {
+                let size = request.items.reduce(0) { $0 + $1.job.payload.utf8.count }
+                if !group.isEmpty && (jobs + request.items.count > EnqueueCoalescer.maxJobsPerCall
+                                      || bytes + size > EnqueueCoalescer.maxBytesPerCall) {
                     send(queue, group)
                     group = []
                     jobs = 0
+                    bytes = 0
                 }
                 group.append(request)
                 jobs += request.items.count
+                bytes += size
             }
             if !group.isEmpty { send(queue, group) }
         }

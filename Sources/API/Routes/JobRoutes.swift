@@ -55,7 +55,10 @@ extension Router {
         }
         loadJob(id, responder) { [self] job in
             guard let job else {
-                if waitMs > 0 { waiters.remove(id.text, token: token) }
+                if waitMs > 0 {
+                    waiters.remove(id.text, token: token)
+                    redis.send(["DEL", schema.waiting(id)]) { _ in }
+                }
                 return responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
             }
             if waitMs == 0 || job.state.isTerminal {

@@ -55,9 +55,10 @@ extension Router {
     func setPaused(_ segment: Substring, paused: Bool, _ responder: Responder) {
         guard let queue = queueName(segment, responder) else { return }
         let command = paused ? ["SET", schema.paused(queue), "1"] : ["DEL", schema.paused(queue)]
-        redis.send(["SADD", schema.queues, queue]) { _ in }
         redis.send(command) { [self] result in
             if case .failure(let e) = result { return responder.send(failure(e)) }
+            // Listed from now on, so a queue paused before its first job shows up.
+            redis.send(["SADD", schema.queues, queue]) { _ in }
             // Idle workers recheck at once rather than at their next timeout.
             if !paused { redis.send(["LPUSH", schema.wake(queue)] + Array(repeating: "1", count: 16)) { _ in } }
             logger.info(paused ? "queue paused" : "queue resumed", metadata: ["queue": "\(queue)"])
@@ -108,7 +109,9 @@ extension Router {
     func retryAllDead(_ segment: Substring, _ responder: Responder) {
         guard let queue = queueName(segment, responder) else { return }
         repeatInBatches({ [self] done in
-            redis.run(RetryDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) { done($0.map(\.retried)) }
+            redis.run(RetryDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) {
+                done($0.map { (examined: $0.examined, counted: $0.retried) })
+            }
         }, responder: responder) { total in
             self.logger.info("dead jobs retried", metadata: ["queue": "\(queue)", "count": .stringConvertible(total)])
             responder.send(.json(200) { w in w.beginObject(); w.field("retried", total); w.endObject() })
@@ -119,7 +122,9 @@ extension Router {
     func purgeDead(_ segment: Substring, _ responder: Responder) {
         guard let queue = queueName(segment, responder) else { return }
         repeatInBatches({ [self] done in
-            redis.run(PurgeDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) { done($0) }
+            redis.run(PurgeDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) {
+                done($0.map { (examined: $0, counted: $0) })
+            }
         }, responder: responder) { total in
             self.logger.info("dead jobs purged", metadata: ["queue": "\(queue)", "count": .stringConvertible(total)])
             responder.send(.json(200) { w in w.beginObject(); w.field("deleted", total); w.endObject() })
@@ -130,16 +135,16 @@ extension Router {
     /// operations run batch after batch so none blocks Redis for long.
     static let deadBatch = 1000
 
-    /// Runs `step` until a batch comes back smaller than `deadBatch`, then
-    /// calls `finish` with the total.
-    private func repeatInBatches(_ step: @escaping (@escaping (Result<Int, Error>) -> Void) -> Void,
+    /// Runs `step` until a batch examines fewer ids than `deadBatch`, then
+    /// calls `finish` with the total counted.
+    private func repeatInBatches(_ step: @escaping (@escaping (Result<(examined: Int, counted: Int), Error>) -> Void) -> Void,
                                  responder: Responder, total: Int = 0, finish: @escaping (Int) -> Void) {
         step { [self] result in
             switch result {
             case .failure(let e): responder.send(failure(e))
-            case .success(let n) where n >= Router.deadBatch:
-                repeatInBatches(step, responder: responder, total: total + n, finish: finish)
-            case .success(let n): finish(total + n)
+            case .success(let n) where n.examined >= Router.deadBatch:
+                repeatInBatches(step, responder: responder, total: total + n.counted, finish: finish)
+            case .success(let n): finish(total + n.counted)
             }
         }
     }

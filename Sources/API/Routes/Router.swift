@@ -105,8 +105,19 @@ final class Router: HTTPHandler {
         .error(503, "redis_unavailable", "Redis did not answer: \(error)", headers: [("Retry-After", "1")])
     }
 
+    /// Error replies that mean Redis cannot serve right now (loading its data,
+    /// a failover, a busy script, wrong credentials, out of memory): 503 with
+    /// Retry-After, like an outage.
+    static let transientServerErrors = ["LOADING", "BUSY", "READONLY", "NOAUTH", "WRONGPASS", "OOM", "MASTERDOWN",
+                                        "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF"]
+
     /// Answers a Redis failure or an unexpected reply; logs the unexpected ones.
     func failure(_ error: Error) -> HTTPResponse {
+        if let e = error as? RedisError, case .server(let message) = e,
+           Router.transientServerErrors.contains(where: { message.hasPrefix($0) }) {
+            APIMetrics.redisError()
+            return .error(503, "redis_unavailable", "Redis cannot serve now: \(message)", headers: [("Retry-After", "1")])
+        }
         if let e = error as? RedisError, case .server(let message) = e {
             logger.error("redis rejected a command", metadata: ["error": "\(message)"])
             return .error(500, "internal_error", "Redis rejected the command: \(message)")

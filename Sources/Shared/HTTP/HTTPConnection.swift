@@ -52,6 +52,9 @@ final class HTTPConnection {
         var rt = timeval(tv_sec: server.limits.readTimeoutMs / 1000, tv_usec: (server.limits.readTimeoutMs % 1000) * 1000)
         var wt = timeval(tv_sec: server.limits.writeTimeoutMs / 1000, tv_usec: (server.limits.writeTimeoutMs % 1000) * 1000)
         bufferevent_set_timeouts(bev, &rt, &wt)
+        // libevent stops reading past this much unprocessed input, so a client
+        // that pipelines while its request waits for Redis cannot grow memory.
+        bufferevent_setwatermark(bev, Int16(EV_READ), 0, server.limits.maxHeadBytes + server.limits.maxBodyBytes + 4096)
         bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
     }
 
@@ -220,7 +223,13 @@ final class HTTPConnection {
     }
 
     private func eventOccurred(_ events: Int16) {
-        // EOF, an error, or a read/write timeout: the conversation is over.
+        // A read timeout in the middle of a request is answered (408) before
+        // closing; EOF, errors and other timeouts just end the conversation.
+        let readTimeout = Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING)
+        if events & readTimeout == readTimeout, !handling, !closeAfterWrite,
+           head != nil || evbuffer_get_length(bufferevent_get_input(bev)) > 0 {
+            return fail(.error(408, "request_timeout", "request was not received within \(server.limits.readTimeoutMs) ms"))
+        }
         close()
     }
 

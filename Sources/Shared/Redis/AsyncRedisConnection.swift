@@ -48,9 +48,19 @@ public final class AsyncRedisConnection {
         connect()
     }
 
-    /// Sends a command; `callback` runs on the loop thread with its reply.
+    /// Sends a command; `callback` runs on the loop thread with its reply. An
+    /// error reply arrives as `.failure(.server)`, so that no caller mistakes
+    /// it for data (an empty hash during LOADING is not "no such job").
     /// When Redis is unreachable the callback runs before `send` returns.
     public func send(_ args: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        sendRaw(args) { result in
+            if case .success(.error(let message)) = result { return callback(.failure(.server(message))) }
+            callback(result)
+        }
+    }
+
+    /// Like `send`, with error replies passed through as `.success(.error)`.
+    func sendRaw(_ args: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
         guard let ac = context else {
             callback(.failure(.connection("redis is unavailable")))
             return
@@ -70,16 +80,19 @@ public final class AsyncRedisConnection {
         deadlines.push(Clock.monotonicMillis() + commandTimeoutMs)
         // Write now rather than on the next writable event: a request's
         // command reaches Redis one loop pass (and two epoll_ctl calls) sooner.
-        if connected { redisAsyncHandleWrite(ac) }
+        // Never from inside a hiredis callback: a failed write there frees the
+        // context under hiredis' feet (0.14 does not defer it); the write event
+        // hiredis armed sends the command a moment later instead.
+        if connected && ac.pointee.c.flags & REDIS_IN_CALLBACK == 0 { redisAsyncHandleWrite(ac) }
     }
 
     /// EVALSHA, falling back to EVAL (which also caches the script) on NOSCRIPT.
     public func evalScript(_ script: LuaScript, keys: [String], args: [String],
                            _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
         let tail = [String(keys.count)] + keys + args
-        send(["EVALSHA", script.sha1] + tail) { [weak self] result in
+        sendRaw(["EVALSHA", script.sha1] + tail) { [weak self] result in
             if case .success(.error(let e)) = result, e.hasPrefix("NOSCRIPT"), let self {
-                self.send(["EVAL", script.source] + tail, callback)
+                self.sendRaw(["EVAL", script.source] + tail, callback)
             } else {
                 callback(result)
             }
@@ -87,11 +100,12 @@ public final class AsyncRedisConnection {
     }
 
     /// Subscribes to `channel` (the connection is then for pub/sub only) and
-    /// calls `onMessage` with each message. After a reconnect, subscribe again
-    /// from `onStateChange`: messages published while down are lost.
-    public func subscribe(_ channel: String, _ onMessage: @escaping (String) -> Void) {
+    /// calls `onMessage` with each message, after `onSubscribed` once Redis
+    /// confirmed the subscription. After a reconnect, subscribe again from
+    /// `onStateChange`: messages published while down are lost.
+    public func subscribe(_ channel: String, onSubscribed: @escaping () -> Void = {}, _ onMessage: @escaping (String) -> Void) {
         guard let ac = context else { return }
-        let box = Unmanaged.passRetained(Subscription(onMessage: onMessage)).toOpaque()
+        let box = Unmanaged.passRetained(Subscription(onSubscribed: onSubscribed, onMessage: onMessage)).toOpaque()
         let rc = withArgv(["SUBSCRIBE", channel]) { argc, argv, lens in
             redisAsyncCommandArgv(ac, { _, reply, privdata in
                 // hiredis calls back for every message, and once with NULL when
@@ -101,9 +115,9 @@ public final class AsyncRedisConnection {
                     return
                 }
                 let sub = Unmanaged<Subscription>.fromOpaque(privdata!).takeUnretainedValue()
-                if case .array(let parts) = RedisReply(reply.assumingMemoryBound(to: redisReply.self)),
-                   parts.count == 3, parts[0].string == "message", let payload = parts[2].string {
-                    sub.onMessage(payload)
+                if case .array(let parts) = RedisReply(reply.assumingMemoryBound(to: redisReply.self)), parts.count == 3 {
+                    if parts[0].string == "message", let payload = parts[2].string { sub.onMessage(payload) }
+                    if parts[0].string == "subscribe" { sub.onSubscribed() }
                 }
             }, box, argc, argv, lens)
         }
@@ -196,8 +210,12 @@ private final class PendingCommand {
 }
 
 private final class Subscription {
+    let onSubscribed: () -> Void
     let onMessage: (String) -> Void
-    init(onMessage: @escaping (String) -> Void) { self.onMessage = onMessage }
+    init(onSubscribed: @escaping () -> Void, onMessage: @escaping (String) -> Void) {
+        self.onSubscribed = onSubscribed
+        self.onMessage = onMessage
+    }
 }
 
 /// Deadlines of the commands in flight, oldest first.

@@ -95,7 +95,7 @@ public struct RetryDeadCall: ScriptCall {
 -- ARGV[2]    idempotency key prefix
 -- ARGV[3]    most jobs to retry when no ids are given
 -- ARGV[4..]  job ids (none: the oldest dead jobs)
--- Output:    {retried count, state of the first id when it was not dead or '' }
+-- Output:    {retried count, state of the first id when it was not dead or '', ids examined}
 local ids = {}
 for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
 if #ids == 0 then ids = redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[3]) - 1) end
@@ -118,13 +118,26 @@ for _, id in ipairs(ids) do
     if refused == '' then refused = f[1] or 'missing' end
   end
 end
-return {retried, refused}
+return {retried, refused, #ids}
 """#)
 
     public struct Outcome: Equatable {
         public let retried: Int
         /// When a given id was not dead: its state ('missing' when gone).
         public let refusedState: String?
+        /// Ids looked at (retried or dropped as not dead): a bulk retry is done
+        /// when a call examines fewer than its limit.
+        public var examined: Int = 0
+
+        public init(retried: Int, refusedState: String?, examined: Int = 0) {
+            self.retried = retried
+            self.refusedState = refusedState
+            self.examined = examined
+        }
+
+        public static func == (a: Outcome, b: Outcome) -> Bool {
+            a.retried == b.retried && a.refusedState == b.refusedState
+        }
     }
 
     public let queue: String
@@ -146,9 +159,11 @@ return {retried, refused}
     }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
-        guard let parts = reply.array, parts.count == 2, let n = parts[0].int else { throw unexpected(reply) }
+        guard let parts = reply.array, parts.count == 3, let n = parts[0].int, let examined = parts[2].int else {
+            throw unexpected(reply)
+        }
         let refused = parts[1].string ?? ""
-        return Outcome(retried: Int(n), refusedState: refused.isEmpty ? nil : refused)
+        return Outcome(retried: Int(n), refusedState: refused.isEmpty ? nil : refused, examined: Int(examined))
     }
 }
 

@@ -7,6 +7,7 @@ public struct FailCall: ScriptCall {
 -- KEYS[3]  scheduled zset
 -- KEYS[4]  dead zset
 -- KEYS[5]  stats hash
+-- KEYS[6]  wake list
 -- ARGV[1]  job id
 -- ARGV[2]  worker id
 -- ARGV[3]  attempt number the worker ran
@@ -29,6 +30,8 @@ if delay >= 0 and attempts < max_attempts then
   redis.call('HSET', KEYS[1], 'state', 'scheduled', 'run_at', (now + delay) * 1000)
   redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
   redis.call('HINCRBY', KEYS[5], 'retried', 1)
+  -- An idle worker shortens its wait to this retry's time.
+  wake(KEYS[6])
   return 'retry'
 end
 bury(KEYS[4], KEYS[5], KEYS[1], ARGV[8], ARGV[9], ARGV[1], now, tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11], ARGV[12])
@@ -62,7 +65,7 @@ return 'dead'
     public var script: LuaScript { FailCall.script }
     public var keys: [String] {
         let q = jobID.queue
-        return [schema.job(jobID), schema.lease(q), schema.scheduled(q), schema.dead(q), schema.stats(q)]
+        return [schema.job(jobID), schema.lease(q), schema.scheduled(q), schema.dead(q), schema.stats(q), schema.wake(q)]
     }
     public var args: [String] {
         [jobID.text, workerID, String(attempt), errorJSON, String(retryDelayMs ?? -1), String(deadTTLSeconds),

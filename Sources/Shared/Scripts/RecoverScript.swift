@@ -19,6 +19,9 @@ public struct RecoverCall: ScriptCall {
 local now = now_ms()
 local job_prefix = ARGV[1]
 local out = {}
+-- Dead ids whose hashes expired leave the dead set here too, not only when
+-- another job dies, so counts and bulk retries never see them.
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[3]) * 1000)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
   redis.call('ZREM', KEYS[5], id)
   local key = job_prefix .. id

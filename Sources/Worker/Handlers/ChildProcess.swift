@@ -34,6 +34,14 @@ final class ChildProcess {
     private var pid: pid_t = 0
     private static let spawnLock = Lock()
 
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), looked up at
+    /// run time: Swift's Glibc module does not declare it. Without it the
+    /// close-on-exec flags are the only protection.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = dlsym(UnsafeMutableRawPointer(bitPattern: 0),
+                                                           "posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafeBitCast($0, to: AddCloseFrom.self) }
+
     init(limits: Limits) { self.limits = limits }
 
     /// Runs `/bin/sh -c command` to the end. `onProgressLine` gets each line
@@ -130,6 +138,10 @@ final class ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, pipes.stdoutWrite, 1)
         posix_spawn_file_actions_adddup2(&actions, pipes.stderrWrite, 2)
         posix_spawn_file_actions_adddup2(&actions, pipes.progressWrite, 3)
+        // Nothing else of the worker's reaches the handler, even a descriptor
+        // another thread opened a moment ago without close-on-exec (hiredis
+        // sockets get the flag only after connect).
+        if let closeFrom = ChildProcess.addCloseFrom { _ = closeFrom(&actions, 4) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
