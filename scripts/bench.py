@@ -363,12 +363,14 @@ Details:
   scenario 3 with as many jobs already pending in the queue it enqueues to.
 - 9: `INFO memory` before and after 100,000 jobs `{{"type":"noop"}}` (payload `null`, 4 bytes).
 
-## Where the time goes
+{notes()}"""
 
-See the section below, kept by hand: profiles and what was changed because of them.
 
-<!-- profile notes are maintained in docs/performance.md -->
-"""
+def notes():
+    """The hand-kept profile notes (docs/performance-notes.md), appended so
+    that one document holds the figures and the reasons behind them."""
+    path = ROOT / "docs" / "performance-notes.md"
+    return path.read_text() if path.exists() else ""
 
 
 if __name__ == "__main__":
