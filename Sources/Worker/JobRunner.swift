@@ -115,8 +115,7 @@ final class JobRunner {
     }
 
     func fail(_ id: JobID, attempt: Int, message: String, retryDelayMs: Int64?, meta: Logger.Metadata) {
-        let text = message.utf8.count > JobRunner.maxErrorBytes
-            ? String(decoding: message.utf8.suffix(JobRunner.maxErrorBytes), as: UTF8.self) : message
+        let text = JobRunner.shortened(message)
         let call = FailCall(schema: worker.schema, jobID: id, workerID: worker.id, attempt: attempt,
                             errorJSON: Job.errorJSON(message: text, attempt: attempt), retryDelayMs: retryDelayMs,
                             deadTTLSeconds: worker.config.deadTTLSeconds, deadMax: worker.config.deadMax)
@@ -135,6 +134,16 @@ final class JobRunner {
         case .stale:
             worker.logger.warning("job failure dropped: lease lost, the job was recovered elsewhere", metadata: m)
         }
+    }
+
+    /// A message cut to `maxErrorBytes`, keeping its start (what failed: "handler
+    /// failed with exit code 7") and its end (the last lines of stderr).
+    static func shortened(_ message: String) -> String {
+        let bytes = Array(message.utf8)
+        guard bytes.count > maxErrorBytes else { return message }
+        let head = String(decoding: bytes.prefix(1024), as: UTF8.self)
+        let tail = String(decoding: bytes.suffix(maxErrorBytes - 1024 - 5), as: UTF8.self)
+        return head + " […] " + tail
     }
 
     /// A job whose hash could not be read: fail it for good, with the reason.

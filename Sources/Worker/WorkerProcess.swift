@@ -18,12 +18,14 @@ final class WorkerProcess {
     private var fetchThreads: [BackgroundThread] = []
     private var controlThread: BackgroundThread?
     private var health: HealthServer?
+    private let reaper: HandlerReaper?
 
     init(config: WorkerConfig, logger: Logger) throws {
         var handlers = BuiltinHandlers.all()
         let env = SettingSource.processEnvironment().map { "\($0.key)=\($0.value)" }
+        reaper = config.commands.isEmpty ? nil : HandlerReaper()
         for (type, command) in config.commands {
-            handlers[type] = CommandHandler(command: command, limits: config.childLimits, baseEnvironment: env)
+            handlers[type] = CommandHandler(command: command, limits: config.childLimits, reaper: reaper, baseEnvironment: env)
         }
         worker = WorkerContext(id: WorkerIdentity.newID(index: config.processIndex), config: config, handlers: handlers, logger: logger)
         control = ControlLoop(worker: worker)
@@ -68,6 +70,7 @@ final class WorkerProcess {
         control.stop()
         controlThread?.join(timeoutMs: worker.config.redisTimeoutMs * 4 + 1000)
         deregister()
+        reaper?.stop()
         log.info("spool-worker stopped", metadata: ["worker_id": "\(worker.id)", "processed": .stringConvertible(worker.counters.processed),
                                                     "failed": .stringConvertible(worker.counters.failed)])
     }

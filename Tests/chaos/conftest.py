@@ -6,13 +6,11 @@ CHAOS_SCALE=short (default, part of `make test`): shortened faults 1, 2 and 4 an
 the fuzz tests. CHAOS_SCALE=full (`make chaos`): every test at full size. Tests
 marked `@pytest.mark.full` are skipped in short mode.
 """
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import types
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,7 +59,20 @@ def pytest_runtest_makereport(item, call):
     if figs is None:
         return
     if rep.when == "call" or (rep.when == "setup" and (rep.failed or rep.skipped)):
-        figs.outcome(item.nodeid, rep.outcome, round(rep.duration, 2))
+        figs.outcome(_short_id(item.nodeid), rep.outcome, round(rep.duration, 2), _failure_message(rep))
+
+
+def _short_id(nodeid):
+    return nodeid.split("chaos/", 1)[-1]
+
+
+def _failure_message(rep):
+    """The first `E` lines of a failure (what the assertion said), for the report."""
+    if not rep.failed:
+        return None
+    lines = [l[1:].strip() for l in str(rep.longrepr).splitlines() if l.startswith("E ")]
+    text = " ".join(l for l in lines[:3] if l) or str(rep.longrepr).splitlines()[-1]
+    return text[:500]
 
 
 _FIGURES = {}
@@ -239,12 +250,22 @@ def zombies_of(ppid):
     return out
 
 
+def is_handler_reaper(pid):
+    """The worker's one long-lived child: the /bin/sh loop that kills handler
+    process groups if the worker dies (Sources/Worker/Handlers/HandlerReaper.swift)."""
+    try:
+        return b"while read -r op pgid" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def children_of(ppid):
+    """Child processes of `ppid`, leaving out the worker's handler reaper."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             st = proc_stat(d.name)
-            if st and st[1] == ppid:
+            if st and st[1] == ppid and not is_handler_reaper(d.name):
                 out.append(int(d.name))
     return out
 

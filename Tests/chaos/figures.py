@@ -56,6 +56,19 @@ def machine_info():
         info["nproc"] = int(out.stdout.strip())
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %cI %s"], capture_output=True,
+                             text=True, timeout=10)
+        info["git_commit"] = out.stdout.strip()[:120] or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    bin_dir = Path(os.environ.get("SPOOL_BIN_DIR", ROOT / ".build" / "debug"))
+    info["binaries"] = str(bin_dir)
+    try:
+        mtime = (bin_dir / "spool-worker").stat().st_mtime
+        info["binaries_built_at"] = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OSError:
+        info["binaries_built_at"] = None
     return info
 
 
@@ -87,8 +100,11 @@ class Figures:
         self.run["figures"][section] = values
         self.save()
 
-    def outcome(self, nodeid, outcome, duration_s):
-        self.run["tests"][nodeid] = {"outcome": outcome, "duration_s": duration_s, "at": now_iso()}
+    def outcome(self, nodeid, outcome, duration_s, message=None):
+        entry = {"outcome": outcome, "duration_s": duration_s, "at": now_iso()}
+        if message:
+            entry["message"] = message
+        self.run["tests"][nodeid] = entry
         self.save()
 
     def finish(self, exit_status):

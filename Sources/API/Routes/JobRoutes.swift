@@ -39,7 +39,8 @@ extension Router {
         guard let id = jobID(segment, responder) else { return }
         var waitMs: Int64 = 0
         if let text = request.query["wait"] {
-            guard let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds <= Router.maxWaitSeconds else {
+            guard !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }),
+                  let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds <= Router.maxWaitSeconds else {
                 return responder.send(.error(400, "invalid_field", "wait: must be a number of seconds from 0 to 60"))
             }
             waitMs = Int64(seconds * 1000)

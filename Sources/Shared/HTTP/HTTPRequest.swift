@@ -45,7 +45,7 @@ public enum HTTPHeadParser {
         while lines.last?.isEmpty == true { lines.removeLast() }
         guard let requestLine = lines.first else { throw bad("empty request") }
         let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isUppercase }) else {
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }) else {
             throw bad("malformed request line")
         }
         let version = parts[2]

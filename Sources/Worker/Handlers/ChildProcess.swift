@@ -31,6 +31,7 @@ final class ChildProcess {
     }
 
     private let limits: Limits
+    private let reaper: HandlerReaper?
     private var pid: pid_t = 0
     private static let spawnLock = Lock()
 
@@ -42,7 +43,10 @@ final class ChildProcess {
                                                            "posix_spawn_file_actions_addclosefrom_np")
         .map { unsafeBitCast($0, to: AddCloseFrom.self) }
 
-    init(limits: Limits) { self.limits = limits }
+    init(limits: Limits, reaper: HandlerReaper?) {
+        self.limits = limits
+        self.reaper = reaper
+    }
 
     /// Runs `/bin/sh -c command` to the end. `onProgressLine` gets each line
     /// written to fd 3. Throws only when the process could not be started.
@@ -58,6 +62,8 @@ final class ChildProcess {
             pid = try spawn(command: command, environment: environment, pipes: &pipes)
         }
         pipes.closeChildEnds()
+        reaper?.watch(pid)
+        defer { reaper?.forget(pid) }
 
         var stdout: [UInt8] = []
         var overflow = false
@@ -87,7 +93,9 @@ final class ChildProcess {
             if let t = termSentAt, now - t >= limits.killGraceMs { signalGroup(SIGKILL) }
 
             var fds = pipes.pollSet(wantWrite: written < input.count)
-            let timeout = Int32(max(1, min(100, context.deadline - now)))
+            // With every pipe closed, only the exit is awaited: check often, so
+            // a finished handler is noticed within a millisecond, not 100.
+            let timeout = fds.isEmpty ? 1 : Int32(max(1, min(100, context.deadline - now)))
             if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { break }
             for fd in fds where fd.revents != 0 {
                 if fd.fd == pipes.stdinWrite {

@@ -9,6 +9,7 @@ import Shared
 struct CommandHandler: JobHandler {
     let command: String
     let limits: ChildProcess.Limits
+    let reaper: HandlerReaper?
     /// The worker's own environment, passed on to every handler.
     let baseEnvironment: [String]
 
@@ -17,7 +18,7 @@ struct CommandHandler: JobHandler {
             + ["SPOOL_JOB_ID=\(job.id)", "SPOOL_QUEUE=\(job.id.queue)", "SPOOL_JOB_TYPE=\(job.type)", "SPOOL_ATTEMPT=\(context.attempt)"]
         let exit: ChildProcess.Exit
         do {
-            exit = try ChildProcess(limits: limits).run(command: command, environment: env, stdin: Array(job.payload.utf8),
+            exit = try ChildProcess(limits: limits, reaper: reaper).run(command: command, environment: env, stdin: Array(job.payload.utf8),
                                                         context: context, onProgressLine: { context.progressLine($0) })
         } catch {
             return .failure("\(error)", retry: true)

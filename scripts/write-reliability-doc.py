@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Renders docs/reliability.md from the figures the chaos suite measured
+(.spool/chaos-figures.json, written by Tests/chaos/figures.py).
+
+    python3 scripts/write-reliability-doc.py [--figures PATH] [--out PATH] [--scale full|short]
+
+By default it uses the full-scale run (`make chaos`) and falls back to the
+short one (`make test`) when there is no full run. The guarantees are
+hand-written prose below; the numbers all come from the JSON.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine_now():
+    info = {"nproc": os.cpu_count(), "cpu_model": None, "redis_version": None}
+    try:
+        info["nproc"] = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip())
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        info["redis_version"] = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+class Figs:
+    """Lookup with a visible placeholder for anything not measured."""
+
+    def __init__(self, figures):
+        self.f = figures
+
+    def get(self, section, key, default=None):
+        return (self.f.get(section) or {}).get(key, default)
+
+    def v(self, section, key, unit="", fmt=None):
+        val = self.get(section, key)
+        if val is None:
+            return "not measured"
+        if fmt:
+            val = fmt.format(val)
+        elif isinstance(val, float):
+            val = f"{val:g}"
+        return f"{val}{unit}"
+
+    def date(self, section):
+        return (self.get(section, "measured_at") or "")[:10] or "–"
+
+
+def table(rows, header=("figure", "value", "measured")):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+    return "\n".join(out)
+
+
+def render(run, all_runs):
+    F = Figs(run.get("figures", {}))
+    m = dict(machine_now())
+    m.update({k: v for k, v in (run.get("machine") or {}).items() if v})
+    scale = run.get("scale", "?")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = (run.get("started_at") or "")[:16].replace("T", " ")
+    restart = "redis_restart_sigkill" if "redis_restart_sigkill" in run.get("figures", {}) else "redis_restart_sigterm"
+    tests = run.get("tests", {})
+    passed = sum(1 for t in tests.values() if t["outcome"] == "passed")
+    failed = [(k, t) for k, t in sorted(tests.items()) if t["outcome"] == "failed"]
+    skipped = sum(1 for t in tests.values() if t["outcome"] == "skipped")
+
+    L = []
+    w = L.append
+    w("# Reliability")
+    w("")
+    w(f"_Generated {now} by `scripts/write-reliability-doc.py` from `.spool/chaos-figures.json`, "
+      f"written by the chaos suite (`Tests/chaos`, `make chaos`). Figures below are from the **{scale}**-scale run "
+      f"started {started} UTC; each figure carries the date it was measured._")
+    w("")
+    w("## Where these figures come from")
+    w("")
+    w(table([
+        ("date of the run", started + " UTC"),
+        ("machine", f"{m.get('nproc')} CPUs (`nproc`), {m.get('cpu_model') or 'unknown CPU'}"
+                    + (f", {m['mem_total_mb']} MB RAM" if m.get("mem_total_mb") else "")),
+        ("kernel", m.get("kernel") or "–"),
+        ("Redis", m.get("redis_version") or "–"),
+        ("Spool", " ".join((m.get("git_commit") or "–").split()[:2]) + (f"; binaries {m.get('binaries')} built {m.get('binaries_built_at')}"
+                                                    if m.get("binaries") else "")),
+        ("suite", f"CHAOS_SCALE={scale}: {passed} passed, {len(failed)} failed, {skipped} skipped"
+                  + (f", {run['wall_s']} s" if run.get("wall_s") else "")),
+    ], header=("", "")))
+    w("")
+    w("Every figure is measured with real processes on loopback: a throwaway `redis-server`, the `spool-api` and "
+      "`spool-worker` binaries (debug build unless `SPOOL_BIN_DIR` says otherwise), and faults injected with "
+      "signals (SIGKILL, SIGTERM, SIGSTOP/SIGCONT) and raw sockets. A 2-core machine runs load, faults and "
+      "measurement at once, so latencies are upper bounds rather than what a quiet production host shows.")
+    w("")
+
+    w("## Headline figures")
+    w("")
+    rows = [
+        ("jobs run through random worker kills", F.v("worker_crash", "jobs"), F.date("worker_crash")),
+        ("worker processes SIGKILLed (one every 1–2 s)", F.v("worker_crash", "kills"), F.date("worker_crash")),
+        ("jobs lost", F.v("worker_crash", "lost"), F.date("worker_crash")),
+        ("jobs run twice (duplicates)", F.v("worker_crash", "duplicates"), F.date("worker_crash")),
+        ("jobs in flight on the killed workers (upper bound for duplicates)", F.v("worker_crash", "in_flight_at_kills"),
+         F.date("worker_crash")),
+        ("recovery after a kill, p50 / max (bound: lease + heartbeat = "
+         f"{F.v('worker_crash', 'recovery_bound_ms', ' ms')})",
+         f"{F.v('worker_crash', 'recovery_ms_p50', ' ms')} / {F.v('worker_crash', 'recovery_ms_max', ' ms')}",
+         F.date("worker_crash")),
+        ("Redis restart: first accepted enqueue after Redis is back",
+         F.v(restart, "first_enqueue_after_return_ms", " ms"), F.date(restart)),
+        ("Redis restart: first job completed after Redis is back",
+         F.v(restart, "first_job_done_after_return_ms", " ms"), F.date(restart)),
+        ("Redis restart: jobs answered 201 and lost", F.v(restart, "lost"), F.date(restart)),
+        ("API 503 latency while Redis is down, p50 / max",
+         f"{F.v(restart, 'api_503_ms_p50', ' ms')} / {F.v(restart, 'api_503_ms_max', ' ms')}", F.date(restart)),
+        (f"API 503 latency while Redis is stalled (SIGSTOP, timeout {F.v('redis_stall', 'redis_timeout_ms', ' ms')}), "
+         "p50 / max", f"{F.v('redis_stall', 'api_503_ms_p50', ' ms')} / {F.v('redis_stall', 'api_503_ms_max', ' ms')}",
+         F.date("redis_stall")),
+        ("enqueues answered 503 during the stall that Redis stored anyway", F.v("redis_stall", "ghost_jobs"),
+         F.date("redis_stall")),
+        ("fuzz requests sent / refused with a well-formed JSON 4xx (or 505)",
+         f"{F.v('fuzz', 'requests_sent')} / {F.v('fuzz', 'rejected')}", F.date("fuzz")),
+        ("fuzz answers that broke the error contract", F.v("fuzz", "violations"), F.date("fuzz")),
+        ("well-behaved client latency without attack, p50 / p99",
+         f"{F.v('fuzz', 'p50_ms_baseline', ' ms')} / {F.v('fuzz', 'p99_ms_baseline', ' ms')}", F.date("fuzz")),
+        ("well-behaved client latency under attack (fuzz + 20 slow-loris + 500 idle connections), p50 / p99",
+         f"{F.v('fuzz', 'p50_ms_attack', ' ms')} / {F.v('fuzz', 'p99_ms_attack', ' ms')}", F.date("fuzz")),
+        ("worker RSS while a handler writes 50 MB to stdout and 50 MB to stderr (idle baseline)",
+         f"{F.v('handler_faults', 'worker_rss_mb_max', ' MB')} ({F.v('handler_faults', 'worker_rss_mb_baseline', ' MB')})",
+         F.date("handler_faults")),
+    ]
+    w(table(rows))
+    w("")
+
+    w("## Guarantees")
+    w("")
+    w("### Delivery is at least once")
+    w("")
+    w("A job the API answered `201` for runs until one run of it is recorded — succeeded, or failed with no "
+      "attempts left (`dead`), or cancelled. It may run **more than once**, never zero times:")
+    w("")
+    w("- A worker holds each running job under a lease (`SPOOL_LEASE_MS`) that its control loop extends every "
+      "heartbeat. If the worker dies (SIGKILL, OOM kill, host loss) or stops heartbeating for longer than the "
+      "lease (frozen, swapping, cut off from Redis), any live worker moves the job back to the head of its queue "
+      "and it runs again, with its attempt counted.")
+    w("- If the first run had already done its work — written to a database, called an external API, sent an "
+      "e-mail — but its worker died before the result was recorded (the short window between the handler "
+      "returning and the `complete` script), that work happens twice. A frozen worker's run may even finish "
+      "after the job was recovered: its late result is dropped (the `complete` script only acts for the lease "
+      "holder, and the job keeps the result of the live run), but the side effects of that late run did happen.")
+    w(f"- Measured: {F.v('worker_crash', 'duplicates')} duplicate runs over {F.v('worker_crash', 'jobs')} jobs and "
+      f"{F.v('worker_crash', 'kills')} SIGKILLs; each duplicated job was in flight on a killed worker "
+      f"({F.v('worker_crash', 'in_flight_at_kills')} such jobs in total), and no job ran more often than the kills "
+      "that hit it explain. Nearly every job in flight at a kill ran twice because a worker's death does not "
+      "stop its handler processes: they finish their work (here, appending to the log) while the job is "
+      "recovered and run again. After SIGKILLing a worker with two long handlers running, "
+      f"{F.v('handlers_after_worker_sigkill', 'orphans')} handler processes were still running 3 s later (0 is the "
+      "goal; until then a recovered job can run *at the same time* as its orphaned first run). A SIGTERM "
+      "(graceful shutdown) causes no duplicate: running jobs finish within `SPOOL_SHUTDOWN_GRACE_MS` or are given "
+      "back before their handler is stopped.")
+    w("")
+    w("**Write handlers to be idempotent.** Key every side effect on `SPOOL_JOB_ID` (the same for every attempt of "
+      "a job; `SPOOL_ATTEMPT` changes): insert with the job id as a unique key (`INSERT … ON CONFLICT DO NOTHING`), "
+      "pass it as the idempotency key of payment or e-mail APIs, write output to a path derived from it and "
+      "rename into place atomically, or record \"done for job X\" in the same transaction as the effect and check "
+      "it first. A handler that cannot be made idempotent should use `max_attempts: 1` and accept that a crash "
+      "then means `dead`, not a retry.")
+    w("")
+    w("The same holds on the way in: a client whose enqueue timed out, got a connection reset or a `503` does not "
+      "know whether the job was stored. Retrying with the same `idempotency_key` is safe (the API answers `200` "
+      "with the job the first attempt stored); retrying without one may create a second job. Measured in the "
+      f"replica-kill test: {F.v('api_replica_kill', 'jobs')} jobs enqueued through two API replicas while one was "
+      f"SIGKILLed, {F.v('api_replica_kill', 'failovers')} client retries, "
+      f"{F.v('api_replica_kill', 'duplicates')} duplicate jobs and {F.v('api_replica_kill', 'lost')} lost.")
+    w("")
+
+    w("### \"Accepted means durable\" needs Redis persistence")
+    w("")
+    w("The API answers `201` only after Redis ran the enqueue script, so an accepted job is in Redis' memory. "
+      "Whether it survives a crash is Redis' persistence setting:")
+    w("")
+    w("| Redis setting | Redis process crashes | host crashes / loses power |")
+    w("|---|---|---|")
+    w("| no persistence | everything is lost | everything is lost |")
+    w("| `appendonly yes`, `appendfsync everysec` (what `make run` uses) | normally nothing: the AOF is written to "
+      "the kernel before replies go out (but while an fsync is slow Redis postpones that write for up to 2 s) | up "
+      "to about 1 s of acknowledged jobs and state changes (2 s when the disk is slow) |")
+    w("| `appendonly yes`, `appendfsync always` | nothing acknowledged is lost | nothing acknowledged is lost, "
+      "provided the disk honours `fsync` |")
+    w("")
+    w("`always` fsyncs the AOF before each event-loop round replies, so every enqueue, fetch and completion pays "
+      "a disk flush (batched across the clients served in that round): throughput then follows the disk's fsync "
+      "latency (a fraction of a millisecond on NVMe with power-loss protection, several ms on network disks). "
+      "`everysec` is the usual trade: full speed, with a one-second window on a host crash. Choose `always` when an "
+      "accepted job must survive losing the machine. Measured with `appendfsync always`: Redis "
+      f"{'SIGKILLed' if restart.endswith('sigkill') else 'stopped'} under load for "
+      f"{F.v(restart, 'outage_s', ' s')} and restarted; {F.v(restart, 'accepted')} jobs were answered `201` "
+      f"around the outage and {F.v(restart, 'lost')} were lost.")
+    w("")
+    w("**Replicas do not add durability by themselves.** Redis replication is asynchronous: the primary answers "
+      "before any replica has the write. If the primary dies and a replica is promoted (Sentinel, Cluster, a "
+      "managed service), the writes it had not received are gone: recently accepted jobs vanish, and recently "
+      "finished jobs go back to the state the replica knew (`running` or `queued`) and run again — at least once "
+      "still holds for those, not for the vanished enqueues. Redis' `WAIT numreplicas timeout` makes a client "
+      "wait until replicas acknowledged its writes; Spool does not issue `WAIT`, so with replicas the window is "
+      "the replication lag. Even with `WAIT`, failover is not strongly consistent (the promoted replica need not "
+      "be one that acknowledged). `min-replicas-to-write` / `min-replicas-max-lag` on the primary make a primary "
+      "cut off from its replicas refuse writes (the API then answers `503`) instead of accepting jobs that a "
+      "failover would discard. Spool takes a single `redis://` URL (no Sentinel discovery): point it at an "
+      "address that follows the primary (a Sentinel-aware proxy, or the managed service's endpoint). After a "
+      "failover, API and workers reconnect by themselves; leases in the restored data are honoured, so jobs "
+      "whose workers vanished are recovered within one lease plus one heartbeat.")
+    w("")
+
+    w("### Recovery bound: lease + heartbeat")
+    w("")
+    w("A running job's lease deadline (on Redis' clock, so worker clock skew does not matter) is at most "
+      "`SPOOL_LEASE_MS` after its worker's last heartbeat. Every live worker runs the recovery script once per "
+      "`SPOOL_HEARTBEAT_MS`, so a job whose worker died is back at the head of its queue within "
+      "**lease + heartbeat** (30 s + 5 s with the defaults) and starts as soon as a fetch loop is free. Recovery "
+      "is done by workers: a queue with no live worker recovers nothing until one starts. The heartbeat must be "
+      "below half the lease (enforced at start), so one late heartbeat does not lose a lease.")
+    w("")
+    w(f"Measured with lease {F.v('worker_crash', 'lease_ms', ' ms')} and heartbeat "
+      f"{F.v('worker_crash', 'heartbeat_ms', ' ms')}: a killed worker's jobs were running again elsewhere after "
+      f"{F.v('worker_crash', 'recovery_ms_p50', ' ms')} (median) and at most "
+      f"{F.v('worker_crash', 'recovery_ms_max', ' ms')} (bound {F.v('worker_crash', 'recovery_bound_ms', ' ms')}). "
+      f"A worker frozen past its lease (SIGSTOP): the job ran again elsewhere after "
+      f"{F.v('lease_race_while_rerunning', 'recovered_and_running_after_ms', ' ms')}; when the frozen worker woke "
+      "up, its late result was dropped and logged, and the job kept the live run's outcome (attempts = 2, one "
+      "`job succeeded` line across all logs).")
+    w("")
+
+    w("### Redis outages and stalls")
+    w("")
+    w(f"- While Redis is down, every API request answers `503 redis_unavailable` at once (measured p50 "
+      f"{F.v(restart, 'api_503_ms_p50', ' ms')}, max {F.v(restart, 'api_503_ms_max', ' ms')}) and `/readyz` "
+      "answers `503`; nothing hangs and nothing is answered `201`.")
+    w(f"- While Redis hangs (alive but not answering), requests answer `503` after `SPOOL_REDIS_TIMEOUT_MS` "
+      f"(measured with 500 ms: p50 {F.v('redis_stall', 'api_503_ms_p50', ' ms')}, max "
+      f"{F.v('redis_stall', 'api_503_ms_max', ' ms')}) instead of piling up.")
+    w(f"- **A `503` means \"outcome unknown\", not \"not stored\".** A command the API gave up on may still run when "
+      f"Redis wakes up: in the stall test, {F.v('redis_stall', 'ghost_jobs')} enqueues answered `503` were stored "
+      "and ran. Retry with the same `idempotency_key` to get exactly one job.")
+    w(f"- Workers log the outage once per process (`redis unavailable; retrying with backoff`) and its end once "
+      f"(`redis reachable again; resuming`), retry with capped backoff and resume by themselves: after Redis came "
+      f"back, the first enqueue succeeded after {F.v(restart, 'first_enqueue_after_return_ms', ' ms')} (the API "
+      f"reconnects with backoff up to 1 s) and the first job completed after "
+      f"{F.v(restart, 'first_job_done_after_return_ms', ' ms')}. A worker keeps trying to record a finished job's "
+      "outcome for up to one lease; past that the job is recovered and runs again.")
+    w("")
+
+    w("### Shutdown, supervisor, handlers, HTTP")
+    w("")
+    w(f"- **SIGTERM** to a worker: it stops fetching, lets running jobs finish within `SPOOL_SHUTDOWN_GRACE_MS`, "
+      "gives back what is still running (to the head of its queue, the interrupted attempt not counted), leaves "
+      f"the registry and exits 0. Measured with a 1 s grace: exit after "
+      f"{F.v('worker_shutdown', 'signal_to_exit_ms', ' ms')}, {F.v('worker_shutdown', 'finished_in_grace')} jobs "
+      f"finished inside the grace, {F.v('worker_shutdown', 'given_back')} given back and completed by another "
+      f"worker, {F.v('worker_shutdown', 'fetches_after_signal')} jobs started after the signal. Jobs a worker had "
+      f"already claimed for its next run when the signal came: {F.v('shutdown_claimed_jobs', 'stranded_after_sigterm')} "
+      f"left leased to the exited worker over {F.v('shutdown_claimed_jobs', 'rounds')} shutdowns "
+      f"({F.v('shutdown_claimed_jobs', 'died_unrun')} of them, with `max_attempts: 1`, died without running) — "
+      "this must be 0; see open failures below if it is not.")
+    w(f"- **`--processes N`**: a supervisor restarts a dead worker process after 0.5 s, doubling while it keeps "
+      f"dying young (measured delays: {F.v('supervisor', 'restart_delays_ms', ' ms')}), up to 30 s; SIGTERM is "
+      f"forwarded, every child drains, the supervisor exits 0 and leaves {F.v('supervisor', 'children_left')} "
+      "processes behind. Each child registers as `host-pid-index-tag`.")
+    w(f"- **Handlers** run in their own process group. A crash, a hang past `timeout_ms` (SIGTERM, then SIGKILL "
+      f"after `SPOOL_KILL_GRACE_MS`; measured runs {F.v('handler_faults', 'hang_run_ms', ' ms')} for a 1 s "
+      f"timeout + 1 s grace) or a result over `SPOOL_MAX_OUTPUT_BYTES` fails the job with a message that says "
+      "which; stderr keeps a 4 KiB tail; everything left in the group is killed when the handler exits, and "
+      f"the worker reaps it (zombies left: {F.v('handler_faults', 'zombies')}, orphans left: "
+      f"{F.v('handler_faults', 'orphans')}). A process that leaves the group on purpose (`setsid`, double-fork "
+      "daemons) is outside this guarantee, and so — today — are the handlers of a worker that is itself "
+      f"SIGKILLed ({F.v('handlers_after_worker_sigkill', 'orphans')} left running in the test). Worker RSS stayed at "
+      f"{F.v('handler_faults', 'worker_rss_mb_max', ' MB')} while a handler wrote 100 MB.")
+    w(f"- **HTTP**: heads over 16 KiB or with more than 100 headers (`431`), bodies over `SPOOL_MAX_BODY_BYTES` "
+      f"(`413`), chunked bodies (`411`), other HTTP versions (`505`), JSON nested deeper than 64 levels, invalid "
+      f"UTF-8 and unknown fields (`400`) are refused before Redis is touched, and a refused request changes "
+      f"nothing in Redis. The fuzz run sent {F.v('fuzz', 'requests_sent')} such requests "
+      f"({F.v('fuzz', 'fuzz_requests_per_s', ' req/s')}) with 20 slow-loris and 500 idle connections open; "
+      f"the API stayed up, the slow-loris connections got `408` ({F.v('fuzz', 'slowloris_408')} answers), and "
+      f"a well-behaved client's p99 went from {F.v('fuzz', 'p99_ms_baseline', ' ms')} to "
+      f"{F.v('fuzz', 'p99_ms_attack', ' ms')}.")
+    keys = F.get("long_poll_unknown_job", "keys_written")
+    if keys:
+        w(f"- Exception found by the suite: `GET /v1/jobs/{{id}}?wait=S` for a job that does not exist answers `404` "
+          f"but first writes a `…:waiting:<id>` key (TTL S + 5 s) — {len(keys)} keys for {len(keys)} such requests.")
+    stalls, answered = F.get("stalled_requests", "cases"), F.get("stalled_requests", "answered_408")
+    if stalls is not None and answered != stalls:
+        w(f"- Exception found by the suite: a request that stops arriving half-way (partial head or body, then "
+          f"silence) is closed without an answer when the read timeout passes — {answered} of {stalls} such "
+          "requests got the documented `408`. Only a client that keeps sending (slow-loris) gets the `408`.")
+    w("")
+
+    w("## Test outcomes")
+    w("")
+    rows = [(f"`{k}`", t["outcome"], f"{t['duration_s']} s", (t.get("at") or "")[:10]) for k, t in sorted(tests.items())]
+    w(table(rows, header=("test", "outcome", "time", "date")) if rows else "No test outcome recorded.")
+    w("")
+    if failed:
+        w("### Open failures")
+        w("")
+        w("Each is a place where Spool does not yet do what this page or the README promises; the test stays "
+          "until it passes.")
+        w("")
+        for k, t in failed:
+            w(f"- `{k}`: {t.get('message') or 'failed'}")
+        w("")
+    other = {s: r for s, r in all_runs.items() if r is not run}
+    for s, r in other.items():
+        ts = r.get("tests", {})
+        ok = sum(1 for t in ts.values() if t["outcome"] == "passed")
+        bad = sum(1 for t in ts.values() if t["outcome"] == "failed")
+        w(f"The {s}-scale run ({(r.get('started_at') or '')[:16].replace('T', ' ')} UTC) had {ok} passed and {bad} "
+          "failed tests.")
+        w("")
+
+    w("## All measured values")
+    w("")
+    w("<details><summary>Every figure of the run, by section</summary>")
+    w("")
+    for section in sorted(run.get("figures", {})):
+        vals = run["figures"][section]
+        w(f"**{section}** (measured {vals.get('measured_at', '?')})")
+        w("")
+        w(table([(f"`{k}`", json.dumps(v, ensure_ascii=False)[:300]) for k, v in sorted(vals.items())
+                 if k not in ("measured_at",)], header=("name", "value")))
+        w("")
+    w("</details>")
+    w("")
+    return "\n".join(L)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--figures", default=str(ROOT / ".spool" / "chaos-figures.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
+    ap.add_argument("--scale", choices=["full", "short"], default=None)
+    args = ap.parse_args()
+    try:
+        data = json.loads(Path(args.figures).read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"write-reliability-doc: cannot read {args.figures}: {e} (run `make chaos` first)")
+    runs = data.get("runs", {})
+    scale = args.scale or ("full" if "full" in runs else "short")
+    if scale not in runs:
+        sys.exit(f"write-reliability-doc: no {scale}-scale run in {args.figures}")
+    text = render(runs[scale], runs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out} from the {scale}-scale run of {runs[scale].get('started_at')}")
+
+
+if __name__ == "__main__":
+    main()
