@@ -168,11 +168,12 @@ def render(run, all_runs):
     w(f"- Measured: {F.v('worker_crash', 'duplicates')} duplicate runs over {F.v('worker_crash', 'jobs')} jobs and "
       f"{F.v('worker_crash', 'kills')} SIGKILLs; each duplicated job was in flight on a killed worker "
       f"({F.v('worker_crash', 'in_flight_at_kills')} such jobs in total), and no job ran more often than the kills "
-      "that hit it explain. Nearly every job in flight at a kill ran twice because a worker's death does not "
-      "stop its handler processes: they finish their work (here, appending to the log) while the job is "
-      "recovered and run again. After SIGKILLing a worker with two long handlers running, "
-      f"{F.v('handlers_after_worker_sigkill', 'orphans')} handler processes were still running 3 s later (0 is the "
-      "goal; until then a recovered job can run *at the same time* as its orphaned first run). A SIGTERM "
+      "that hit it explain. A duplicate is a job whose handler had done its work (here, appended to the log) "
+      "when its worker died, before the result was recorded. A dead worker's handlers do not live on: a small "
+      "reaper process per worker kills their process groups when the worker's pipe to it closes, which the "
+      "kernel does however the worker dies. After SIGKILLing a worker with two long handlers running, "
+      f"{F.v('handlers_after_worker_sigkill', 'orphans')} handler processes were still running 3 s later (must be "
+      "0: an orphan would run *at the same time* as the recovered job). A SIGTERM "
       "(graceful shutdown) causes no duplicate: running jobs finish within `SPOOL_SHUTDOWN_GRACE_MS` or are given "
       "back before their handler is stopped.")
     w("")

@@ -34,10 +34,10 @@ def test_sigkilled_workers_lose_no_job(spawn, redis, kit, figures, tmp_path):
     api = spawn.api()
     ids = []
     feed_errors = []
-    # Full scale: every batch up front (the workers stay saturated for ~20 s). Short scale: 10 batches
-    # of 100, one every 0.6 s, and each kill waits for the next batch to land, so that it hits running
-    # jobs instead of coming after a 3 s burst.
-    batch, pause = kit.pick((100, 0.6), (1000, 0.0))
+    # Both scales pace the batches (short: 10 of 100, one every 0.6 s; full: 10 of 1,000, one
+    # every 1.5 s) and each kill waits for the next batch to land, so that kills keep hitting
+    # running jobs however fast the workers drain (up front, 10,000 jobs drained in ~5 s).
+    batch, pause = kit.pick((100, 0.6), (1000, 1.5))
     batch_landed = threading.Event()
 
     def feed():
