@@ -50,13 +50,13 @@ struct EnqueueRequest {
             job.priority = priority
         }
         job.options = defaults
-        job.options.maxAttempts = Int(try integer(value, f("max_attempts"), EnqueueRequest.maxAttempts) ?? Int64(defaults.maxAttempts))
-        job.options.timeoutMs = try integer(value, f("timeout_ms"), EnqueueRequest.timeoutMs) ?? defaults.timeoutMs
-        job.options.backoffMs = try integer(value, f("backoff_ms"), EnqueueRequest.backoffMs) ?? defaults.backoffMs
-        job.options.resultTTLSeconds = try integer(value, f("result_ttl_s"), EnqueueRequest.resultTTLSeconds) ?? defaults.resultTTLSeconds
+        job.options.maxAttempts = Int(try integer(value, "max_attempts", path, EnqueueRequest.maxAttempts) ?? Int64(defaults.maxAttempts))
+        job.options.timeoutMs = try integer(value, "timeout_ms", path, EnqueueRequest.timeoutMs) ?? defaults.timeoutMs
+        job.options.backoffMs = try integer(value, "backoff_ms", path, EnqueueRequest.backoffMs) ?? defaults.backoffMs
+        job.options.resultTTLSeconds = try integer(value, "result_ttl_s", path, EnqueueRequest.resultTTLSeconds) ?? defaults.resultTTLSeconds
 
         var item = EnqueueCall.Item(job: job)
-        let delay = try integer(value, f("delay_ms"), EnqueueRequest.delayMs)
+        let delay = try integer(value, "delay_ms", path, EnqueueRequest.delayMs)
         if let runAtValue = value["run_at"], !runAtValue.isNull {
             guard delay == nil else { throw FieldError(field: f("run_at"), message: "give delay_ms or run_at, not both") }
             guard let text = runAtValue.stringValue, let at = Timestamp.parse(text) else {
@@ -77,8 +77,10 @@ struct EnqueueRequest {
         return item
     }
 
-    private func integer(_ object: JSONValue, _ field: String, _ range: ClosedRange<Int64>) throws -> Int64? {
-        let name = String(field.split(separator: ".").last ?? Substring(field))
+    /// `name` of `object` as a whole number within `range`; nil when absent or
+    /// null. `path` prefixes the name in errors ("jobs[3].").
+    private func integer(_ object: JSONValue, _ name: String, _ path: String, _ range: ClosedRange<Int64>) throws -> Int64? {
+        let field = path + name
         guard let v = object[name], !v.isNull else { return nil }
         guard case .number = v else { throw FieldError(field: field, message: "must be a whole number, not \(v.typeName)") }
         guard let n = v.integerValue else { throw FieldError(field: field, message: "must be a whole number from \(range.lowerBound) to \(range.upperBound)") }

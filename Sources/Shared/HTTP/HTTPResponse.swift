@@ -1,13 +1,18 @@
 /// An HTTP response: a status, a JSON body and a few extra headers.
 public struct HTTPResponse {
     public var status: Int
-    public var body: String
+    /// The body as UTF-8 bytes (what goes on the wire).
+    public var body: [UInt8]
     public var headers: [(String, String)] = []
     public var contentType = "application/json"
 
     public init(status: Int, body: String, headers: [(String, String)] = [], contentType: String = "application/json") {
+        self.init(status: status, bytes: Array(body.utf8), headers: headers, contentType: contentType)
+    }
+
+    public init(status: Int, bytes: [UInt8], headers: [(String, String)] = [], contentType: String = "application/json") {
         self.status = status
-        self.body = body
+        self.body = bytes
         self.headers = headers
         self.contentType = contentType
     }
@@ -28,19 +33,19 @@ public struct HTTPResponse {
     public static func json(_ status: Int, _ build: (inout JSONWriter) -> Void) -> HTTPResponse {
         var w = JSONWriter()
         build(&w)
-        return HTTPResponse(status: status, body: w.text)
+        return HTTPResponse(status: status, bytes: w.bytes)
     }
 
     /// The bytes on the wire; a reply to HEAD has the headers only.
     func serialized(keepAlive: Bool, includeBody: Bool = true) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
         head += "Content-Type: \(contentType)\r\n"
-        head += "Content-Length: \(body.utf8.count)\r\n"
+        head += "Content-Length: \(body.count)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !keepAlive { head += "Connection: close\r\n" }
         head += "\r\n"
         var bytes = Array(head.utf8)
-        if includeBody { bytes.append(contentsOf: body.utf8) }
+        if includeBody { bytes.append(contentsOf: body) }
         return bytes
     }
 

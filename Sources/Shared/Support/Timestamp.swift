@@ -10,8 +10,20 @@ public enum Timestamp {
         var secOfDay = Int(seconds % 86400)
         if secOfDay < 0 { secOfDay += 86400; days -= 1 }
         let (y, m, d) = civil(fromDays: days)
-        return pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T" + pad(secOfDay / 3600, 2) + ":"
-            + pad(secOfDay / 60 % 60, 2) + ":" + pad(secOfDay % 60, 2) + "." + pad(ms, 3) + "Z"
+        // Digits written into a fixed buffer: this runs four times for every
+        // job rendered, and string concatenation showed in profiles.
+        var out = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int, _ at: Int, _ width: Int) {
+            var v = value
+            for i in stride(from: at + width - 1, through: at, by: -1) {
+                out[i] = UInt8(48 + v % 10)
+                v /= 10
+            }
+        }
+        put(y, 0, 4); out[4] = 45; put(m, 5, 2); out[7] = 45; put(d, 8, 2); out[10] = 84
+        put(secOfDay / 3600, 11, 2); out[13] = 58; put(secOfDay / 60 % 60, 14, 2); out[16] = 58
+        put(secOfDay % 60, 17, 2); out[19] = 46; put(ms, 20, 3); out[23] = 90
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func format(micros: Int64) -> String { format(millis: micros / 1000) }
@@ -64,11 +76,6 @@ public enum Timestamp {
         let days = daysFromCivil(year, month, day)
         let secs = Int64(days) * 86400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetSeconds)
         return secs * 1000 + Int64(millis)
-    }
-
-    static func pad(_ v: Int, _ width: Int) -> String {
-        let s = String(v)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
     }
 
     static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
