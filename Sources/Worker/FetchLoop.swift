@@ -17,11 +17,16 @@ final class FetchLoop {
     private let worker: WorkerContext
     private let redis: RedisConnection
     private let runner: JobRunner
+    /// One fetch call per queue, in order of preference, built once.
+    private let fetchCalls: [FetchCall]
 
     init(worker: WorkerContext) {
         self.worker = worker
         self.redis = worker.newConnection()
         self.runner = JobRunner(worker: worker, redis: redis)
+        fetchCalls = worker.config.queues.map {
+            FetchCall(schema: worker.schema, queue: $0, workerID: worker.id, leaseMs: worker.config.leaseMs)
+        }
     }
 
     func run() {
@@ -33,7 +38,7 @@ final class FetchLoop {
             do {
                 if let job = try next ?? fetchNext() {
                     worker.redisHealth.succeeded()
-                    next = runner.run(job, thenFetchFrom: worker.config.queues[0])
+                    next = runner.run(job, thenFetch: fetchCalls[0])
                 } else {
                     worker.redisHealth.succeeded()
                 }
@@ -50,8 +55,7 @@ final class FetchLoop {
     /// A job to run, or nil after waiting idle for work.
     private func fetchNext() throws -> Job? {
         var waitMs = FetchLoop.maxIdleWaitMs
-        for queue in worker.config.queues {
-            let call = FetchCall(schema: worker.schema, queue: queue, workerID: worker.id, leaseMs: worker.config.leaseMs)
+        for call in fetchCalls {
             switch try redis.run(call) {
             case .job(let job):
                 return job

@@ -20,9 +20,9 @@ final class JobRunner {
         self.redis = redis
     }
 
-    /// Runs `job` and records its outcome. After a success in `nextQueue`, the
-    /// same script call also claims the loop's next job, which is returned.
-    func run(_ job: Job, thenFetchFrom nextQueue: String) -> Job? {
+    /// Runs `job` and records its outcome. After a success in the queue of
+    /// `next`, the same script call also claims the loop's next job, returned.
+    func run(_ job: Job, thenFetch next: FetchCall) -> Job? {
         let attempt = job.attempts
         let context = JobContext(attempt: attempt, timeoutMs: job.options.timeoutMs)
         let meta = worker.metadata(job, attempt: attempt)
@@ -62,7 +62,7 @@ final class JobRunner {
         }
         switch outcome {
         case .success(let result):
-            return complete(job, attempt: attempt, result: result, meta: meta2, thenFetchFrom: nextQueue)
+            return complete(job, attempt: attempt, result: result, meta: meta2, thenFetch: next)
         case .failure(let message, let retry):
             fail(job.id, attempt: attempt, message: message,
                  retryDelayMs: retry ? Backoff.retryDelay(baseMs: job.options.backoffMs, attempt: attempt) : nil, meta: meta2)
@@ -83,12 +83,11 @@ final class JobRunner {
 
     /// Records a success; when the job's queue is the one to fetch from next
     /// (and the worker is not stopping), claims the next job in the same call.
-    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata, thenFetchFrom nextQueue: String) -> Job? {
+    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata, thenFetch fetch: FetchCall) -> Job? {
         let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: attempt, resultJSON: result)
         var next: Job?
         let stored: Bool
-        if job.id.queue == nextQueue && !worker.stopFetching.isSet {
-            let fetch = FetchCall(schema: worker.schema, queue: nextQueue, workerID: worker.id, leaseMs: worker.config.leaseMs)
+        if job.id.queue == fetch.queue && !worker.stopFetching.isSet {
             guard let both = report(CompleteAndFetchCall(complete: call, fetch: fetch), meta: meta) else { return nil }
             stored = both.stored
             switch both.next {

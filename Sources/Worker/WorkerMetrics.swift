@@ -3,33 +3,65 @@ import Shared
 
 /// The worker's metrics, recorded through swift-metrics (exported by the
 /// Prometheus registry on the health port's `/metrics`).
+///
+/// Handles are made once per queue and kept: asking the factory for them on
+/// every job (a registry lookup by name and labels) showed in profiles.
 enum WorkerMetrics {
+    final class QueueHandles {
+        let processed, failed, retried, dead, recovered: Counter
+        let duration, startLatency: Timer
+
+        init(_ queue: String) {
+            let q = [("queue", queue)]
+            processed = Counter(label: SpoolMetric.jobsProcessed, dimensions: q)
+            failed = Counter(label: SpoolMetric.jobsFailed, dimensions: q)
+            retried = Counter(label: SpoolMetric.jobsRetried, dimensions: q)
+            dead = Counter(label: SpoolMetric.jobsDead, dimensions: q)
+            recovered = Counter(label: SpoolMetric.jobsRecovered, dimensions: q)
+            duration = Timer(label: SpoolMetric.jobDuration, dimensions: q)
+            startLatency = Timer(label: SpoolMetric.jobStartLatency, dimensions: q)
+        }
+    }
+
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var handles: [String: QueueHandles] = [:]
+
+    static func queue(_ name: String) -> QueueHandles {
+        lock.locked {
+            if let h = handles[name] { return h }
+            let h = QueueHandles(name)
+            handles[name] = h
+            return h
+        }
+    }
+
     static func started(_ job: Job) {
         // Both times come from Redis' clock, so hosts' clocks do not matter.
         guard let started = job.startedUs, let queued = job.runAtUs ?? job.createdUs else { return }
-        Timer(label: SpoolMetric.jobStartLatency, dimensions: [("queue", job.id.queue)])
-            .recordMicroseconds(max(0, started - queued))
+        queue(job.id.queue).startLatency.recordMicroseconds(max(0, started - queued))
     }
 
     static func finished(_ job: Job, durationMs: Int64) {
-        Timer(label: SpoolMetric.jobDuration, dimensions: [("queue", job.id.queue)]).recordMilliseconds(durationMs)
+        queue(job.id.queue).duration.recordMilliseconds(durationMs)
     }
 
-    static func succeeded(_ queue: String) { Counter(label: SpoolMetric.jobsProcessed, dimensions: [("queue", queue)]).increment() }
+    static func succeeded(_ queue: String) { self.queue(queue).processed.increment() }
 
     static func failed(_ queue: String, outcome: FailCall.Outcome) {
         guard outcome != .stale else { return }
-        Counter(label: SpoolMetric.jobsFailed, dimensions: [("queue", queue)]).increment()
+        let h = self.queue(queue)
+        h.failed.increment()
         switch outcome {
-        case .retry: Counter(label: SpoolMetric.jobsRetried, dimensions: [("queue", queue)]).increment()
-        case .dead: Counter(label: SpoolMetric.jobsDead, dimensions: [("queue", queue)]).increment()
+        case .retry: h.retried.increment()
+        case .dead: h.dead.increment()
         case .stale: break
         }
     }
 
     static func recovered(_ queue: String, dead: Bool) {
-        Counter(label: SpoolMetric.jobsRecovered, dimensions: [("queue", queue)]).increment()
-        if dead { Counter(label: SpoolMetric.jobsDead, dimensions: [("queue", queue)]).increment() }
+        let h = self.queue(queue)
+        h.recovered.increment()
+        if dead { h.dead.increment() }
     }
 
     static func redisError() { Counter(label: SpoolMetric.redisErrors).increment() }

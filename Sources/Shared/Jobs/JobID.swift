@@ -16,6 +16,9 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible {
 
     static let separator: Character = "~"
     static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+    /// `isAlphabet[b]`: whether byte b is one of the 32 letters (ids are parsed
+    /// for every job a worker takes).
+    static let isAlphabet: [Bool] = (0..<256).map { alphabet.contains(UInt8($0)) }
 
     public static func generate(queue: String, nowMillis: Int64 = Clock.nowMillis()) -> JobID {
         var rng = SystemRandomNumberGenerator()
@@ -46,7 +49,7 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible {
         let queue = String(text[..<sep])
         let tail = text[text.index(after: sep)...]
         guard Validation.isValidQueueName(queue), tail.utf8.count == 26,
-              tail.utf8.allSatisfy({ JobID.alphabet.contains($0) }) else { return nil }
+              tail.utf8.allSatisfy({ JobID.isAlphabet[Int($0)] }) else { return nil }
         self.queue = queue
         self.text = text
     }

@@ -39,10 +39,14 @@ return fetched
     }
 
     public var script: LuaScript { CompleteAndFetchCall.script }
-    public var keys: [String] { fetch.keys + [complete.keys[2], complete.keys[0]] }
+    public var keys: [String] { fetch.keys + [complete.schema.stats(fetch.queue), complete.schema.job(complete.jobID)] }
     public var args: [String] {
-        [complete.jobID.text, complete.workerID, String(complete.attempt), complete.resultJSON]
-            + complete.schema.finishPrefixes(fetch.queue) + [String(fetch.leaseMs), String(fetch.promoteLimit)]
+        var a = [complete.jobID.text, complete.workerID, String(complete.attempt), complete.resultJSON, fetch.args[0],
+                 complete.schema.idempotencyPrefix(fetch.queue), complete.schema.throughputPrefix(fetch.queue),
+                 complete.schema.waitingPrefix(fetch.queue), complete.schema.finishedChannel]
+        a.append(fetch.args[1])
+        a.append(fetch.args[3])
+        return a
     }
 
     /// Whether the result was stored, and what the fetch found.

@@ -36,6 +36,10 @@ return fetch_next(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), now, now_us)
     public let leaseMs: Int64
     public let promoteLimit: Int
     let schema: KeySchema
+    /// Built once: a worker keeps one call per queue and sends it for every
+    /// job (rebuilding the key names showed in profiles).
+    public let keys: [String]
+    public let args: [String]
 
     public init(schema: KeySchema, queue: String, workerID: String, leaseMs: Int64, promoteLimit: Int = 100) {
         self.schema = schema
@@ -43,13 +47,11 @@ return fetch_next(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), now, now_us)
         self.workerID = workerID
         self.leaseMs = leaseMs
         self.promoteLimit = promoteLimit
+        keys = schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue)]
+        args = [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit)]
     }
 
     public var script: LuaScript { FetchCall.script }
-    public var keys: [String] {
-        schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue)]
-    }
-    public var args: [String] { [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit)] }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let outcome = FetchCall.outcome(parts, workerID: workerID) else { throw unexpected(reply) }
