@@ -40,11 +40,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The API and the worker parse their few options themselves (see
+        // Shared/Config/CommandLineOptions.swift for why); spool-bench, not a
+        // production binary, keeps swift-argument-parser for its subcommands.
         .executableTarget(
             name: "API",
             dependencies: [
                 "Shared", "CLibevent",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -52,7 +54,6 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "Shared",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

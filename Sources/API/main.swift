@@ -1,4 +1,3 @@
-import ArgumentParser
 import CLibevent
 import Logging
 import Shared
