@@ -4,10 +4,8 @@ import Shared
 /// (named in its help); the flag wins. Values are strings here and checked in
 /// the config, so that a flag and its env var get the same checks and messages.
 struct APIOptions {
-    static let options: [CommandLineOptions.Option] = [
+    static let options: [CommandLineOptions.Option] = SettingSource.sharedOptions + [
         .init("addr", "Listen address host:port [SPOOL_API_ADDR, default 127.0.0.1:8080]"),
-        .init("redis-url", "redis://[:password@]host:port[/db] [REDIS_URL, default redis://127.0.0.1:6379]"),
-        .init("prefix", "Prefix of every Redis key [SPOOL_PREFIX, default spool]"),
         .init("threads", "Event loops, one per core [SPOOL_API_THREADS, default: cores]"),
         .init("redis-timeout-ms", "Redis command timeout; slower answers give 503 [SPOOL_REDIS_TIMEOUT_MS, default 2000]"),
         .init("max-body-bytes", "Largest request body [SPOOL_MAX_BODY_BYTES, default 1048576]"),
@@ -17,8 +15,6 @@ struct APIOptions {
         .init("max-pending", "Pending jobs per queue before enqueue answers 429; 0 = no limit [SPOOL_MAX_PENDING, default 0]"),
         .init("queue-max-pending", "Per-queue limits overriding --max-pending, e.g. emails=10000,reports=50 [SPOOL_QUEUE_MAX_PENDING]"),
         .init("result-ttl-s", "Default time a finished job is kept [SPOOL_RESULT_TTL_S, default 86400]"),
-        .init("log-level", "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]"),
-        .init("log-format", "json or text [SPOOL_LOG_FORMAT, default: text on a terminal, else json]"),
     ]
 
     var addr: String?

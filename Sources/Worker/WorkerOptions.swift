@@ -4,12 +4,10 @@ import Shared
 /// (named in its help); the flag wins. Values are strings here and checked in
 /// the config, so that a flag and its env var get the same checks and messages.
 struct WorkerOptions {
-    static let options: [CommandLineOptions.Option] = [
+    static let options: [CommandLineOptions.Option] = SettingSource.sharedOptions + [
         .init("queues", "Queues to take jobs from, in order of preference [SPOOL_QUEUES, default default]"),
         .init("concurrency", "Jobs run at once (fetch loops) [SPOOL_CONCURRENCY, default 8]"),
         .init("handler", "TYPE=COMMAND: run COMMAND for jobs of TYPE; repeatable [SPOOL_HANDLERS, comma-separated]", repeatable: true),
-        .init("redis-url", "redis://[:password@]host:port[/db] [REDIS_URL, default redis://127.0.0.1:6379]"),
-        .init("prefix", "Prefix of every Redis key [SPOOL_PREFIX, default spool]"),
         .init("lease-ms", "Lease of a running job; a crashed worker's jobs return after it [SPOOL_LEASE_MS, default 30000]"),
         .init("heartbeat-ms", "Heartbeat interval, below lease/2 [SPOOL_HEARTBEAT_MS, default min(5000, lease/3)]"),
         .init("shutdown-grace-ms", "Time running jobs get to finish after SIGTERM [SPOOL_SHUTDOWN_GRACE_MS, default 25000]"),
@@ -20,8 +18,6 @@ struct WorkerOptions {
         .init("redis-timeout-ms", "Redis command timeout [SPOOL_REDIS_TIMEOUT_MS, default 5000]"),
         .init("processes", "Worker processes to run and supervise (restarted when they die) [SPOOL_PROCESSES, default 1]"),
         .init("health-port", "Serve /healthz, /readyz and /metrics on this port (0.0.0.0); unset = off [SPOOL_HEALTH_PORT]"),
-        .init("log-level", "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]"),
-        .init("log-format", "json or text [SPOOL_LOG_FORMAT, default: text on a terminal, else json]"),
     ]
 
     var queues: String?

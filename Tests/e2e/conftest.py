@@ -1,6 +1,25 @@
+import os
+import signal
+import uuid
+
 import pytest
 
 from harness import API, Redis, Worker
+from helpers import pgrep
+
+
+@pytest.fixture
+def marker():
+    """A unique string that only the processes a test's handler starts carry in
+    their command line (never the worker's: it is written inside the scripts).
+    Any such process still alive at the end is killed by pid."""
+    m = f"spool-e2e-{uuid.uuid4().hex}"
+    yield m
+    for pid in pgrep(m):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture

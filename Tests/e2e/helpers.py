@@ -3,6 +3,7 @@ import json
 import re
 import socket
 import subprocess
+import textwrap
 import time
 
 from harness import wait_for
@@ -107,6 +108,14 @@ def log_lines_with(proc, msg, job_id=None):
 def wait_log(proc, msg, job_id=None, timeout=10):
     return wait_for(lambda: log_lines_with(proc, msg, job_id), timeout=timeout,
                     what=f"log line {msg!r} (job {job_id})\n{proc.output()[-3000:]}")
+
+
+def script(tmp_path, name, body):
+    """Writes an executable handler script (body dedented) and returns its path."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body).lstrip())
+    path.chmod(0o755)
+    return path
 
 
 def pgrep(pattern):

@@ -1,40 +1,18 @@
 """Cancelling jobs (queued, scheduled, running, finished, racing completion) and
 progress reports (fd 3 of a handler command, the built-in sleep handler)."""
-import os
 import random
-import signal
-import textwrap
 import threading
 import time
-import uuid
 
-import pytest
 
 from harness import wait_for
-from helpers import TIMESTAMP_RE, assert_error, log_lines_with, ms_between, pgrep, redis_snapshot, wait_log
+from helpers import TIMESTAMP_RE, assert_error, log_lines_with, ms_between, pgrep, redis_snapshot, script, wait_log
 
 FAST_LEASE = {"SPOOL_HEARTBEAT_MS": "300", "SPOOL_LEASE_MS": "3000",
               "SPOOL_SHUTDOWN_GRACE_MS": "1000", "SPOOL_KILL_GRACE_MS": "300"}
 
 
-@pytest.fixture
-def marker():
-    """A unique string carried only by the command lines of this test's handler
-    processes; any left alive at the end are killed by pid."""
-    m = f"spool-e2e-cancel-{uuid.uuid4().hex}"
-    yield m
-    for pid in pgrep(m):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
-
-def script(tmp_path, name, body):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body).lstrip())
-    path.chmod(0o755)
-    return path
 
 
 def cancel(api, job_id):

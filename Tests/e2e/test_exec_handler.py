@@ -1,39 +1,17 @@
 """External handler commands (--handler TYPE=COMMAND / SPOOL_HANDLERS): the
 payload on stdin, the job in env vars, stdout as the result, stderr in the
 error, timeouts enforced with SIGTERM then SIGKILL, and nothing left running."""
-import os
-import signal
-import textwrap
-import uuid
 
 import pytest
 
 from harness import wait_for
-from helpers import ms_between, pgrep
+from helpers import ms_between, pgrep, script
 
 # Short grace so that a worker stopped at teardown does not wait 25 s for a hung handler.
 WORKER_ENV = {"SPOOL_SHUTDOWN_GRACE_MS": "1000", "SPOOL_KILL_GRACE_MS": "300"}
 
 
-@pytest.fixture
-def marker():
-    """A unique string that only the processes a test's handler starts carry in
-    their command line (never the worker's: it is written inside the scripts).
-    Any such process still alive at the end is killed by pid."""
-    m = f"spool-e2e-{uuid.uuid4().hex}"
-    yield m
-    for pid in pgrep(m):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
-
-def script(tmp_path, name, body):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body).lstrip())
-    path.chmod(0o755)
-    return path
 
 
 def test_stdout_json_is_the_result_and_stdin_is_the_payload(spawn, tmp_path):

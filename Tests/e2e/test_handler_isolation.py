@@ -1,6 +1,5 @@
 """A handler process gets stdin, stdout, stderr and the progress pipe, and
 nothing else of the worker (no Redis sockets, no other handler's pipes)."""
-import json
 
 
 def test_handler_sees_only_its_four_descriptors(spawn, tmp_path):

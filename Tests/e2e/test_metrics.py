@@ -33,7 +33,7 @@ def value(text, name, **labels):
 def test_metrics_move_with_real_jobs(spawn):
     api = spawn.api()
     port = free_port()
-    worker = spawn.worker(queues="m", concurrency=2, args=["--health-port", str(port)])
+    spawn.worker(queues="m", concurrency=2, args=["--health-port", str(port)])
     before_api, before_worker = scrape(api.port), scrape(port)
 
     ok = [api.enqueue("m", {"type": "echo", "payload": i})["id"] for i in range(5)]
@@ -67,7 +67,7 @@ def test_metrics_move_with_real_jobs(spawn):
 
 def test_worker_health_endpoints(spawn, redis):
     port = free_port()
-    worker = spawn.worker(queues="h", concurrency=1, args=["--health-port", str(port)])
+    spawn.worker(queues="h", concurrency=1, args=["--health-port", str(port)])
 
     def get(path):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

@@ -3,7 +3,6 @@ queue detail with its throughput, and the dead-letter set (list, retry, purge, c
 import time
 from datetime import datetime, timezone
 
-import pytest
 
 from harness import wait_for
 from helpers import TIMESTAMP_RE, assert_error, ms_between, redis_snapshot

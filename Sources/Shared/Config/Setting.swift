@@ -29,6 +29,15 @@ public struct SettingSource {
         return env
     }
 
+    /// The options both binaries take, for the settings resolved below
+    /// (`redisEndpoint`, `prefix`, `logLevel`, and the log format).
+    public static let sharedOptions: [CommandLineOptions.Option] = [
+        .init("redis-url", "redis://[:password@]host:port[/db] [REDIS_URL, default redis://127.0.0.1:6379]"),
+        .init("prefix", "Prefix of every Redis key [SPOOL_PREFIX, default spool]"),
+        .init("log-level", "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]"),
+        .init("log-format", "json or text [SPOOL_LOG_FORMAT, default: text on a terminal, else json]"),
+    ]
+
     /// The raw text of a setting and where it came from, or nil when unset.
     public func raw(flag: String?, flagName: String, env: String) -> (value: String, origin: String)? {
         if let flag { return (flag, flagName) }
