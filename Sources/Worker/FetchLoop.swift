@@ -38,7 +38,7 @@ final class FetchLoop {
             do {
                 if let job = try next ?? fetchNext() {
                     worker.redisHealth.succeeded()
-                    next = runner.run(job, thenFetch: fetchCalls[0])
+                    next = runner.run(job)
                 } else {
                     worker.redisHealth.succeeded()
                 }

@@ -20,9 +20,9 @@ final class JobRunner {
         self.redis = redis
     }
 
-    /// Runs `job` and records its outcome. After a success in the queue of
-    /// `next`, the same script call also claims the loop's next job, returned.
-    func run(_ job: Job, thenFetch next: FetchCall) -> Job? {
+    /// Runs `job` and records its outcome. After a success in the worker's
+    /// first queue, the same script call also claims the loop's next job, returned.
+    func run(_ job: Job) -> Job? {
         let attempt = job.attempts
         let context = JobContext(attempt: attempt, timeoutMs: job.options.timeoutMs)
         let meta = worker.metadata(job, attempt: attempt)
@@ -62,7 +62,7 @@ final class JobRunner {
         }
         switch outcome {
         case .success(let result):
-            return complete(job, attempt: attempt, result: result, meta: meta2, thenFetch: next)
+            return complete(job, attempt: attempt, result: result, meta: meta2)
         case .failure(let message, let retry):
             fail(job.id, attempt: attempt, message: message,
                  retryDelayMs: retry ? Backoff.retryDelay(baseMs: job.options.backoffMs, attempt: attempt) : nil, meta: meta2)
@@ -81,22 +81,22 @@ final class JobRunner {
         return handler.run(job, context)
     }
 
-    /// Records a success; when the job's queue is the one to fetch from next
-    /// (and the worker is not stopping), claims the next job in the same call.
-    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata, thenFetch fetch: FetchCall) -> Job? {
+    /// Records a success; when the job's queue is the first one (and the
+    /// worker is not stopping), the call also claims the loop's next job.
+    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata) -> Job? {
         let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: attempt, resultJSON: result)
         var next: Job?
         let stored: Bool
-        if job.id.queue == fetch.queue && !worker.stopFetching.isSet {
-            guard let both = report(CompleteAndFetchCall(complete: call, fetch: fetch), meta: meta) else { return nil }
+        if job.id.queue == worker.completions.fetch.queue && !worker.stopFetching.isSet {
+            guard let both = report(meta: meta, { try worker.completions.complete(call, on: redis) }) else { return nil }
             stored = both.stored
             switch both.next {
-            case .job(let j): next = j
-            case .damaged(let id, let attempt, let error): failDamaged(id, attempt: attempt, error: error)
-            case .empty, .paused: break
+            case .job(let j)?: next = j
+            case .damaged(let id, let attempt, let error)?: failDamaged(id, attempt: attempt, error: error)
+            case .empty?, .paused?, nil: break
             }
         } else {
-            guard let s = report(call, meta: meta) else { return nil }
+            guard let s = report(meta: meta, { try redis.run(call) }) else { return nil }
             stored = s
         }
         logCompletion(stored: stored, job: job, meta: meta)
@@ -118,7 +118,7 @@ final class JobRunner {
         let call = FailCall(schema: worker.schema, jobID: id, workerID: worker.id, attempt: attempt,
                             errorJSON: Job.errorJSON(message: text, attempt: attempt), retryDelayMs: retryDelayMs,
                             deadTTLSeconds: worker.config.deadTTLSeconds, deadMax: worker.config.deadMax)
-        guard let outcome = report(call, meta: meta) else { return }
+        guard let outcome = report(meta: meta, { try redis.run(call) }) else { return }
         WorkerMetrics.failed(id.queue, outcome: outcome)
         var m = meta
         m["error"] = "\(text)"
@@ -154,12 +154,12 @@ final class JobRunner {
 
     /// Runs a reporting script, retrying through a Redis outage for up to one
     /// lease: past that the job has been recovered and the report is moot.
-    private func report<C: ScriptCall>(_ call: C, meta: Logger.Metadata) -> C.Output? {
+    private func report<Output>(meta: Logger.Metadata, _ send: () throws -> Output) -> Output? {
         let giveUpAt = Clock.monotonicMillis() + worker.config.leaseMs
         var failures = 0
         while true {
             do {
-                let out = try redis.run(call)
+                let out = try send()
                 worker.redisHealth.succeeded()
                 return out
             } catch {

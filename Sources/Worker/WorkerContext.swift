@@ -14,6 +14,9 @@ final class WorkerContext {
     let stopFetching = StopFlag()
     let redisHealth: RedisHealth
     let dueTimer = DueTimer()
+    /// Batches the successes reported in the first queue with the claims of
+    /// the loops' next jobs.
+    let completions: CompletionBatcher
     let logger: Logger
     let startedAt = Clock.nowMillis()
 
@@ -24,6 +27,8 @@ final class WorkerContext {
         self.handlers = handlers
         self.logger = logger
         self.redisHealth = RedisHealth(logger: logger)
+        self.completions = CompletionBatcher(fetch: FetchCall(schema: schema, queue: config.queues[0], workerID: id,
+                                                              leaseMs: config.leaseMs))
     }
 
     func newConnection() -> RedisConnection {

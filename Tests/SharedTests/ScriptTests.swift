@@ -385,21 +385,55 @@ final class ScriptTests: XCTestCase {
         let call = CompleteAndFetchCall(
             complete: CompleteCall(schema: schema, jobID: first.id, workerID: "w1", attempt: 1, resultJSON: "42"),
             fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000))
-        let (stored, next) = try redis.run(call)
-        XCTAssertTrue(stored)
+        let out = try redis.run(call)
+        XCTAssertEqual(out.stored, [true])
         XCTAssertEqual(try state(first.id), "succeeded")
-        guard case .job(let job) = next else { return XCTFail("the next job must be claimed") }
+        guard out.claimed.count == 1, case .job(let job) = out.claimed[0] else { return XCTFail("the next job must be claimed") }
         XCTAssertEqual(job.id, second.id)
         XCTAssertEqual(job.state, .running)
         XCTAssertEqual(job.attempts, 1)
         XCTAssertEqual(try state(second.id), "running")
         // A stale completion stores nothing but still fetches (here: nothing left).
-        let (staleStored, after) = try redis.run(CompleteAndFetchCall(
+        let after = try redis.run(CompleteAndFetchCall(
             complete: CompleteCall(schema: schema, jobID: first.id, workerID: "w1", attempt: 1, resultJSON: "0"),
             fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000)))
-        XCTAssertFalse(staleStored)
-        guard case .empty = after else { return XCTFail("queue should be empty") }
+        XCTAssertEqual(after.stored, [false])
+        guard after.claimed.count == 1, case .empty = after.claimed[0] else { return XCTFail("queue should be empty") }
         XCTAssertEqual(try redis.command(["HGET", schema.job(first.id), "result"]).string, "42")
+    }
+
+    func testCompleteAndFetchBatchesSeveralJobs() throws {
+        var ids: [JobID] = []
+        for _ in 0..<5 { ids.append(try created(try enqueue()).id) }
+        let urgent = try created(try enqueue(priority: .urgent)).id
+        let a = try XCTUnwrap(try fetch())
+        let b = try XCTUnwrap(try fetch())
+        XCTAssertEqual([a.id, b.id], [urgent, ids[0]], "urgent first")
+        let processedBefore = try redis.command(["HGET", schema.stats("q"), "processed"]).int ?? 0
+        let fetchCall = FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000)
+        let done = { (id: JobID, worker: String) in
+            CompleteCall(schema: self.schema, jobID: id, workerID: worker, attempt: 1, resultJSON: "\"ok\"")
+        }
+        // Two real completions and a stale one (wrong attempt); claim three.
+        let stale = CompleteCall(schema: schema, jobID: ids[4], workerID: "w1", attempt: 1, resultJSON: "0")
+        let out = try redis.run(CompleteAndFetchCall(completions: [done(a.id, "w1"), stale, done(b.id, "w1")],
+                                                     fetch: fetchCall, claimLimit: 3))
+        XCTAssertEqual(out.stored, [true, false, true])
+        XCTAssertEqual(try state(a.id), "succeeded")
+        XCTAssertEqual(try state(b.id), "succeeded")
+        XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "processed"]).int, processedBefore + 2)
+        let claimed: [JobID] = out.claimed.compactMap { if case .job(let j) = $0 { return j.id } else { return nil } }
+        XCTAssertEqual(claimed, Array(ids[1...3]), "claimed in queue order")
+        for id in claimed {
+            XCTAssertEqual(try state(id), "running")
+            XCTAssertNotNil(try redis.command(["ZSCORE", schema.lease("q"), id.text]).string, "leased")
+        }
+        // More wanted than left: the one left is claimed, no more.
+        let rest = try redis.run(CompleteAndFetchCall(completions: [], fetch: fetchCall, claimLimit: 5))
+        XCTAssertEqual(rest.stored, [])
+        guard rest.claimed.count == 1, case .job(let last) = rest.claimed[0] else { return XCTFail("one job left: \(rest.claimed)") }
+        XCTAssertEqual(last.id, ids[4])
+        XCTAssertEqual(try redis.command(["ZCARD", schema.lease("q")]).int, 4)
     }
 
     func testFinishedJobIsPublishedOnlyWhenSomeoneWaits() throws {

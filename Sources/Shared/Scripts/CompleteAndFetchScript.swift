@@ -1,6 +1,7 @@
-/// Records a job's success and takes the worker's next job from the same
-/// queue in one script call: one round trip and one script run per job
-/// instead of two, on the hot path of a busy worker.
+/// Records the successes of several jobs of one queue and claims as many next
+/// jobs from it, in one script call. A busy worker's loops report through
+/// one call (CompletionBatcher): one round trip and one fixed script cost for
+/// the lot, instead of one per job.
 public struct CompleteAndFetchCall: ScriptCall {
     public static let script = LuaPrelude.script("complete_and_fetch", #"""
 -- KEYS[1..4] pending lists (urgent, high, normal, low)
@@ -9,50 +10,76 @@ public struct CompleteAndFetchCall: ScriptCall {
 -- KEYS[7]    paused flag
 -- KEYS[8]    wake list
 -- KEYS[9]    stats hash
--- KEYS[10]   hash of the job being completed
--- ARGV[1]    id of the job being completed
--- ARGV[2]    worker id
--- ARGV[3]    attempt number the worker ran
--- ARGV[4]    result (JSON text)
+-- ARGV[1]    worker id
+-- ARGV[2]    lease length ms
+-- ARGV[3]    most scheduled jobs to promote in this call
+-- ARGV[4]    most jobs to claim
 -- ARGV[5..9] job, idempotency, throughput and waiting key prefixes; finished channel
--- ARGV[10]   lease length ms
--- ARGV[11]   most scheduled jobs to promote in this call
--- Output:    {1 stored or 0 stale, then the fetch reply's parts (see FetchCall)}
+-- ARGV[10..] per completed job: id, attempt number the worker ran, result (JSON text)
+-- Output:    {{1 stored or 0 stale, per completed job}, then the fetch reply's parts (see FetchCall)}
 local now, now_us = clock()
 local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
            channel = ARGV[9], lease = KEYS[6], stats = KEYS[9], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]},
            scheduled = KEYS[5], paused = KEYS[7], wake = KEYS[8]}
-local stored = complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now, now_us) and 1 or 0
-local fetched = fetch_next(q, ARGV[2], tonumber(ARGV[10]), tonumber(ARGV[11]), now, now_us)
+local worker = ARGV[1]
+local stored, count = {}, 0
+for i = 10, #ARGV, 3 do
+  local ok = complete_job(q, ARGV[i], worker, ARGV[i + 1], ARGV[i + 2], now_us)
+  stored[#stored + 1] = ok and 1 or 0
+  if ok then count = count + 1 end
+end
+count_successes(q, count, now)
+local fetched = fetch_jobs(q, worker, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now, now_us)
 table.insert(fetched, 1, stored)
 return fetched
 """#)
 
-    public let complete: CompleteCall
-    public let fetch: FetchCall
+    /// Most completions (and claims) in one call: keeps one script run short.
+    public static let maxBatch = 64
 
-    /// Both must be in the same queue (one script touches one queue's slot).
-    public init(complete: CompleteCall, fetch: FetchCall) {
-        precondition(complete.jobID.queue == fetch.queue, "complete-and-fetch within one queue only")
-        self.complete = complete
+    public let completions: [CompleteCall]
+    public let fetch: FetchCall
+    public let claimLimit: Int
+
+    /// Every completion must be in the fetch's queue (one script touches one
+    /// queue's slot); `claimLimit` is how many jobs to claim (0 to 64).
+    public init(completions: [CompleteCall], fetch: FetchCall, claimLimit: Int) {
+        precondition(completions.allSatisfy { $0.jobID.queue == fetch.queue }, "complete-and-fetch within one queue only")
+        precondition(completions.count <= Self.maxBatch && (0...Self.maxBatch).contains(claimLimit))
+        self.completions = completions
         self.fetch = fetch
+        self.claimLimit = claimLimit
+    }
+
+    /// One completion, and one claim.
+    public init(complete: CompleteCall, fetch: FetchCall) {
+        self.init(completions: [complete], fetch: fetch, claimLimit: 1)
     }
 
     public var script: LuaScript { CompleteAndFetchCall.script }
-    public var keys: [String] { fetch.keys + [complete.schema.stats(fetch.queue), complete.schema.job(complete.jobID)] }
+    public var keys: [String] { fetch.keys + [fetch.schema.stats(fetch.queue)] }
     public var args: [String] {
-        var a = [complete.jobID.text, complete.workerID, String(complete.attempt), complete.resultJSON, fetch.args[0],
-                 complete.schema.idempotencyPrefix(fetch.queue), complete.schema.throughputPrefix(fetch.queue),
-                 complete.schema.waitingPrefix(fetch.queue), complete.schema.finishedChannel]
-        a.append(fetch.args[1])
-        a.append(fetch.args[3])
+        var a = [fetch.workerID, fetch.args[1], fetch.args[3], String(claimLimit)]
+        a += fetch.schema.finishPrefixes(fetch.queue)
+        a.reserveCapacity(a.count + 3 * completions.count)
+        for c in completions {
+            precondition(c.workerID == fetch.workerID, "one worker's completions only")
+            a += [c.jobID.text, String(c.attempt), c.resultJSON]
+        }
         return a
     }
 
-    /// Whether the result was stored, and what the fetch found.
-    public func parse(_ reply: RedisReply) throws -> (stored: Bool, next: FetchCall.Outcome) {
-        guard let parts = reply.array, let stored = parts.first?.int,
-              let next = FetchCall.outcome(Array(parts.dropFirst()), workerID: fetch.workerID) else { throw unexpected(reply) }
-        return (stored == 1, next)
+    public struct Output {
+        /// Per completion, in order: stored, or dropped because the lease was lost.
+        public let stored: [Bool]
+        /// The jobs claimed (`.job`, or `.damaged` to fail), or a single
+        /// `.empty` or `.paused` when none was.
+        public let claimed: [FetchCall.Outcome]
+    }
+
+    public func parse(_ reply: RedisReply) throws -> Output {
+        guard let parts = reply.array, let flags = parts.first?.array, flags.count == completions.count,
+              let claimed = FetchCall.outcomes(parts.dropFirst(), workerID: fetch.workerID) else { throw unexpected(reply) }
+        return Output(stored: flags.map { $0.int == 1 }, claimed: claimed)
     }
 }

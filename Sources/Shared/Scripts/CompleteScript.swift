@@ -14,7 +14,9 @@ public struct CompleteCall: ScriptCall {
 local now, now_us = clock()
 local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
            channel = ARGV[9], lease = KEYS[2], stats = KEYS[3]}
-return complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now, now_us) and 1 or 0
+if not complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_us) then return 0 end
+count_successes(q, 1, now)
+return 1
 """#)
 
     public let jobID: JobID

@@ -11,13 +11,15 @@ public struct FetchCall: ScriptCall {
 -- ARGV[2]    lease length ms
 -- ARGV[3]    worker id
 -- ARGV[4]    most scheduled jobs to promote in this call
--- Output:    {'job', id, now µs, HGETALL of the job before the claim}  now running under this worker's lease
---            {'empty', next due ms or -1, now ms}                        nothing to run
---            {'paused', -1, now ms}                                      the queue is paused
+-- Output:    {'jobs', now µs, id, HGETALL of the job before the claim}  now running under this worker's lease
+--            {'empty', next due ms or -1, now ms}                         nothing to run
+--            {'paused', -1, now ms}                                       the queue is paused
+-- (CompleteAndFetchCall claims several jobs with the same reply: 'jobs' then
+-- one id and field list per job.)
 local now, now_us = clock()
 local q = {job_prefix = ARGV[1], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5],
            lease = KEYS[6], paused = KEYS[7], wake = KEYS[8]}
-return fetch_next(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), now, now_us)
+return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us)
 """#)
 
     public enum Outcome {
@@ -54,38 +56,55 @@ return fetch_next(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), now, now_us)
     public var script: LuaScript { FetchCall.script }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
-        guard let parts = reply.array, let outcome = FetchCall.outcome(parts, workerID: workerID) else { throw unexpected(reply) }
-        return outcome
+        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts, workerID: workerID),
+              let first = outcomes.first else { throw unexpected(reply) }
+        return first
     }
 
-    /// Reads a fetch reply (shared with CompleteAndFetchCall). The job's
-    /// fields come as they were before the claim, so the claim's changes are
-    /// applied here: running, one more attempt, started now, by this worker.
-    static func outcome(_ parts: [RedisReply], workerID: String) -> Outcome? {
-        guard parts.count >= 3, let kind = parts[0].string else { return nil }
+    /// Reads a fetch reply (shared with CompleteAndFetchCall): one outcome per
+    /// claimed job, or a single `.empty` or `.paused`. The jobs' fields come as
+    /// they were before the claim, so the claim's changes are applied here:
+    /// running, one more attempt, started now, by this worker.
+    static func outcomes(_ parts: ArraySlice<RedisReply>, workerID: String) -> [Outcome]? {
+        guard parts.count >= 2, let kind = parts.first?.string else { return nil }
+        let rest = parts.dropFirst()
         switch kind {
-        case "job":
-            guard parts.count == 4, let idText = parts[1].string, let nowUs = parts[2].int,
-                  let id = JobID(parsing: idText) else { return nil }
-            let hash = parts[3].hash
-            let attempt = (Int(hash[JobField.attempts] ?? "") ?? 0) + 1
-            do {
-                var job = try Job(id: id, hash: hash)
-                job.state = .running
-                job.attempts = attempt
-                job.startedUs = nowUs
-                job.worker = workerID
-                return .job(job)
-            } catch {
-                return .damaged(id, attempt: attempt, error: "\(error)")
+        case "jobs":
+            guard let nowUs = rest.first?.int, rest.count >= 3, rest.count % 2 == 1 else { return nil }
+            var claimed: [Outcome] = []
+            claimed.reserveCapacity(rest.count / 2)
+            var i = rest.startIndex + 1
+            while i < rest.endIndex {
+                guard let idText = rest[i].string, let id = JobID(parsing: idText) else { return nil }
+                claimed.append(claim(id, hash: rest[i + 1].hash, nowUs: nowUs, workerID: workerID))
+                i += 2
             }
+            return claimed
         case "empty":
-            guard let due = parts[1].int, let now = parts[2].int else { return nil }
-            return .empty(nextDueInMs: due < 0 ? nil : max(0, due - now))
+            guard rest.count == 2, let due = rest.first?.int, let now = rest.last?.int else { return nil }
+            return [.empty(nextDueInMs: due < 0 ? nil : max(0, due - now))]
         case "paused":
-            return .paused
+            return [.paused]
         default:
             return nil
+        }
+    }
+
+    static func outcomes(_ parts: [RedisReply], workerID: String) -> [Outcome]? {
+        outcomes(parts[...], workerID: workerID)
+    }
+
+    private static func claim(_ id: JobID, hash: [String: String], nowUs: Int64, workerID: String) -> Outcome {
+        let attempt = (Int(hash[JobField.attempts] ?? "") ?? 0) + 1
+        do {
+            var job = try Job(id: id, hash: hash)
+            job.state = .running
+            job.attempts = attempt
+            job.startedUs = nowUs
+            job.worker = workerID
+            return .job(job)
+        } catch {
+            return .damaged(id, attempt: attempt, error: "\(error)")
         }
     }
 }

@@ -28,11 +28,12 @@ local function expire_job(job_key, idem_prefix, ttl)
   if idem and idem_prefix ~= '' then redis.call('EXPIRE', idem_prefix .. idem, ttl) end
 end
 
--- Counts a processed or failed job in the current minute's bucket (kept an
--- hour; the expiry is set once, when the bucket's field is created).
-local function count_minute(throughput_prefix, field, now)
+-- Counts `n` (default 1) processed or failed jobs in the current minute's
+-- bucket (kept an hour; the expiry is set once, when the bucket's field is created).
+local function count_minute(throughput_prefix, field, now, n)
+  n = n or 1
   local key = throughput_prefix .. math.floor(now / 60000)
-  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, 3720) end
+  if redis.call('HINCRBY', key, field, n) == n then redis.call('EXPIRE', key, 3720) end
 end
 
 -- Tells API long-polls that a job finished, only when one waits for it:
@@ -93,8 +94,9 @@ end
 
 -- Records a job's success if this worker still holds its lease (else the job
 -- was recovered or cancelled, and this result is stale: nothing changes).
--- q: {job_prefix, idem_prefix, throughput_prefix, waiting_prefix, channel, lease, stats}
-local function complete_job(q, id, worker, attempt, result, now, now_us)
+-- The caller counts the stored ones (count_successes), once per call.
+-- q: {job_prefix, idem_prefix, waiting_prefix, channel, lease}
+local function complete_job(q, id, worker, attempt, result, now_us)
   local key = q.job_prefix .. id
   local f = redis.call('HMGET', key, 'state', 'worker', 'attempts', 'result_ttl_s', 'idem')
   if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then return false end
@@ -103,26 +105,34 @@ local function complete_job(q, id, worker, attempt, result, now, now_us)
   local ttl = tonumber(f[4]) or DEFAULT_RESULT_TTL
   redis.call('EXPIRE', key, ttl)
   if f[5] then redis.call('EXPIRE', q.idem_prefix .. f[5], ttl) end
-  redis.call('HINCRBY', q.stats, 'processed', 1)
-  count_minute(q.throughput_prefix, 'processed', now)
   notify_finished(q.waiting_prefix, q.channel, id)
   return true
 end
 
--- Takes the next job of a queue for a worker: promotes due scheduled jobs,
--- pops by priority, leases the job. Returns the fetch reply (see FetchCall);
--- the job's fields are returned as read, before this claim updated them.
+-- Adds `n` stored successes to the queue's counters.
+-- q: {stats, throughput_prefix}
+local function count_successes(q, n, now)
+  if n < 1 then return end
+  redis.call('HINCRBY', q.stats, 'processed', n)
+  count_minute(q.throughput_prefix, 'processed', now, n)
+end
+
+local PRIORITY_RANK = {urgent = 1, high = 2, normal = 3, low = 4}
+
+-- Claims up to `want` jobs of a queue for a worker: promotes due scheduled
+-- jobs, pops by priority, leases the jobs. Returns the fetch reply (see
+-- FetchCall); each job's fields are returned as read, before this claim
+-- updated them.
 -- q: {job_prefix, pending = {4 lists}, scheduled, lease, paused, wake}
-local function fetch_next(q, worker, lease_ms, promote_limit, now, now_us)
+local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us)
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, promote_limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', q.scheduled, id)
     local key = q.job_prefix .. id
     local f = redis.call('HMGET', key, 'state', 'priority')
     if f[1] == 'scheduled' then
-      local prio = ({urgent = 1, high = 2, normal = 3, low = 4})[f[2]] or 3
       redis.call('HSET', key, 'state', 'queued')
-      redis.call('RPUSH', q.pending[prio], id)
+      redis.call('RPUSH', q.pending[PRIORITY_RANK[f[2]] or 3], id)
     end
   end
   if #due > 0 then wake(q.wake) end
@@ -132,12 +142,14 @@ local function fetch_next(q, worker, lease_ms, promote_limit, now, now_us)
   -- Ids whose job was cancelled or has expired are dropped as they come up;
   -- the bound keeps one call short even after a mass cancel. LMPOP (Redis 7)
   -- takes from the most urgent non-empty list in one command.
-  local skipped = 0
-  while skipped < 1000 do
-    local popped = redis.call('LMPOP', 4, q.pending[1], q.pending[2], q.pending[3], q.pending[4], 'LEFT')
+  local reply = {'jobs', now_us}
+  local leases = {}
+  local claimed, skipped = 0, 0
+  while claimed < want and skipped < 1000 do
+    local popped = redis.call('LMPOP', 4, q.pending[1], q.pending[2], q.pending[3], q.pending[4], 'LEFT',
+                              'COUNT', want - claimed)
     if not popped then break end
-    local id = popped[2][1]
-    do
+    for _, id in ipairs(popped[2]) do
       local key = q.job_prefix .. id
       local job = redis.call('HGETALL', key)
       local state = field_of(job, 'state')
@@ -146,11 +158,19 @@ local function fetch_next(q, worker, lease_ms, promote_limit, now, now_us)
       if state == 'queued' or (not state and #job > 0) then
         local attempts = (tonumber(field_of(job, 'attempts')) or 0) + 1
         redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us, 'worker', worker)
-        redis.call('ZADD', q.lease, now + lease_ms, id)
-        return {'job', id, now_us, job}
+        leases[#leases + 1] = now + lease_ms
+        leases[#leases + 1] = id
+        reply[#reply + 1] = id
+        reply[#reply + 1] = job
+        claimed = claimed + 1
+      else
+        skipped = skipped + 1
       end
-      skipped = skipped + 1
     end
+  end
+  if claimed > 0 then
+    redis.call('ZADD', q.lease, unpack(leases))
+    return reply
   end
 
   local next_due = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
