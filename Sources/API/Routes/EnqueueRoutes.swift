@@ -60,9 +60,9 @@ extension Router {
     private func singleResponse(_ entry: EnqueueCall.Entry) -> HTTPResponse {
         switch entry {
         case .created(let job):
-            return HTTPResponse(status: 201, body: job.json, headers: [("Location", "/v1/jobs/\(job.id)")])
+            return HTTPResponse(status: 201, bytes: job.jsonBytes, headers: [("Location", "/v1/jobs/\(job.id)")])
         case .existing(let job):
-            return HTTPResponse(status: 200, body: job.json, headers: [("Location", "/v1/jobs/\(job.id)")])
+            return HTTPResponse(status: 200, bytes: job.jsonBytes, headers: [("Location", "/v1/jobs/\(job.id)")])
         }
     }
 

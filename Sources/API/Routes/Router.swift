@@ -31,22 +31,28 @@ final class Router: HTTPHandler {
         let method: String
         /// The path pattern as written, the `route` label of request metrics.
         let path: String
-        let pattern: [Substring]
+        /// Each segment of the pattern: nil for a `:name` part, else its bytes.
+        let pattern: [[UInt8]?]
         let action: (Router, [Substring], HTTPRequest, Responder) -> Void
 
         init(_ method: String, _ path: String, _ action: @escaping (Router, [Substring], HTTPRequest, Responder) -> Void) {
             self.method = method
             self.path = "/" + path
-            self.pattern = path.split(separator: "/")
+            self.pattern = path.split(separator: "/").map { $0.first == ":" ? nil : Array($0.utf8) }
             self.action = action
         }
 
-        /// The segments matched by `:` parts, or nil when the path does not match.
+        /// The segments matched by `:` parts, or nil when the path does not
+        /// match. Compares bytes: String comparison showed in profiles.
         func match(_ segments: [Substring]) -> [Substring]? {
             guard segments.count == pattern.count else { return nil }
             var captured: [Substring] = []
             for (p, s) in zip(pattern, segments) {
-                if p.first == ":" { captured.append(s) } else if p != s { return nil }
+                if let literal = p {
+                    guard s.utf8.elementsEqual(literal) else { return nil }
+                } else {
+                    captured.append(s)
+                }
             }
             return captured
         }

@@ -38,13 +38,18 @@ public struct HTTPResponse {
 
     /// The bytes on the wire; a reply to HEAD has the headers only.
     func serialized(keepAlive: Bool, includeBody: Bool = true) -> [UInt8] {
-        var head = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
-        head += "Content-Type: \(contentType)\r\n"
-        head += "Content-Length: \(body.count)\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        if !keepAlive { head += "Connection: close\r\n" }
-        head += "\r\n"
-        var bytes = Array(head.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128 + (includeBody ? body.count : 0))
+        func line(_ parts: String...) {
+            for p in parts { bytes.append(contentsOf: p.utf8) }
+            bytes.append(contentsOf: [0x0D, 0x0A])
+        }
+        line("HTTP/1.1 ", String(status), " ", HTTPResponse.reason(status))
+        line("Content-Type: ", contentType)
+        line("Content-Length: ", String(body.count))
+        for (name, value) in headers { line(name, ": ", value) }
+        if !keepAlive { line("Connection: close") }
+        line()
         if includeBody { bytes.append(contentsOf: body) }
         return bytes
     }

@@ -91,10 +91,23 @@ public struct JSONWriter {
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Appends `s` as a JSON string literal, escaping `"`, `\` and control
-    /// characters; everything else (valid UTF-8 already) is copied as is.
+    /// characters; everything else (valid UTF-8 already) is copied as is. Most
+    /// strings (ids, names, timestamps) need no escape and are copied whole.
     static func appendQuoted(_ s: String, to out: inout [UInt8]) {
         out.append(0x22)
-        for b in s.utf8 {
+        var s = s
+        s.withUTF8 { utf8 in
+            if utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }) {
+                appendEscaped(utf8, to: &out)
+            } else {
+                out.append(contentsOf: utf8)
+            }
+        }
+        out.append(0x22)
+    }
+
+    private static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        for b in utf8 {
             switch b {
             case 0x22: out.append(0x5C); out.append(0x22)
             case 0x5C: out.append(0x5C); out.append(0x5C)
@@ -106,6 +119,5 @@ public struct JSONWriter {
             default: out.append(b)
             }
         }
-        out.append(0x22)
     }
 }

@@ -143,10 +143,12 @@ extension Job {
         w.endObject()
     }
 
-    public var json: String {
-        var w = JSONWriter()
+    public var json: String { String(decoding: jsonBytes, as: UTF8.self) }
+
+    public var jsonBytes: [UInt8] {
+        var w = JSONWriter(capacity: 512)
         writeJSON(to: &w)
-        return w.text
+        return w.bytes
     }
 
     /// The error field as stored: `{"message": "...", "attempt": n}`.
