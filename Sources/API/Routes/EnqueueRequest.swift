@@ -26,8 +26,10 @@ struct EnqueueRequest {
     /// The loop's id generator (one per thread, never shared).
     var random: FastRandom
 
-    /// `path` prefixes field names in errors, e.g. "jobs[3]." in a batch.
-    mutating func item(queue: String, from value: JSONValue, path: String = "") throws -> EnqueueCall.Item {
+    /// `index` is the job's place in a batch: errors then name "jobs[3].type".
+    mutating func item(queue: String, from value: JSONValue, index: Int? = nil) throws -> EnqueueCall.Item {
+        // Built only for an error: formatting it for every job of a batch showed in profiles.
+        var path: String { index.map { "jobs[\($0)]." } ?? "" }
         guard let members = value.objectMembers else {
             throw FieldError(field: path.isEmpty ? "body" : String(path.dropLast()), message: "must be a JSON object, not \(value.typeName)")
         }
@@ -79,9 +81,10 @@ struct EnqueueRequest {
 
     /// `name` of `object` as a whole number within `range`; nil when absent or
     /// null. `path` prefixes the name in errors ("jobs[3].").
-    private func integer(_ object: JSONValue, _ name: String, _ path: String, _ range: ClosedRange<Int64>) throws -> Int64? {
-        let field = path + name
+    private func integer(_ object: JSONValue, _ name: String, _ path: @autoclosure () -> String,
+                         _ range: ClosedRange<Int64>) throws -> Int64? {
         guard let v = object[name], !v.isNull else { return nil }
+        var field: String { path() + name }
         guard case .number = v else { throw FieldError(field: field, message: "must be a whole number, not \(v.typeName)") }
         guard let n = v.integerValue else { throw FieldError(field: field, message: "must be a whole number from \(range.lowerBound) to \(range.upperBound)") }
         guard range.contains(n) else {

@@ -54,7 +54,7 @@ extension Router {
         guard (1...EnqueueRequest.maxBatch).contains(jobs.count) else {
             throw FieldError(field: "jobs", message: "must hold 1 to \(EnqueueRequest.maxBatch) jobs, got \(jobs.count)")
         }
-        return try jobs.enumerated().map { i, job in try request.item(queue: queue, from: job, path: "jobs[\(i)].") }
+        return try jobs.enumerated().map { i, job in try request.item(queue: queue, from: job, index: i) }
     }
 
     private func singleResponse(_ entry: EnqueueCall.Entry) -> HTTPResponse {

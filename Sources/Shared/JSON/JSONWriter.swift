@@ -6,7 +6,10 @@
 /// of 1,000 jobs spent a third of its time in String's append machinery.
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
-    private var needsComma: [Bool] = [false]
+    /// Whether the next value or key in the open object or array needs a comma
+    /// first. One flag is enough: a value just closed always leaves its parent
+    /// needing one, whatever the parent held before.
+    private var needsComma = false
 
     public init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
@@ -44,17 +47,17 @@ public struct JSONWriter {
 
     // MARK: object building
 
-    public mutating func beginObject() { separate(); bytes.append(0x7B); needsComma.append(false) }
-    public mutating func endObject() { needsComma.removeLast(); bytes.append(0x7D); markWritten() }
-    public mutating func beginArray() { separate(); bytes.append(0x5B); needsComma.append(false) }
-    public mutating func endArray() { needsComma.removeLast(); bytes.append(0x5D); markWritten() }
+    public mutating func beginObject() { separate(); bytes.append(0x7B); needsComma = false }
+    public mutating func endObject() { bytes.append(0x7D); markWritten() }
+    public mutating func beginArray() { separate(); bytes.append(0x5B); needsComma = false }
+    public mutating func endArray() { bytes.append(0x5D); markWritten() }
 
     /// Writes `"key":` inside an object; the next write is its value.
     public mutating func key(_ k: String) {
         separate()
         writeString(k)
         bytes.append(0x3A)
-        needsComma[needsComma.count - 1] = false
+        needsComma = false
     }
 
     public mutating func field(_ k: String, _ s: String?) {
@@ -76,9 +79,9 @@ public struct JSONWriter {
     private mutating func append(_ s: String) { bytes.append(contentsOf: s.utf8) }
 
     private mutating func separate() {
-        if needsComma[needsComma.count - 1] { bytes.append(0x2C) }
+        if needsComma { bytes.append(0x2C) }
     }
-    private mutating func markWritten() { needsComma[needsComma.count - 1] = true }
+    private mutating func markWritten() { needsComma = true }
 
     /// `s` as a JSON string literal.
     public static func quoted(_ s: String) -> String {

@@ -4,22 +4,23 @@
 func withArgv<R>(_ args: [String], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
     var total = 0
     for a in args { total += a.utf8.count }
-    var bytes = [CChar]()
+    var bytes = [UInt8]()
     bytes.reserveCapacity(total + 1)
     var lengths = [Int]()
     lengths.reserveCapacity(args.count)
     for a in args {
         let before = bytes.count
-        bytes.append(contentsOf: a.utf8.map { CChar(bitPattern: $0) })
+        bytes.append(contentsOf: a.utf8)
         lengths.append(bytes.count - before)
     }
     bytes.append(0)
-    return bytes.withUnsafeBufferPointer { buf in
+    return bytes.withUnsafeBufferPointer { raw in
+        let base = UnsafeRawPointer(raw.baseAddress!).assumingMemoryBound(to: CChar.self)
         var argv = [UnsafePointer<CChar>?]()
         argv.reserveCapacity(args.count)
         var offset = 0
         for len in lengths {
-            argv.append(buf.baseAddress! + offset)
+            argv.append(base + offset)
             offset += len
         }
         return argv.withUnsafeMutableBufferPointer { argvBuf in
