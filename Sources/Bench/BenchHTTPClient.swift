@@ -39,36 +39,57 @@ final class BenchHTTPClient {
         return try readResponse()
     }
 
+    /// Reads one response. Works on bytes with one reused read buffer: the
+    /// client shares the cores with what it measures, so it must stay cheap.
     private func readResponse() throws -> (Int, [UInt8]) {
+        var scanned = 0
         while true {
-            if let end = headerEnd() {
-                let head = String(decoding: buffer[..<end], as: UTF8.self)
-                let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
-                var length = 0
-                for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
-                    length = Int(String(line.split(separator: ":")[1]).trimmingCharacters(in: " ")) ?? 0
-                }
+            if let end = headerEnd(from: scanned) {
+                let head = buffer[..<end]
+                // "HTTP/1.1 201 Created": the three digits after the first space.
+                guard let space = head.firstIndex(of: 0x20), space + 3 < end else { throw ConfigError("malformed status line") }
+                let status = head[(space + 1)...(space + 3)].reduce(0) { $0 * 10 + Int($1) - 48 }
+                let length = contentLength(head)
                 while buffer.count < end + 4 + length { try fill() }
                 let body = Array(buffer[(end + 4)..<(end + 4 + length)])
                 buffer.removeFirst(end + 4 + length)
                 return (status, body)
             }
+            scanned = max(0, buffer.count - 3)
             try fill()
         }
     }
 
-    private func headerEnd() -> Int? {
+    /// The Content-Length header's value (0 when absent).
+    private func contentLength(_ head: ArraySlice<UInt8>) -> Int {
+        let name = Array("content-length:".utf8)
+        var i = head.startIndex
+        while i < head.endIndex {
+            let lineEnd = head[i...].firstIndex(of: 13) ?? head.endIndex
+            let line = head[i..<lineEnd]
+            if line.count > name.count && zip(line, name).allSatisfy({ ($0 | 0x20) == $1 || $0 == $1 }) {
+                return line.dropFirst(name.count).reduce(0) { ($1 >= 48 && $1 <= 57) ? $0 * 10 + Int($1) - 48 : $0 }
+            }
+            i = lineEnd + 2
+        }
+        return 0
+    }
+
+    private func headerEnd(from start: Int) -> Int? {
         guard buffer.count >= 4 else { return nil }
-        for i in 0...(buffer.count - 4) where buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 {
-            return i
+        var i = start
+        while i <= buffer.count - 4 {
+            if buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 { return i }
+            i += 1
         }
         return nil
     }
 
+    private var chunk = [UInt8](repeating: 0, count: 65536)
+
     private func fill() throws {
-        var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { throw ConfigError("connection closed by the server") }
-        buffer += chunk[..<n]
+        buffer.append(contentsOf: chunk[..<n])
     }
 }

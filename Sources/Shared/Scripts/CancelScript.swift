@@ -25,8 +25,8 @@ elseif state == 'scheduled' then
 elseif state == 'running' then
   redis.call('ZREM', KEYS[7], ARGV[1])
 end
-local _, now_us = clock()
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now_us)
+local _, _, now_us_text = clock()
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now_us_text)
 expire_job(KEYS[1], ARGV[2], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or DEFAULT_RESULT_TTL)
 notify_finished(ARGV[3], ARGV[4], ARGV[1])
 return {'cancelled', state}

@@ -17,19 +17,20 @@ public struct CompleteAndFetchCall: ScriptCall {
 -- ARGV[5..9] job, idempotency, throughput and waiting key prefixes; finished channel
 -- ARGV[10..] per completed job: id, attempt number the worker ran, result (JSON text)
 -- Output:    {{1 stored or 0 stale, per completed job}, then the fetch reply's parts (see FetchCall)}
-local now, now_us = clock()
+local now, now_us, now_us_text = clock()
 local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
            channel = ARGV[9], lease = KEYS[6], stats = KEYS[9], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]},
            scheduled = KEYS[5], paused = KEYS[7], wake = KEYS[8]}
 local worker = ARGV[1]
 local stored, count = {}, 0
 for i = 10, #ARGV, 3 do
-  local ok = complete_job(q, ARGV[i], worker, ARGV[i + 1], ARGV[i + 2], now_us)
+  local ok = complete_job(q, ARGV[i], worker, ARGV[i + 1], ARGV[i + 2], now_us_text)
   stored[#stored + 1] = ok and 1 or 0
   if ok then count = count + 1 end
 end
 count_successes(q, count, now)
-local fetched = fetch_jobs(q, worker, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now, now_us)
+local fetched = fetch_jobs(q, worker, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now, now_us,
+                           now_us_text)
 table.insert(fetched, 1, stored)
 return fetched
 """#)

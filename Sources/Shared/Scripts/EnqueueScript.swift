@@ -13,7 +13,7 @@ public struct EnqueueCall: ScriptCall {
 -- Output:    {'full', pending}           when the jobs would cross the pending limit (nothing stored)
 --            {now µs, entry1, ..., entryN}  otherwise; entry = 'new', or for an idempotency hit
 --                                        {existing id, HGETALL of the existing job}
-local now, now_us = clock()
+local now, now_us, now_us_text = clock()
 local limit = tonumber(ARGV[1])
 local job_prefix, idem_prefix = ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
@@ -55,7 +55,7 @@ for j = 1, n do
     local existing = job.dup
     out[j + 1] = {existing, redis.call('HGETALL', job_prefix .. existing)}
   else
-    local fields = {job_prefix .. job.id, 'created_at', now_us}
+    local fields = {job_prefix .. job.id, 'created_at', now_us_text}
     if job.at then
       fields[4], fields[5], fields[6], fields[7] = 'state', 'scheduled', 'run_at', job.at * 1000
       redis.call('ZADD', KEYS[5], job.at, job.id)

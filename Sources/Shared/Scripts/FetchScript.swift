@@ -16,10 +16,10 @@ public struct FetchCall: ScriptCall {
 --            {'paused', -1, now ms}                                       the queue is paused
 -- (CompleteAndFetchCall claims several jobs with the same reply: 'jobs' then
 -- one id and field list per job.)
-local now, now_us = clock()
+local now, now_us, now_us_text = clock()
 local q = {job_prefix = ARGV[1], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5],
            lease = KEYS[6], paused = KEYS[7], wake = KEYS[8]}
-return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us)
+return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us, now_us_text)
 """#)
 
     public enum Outcome {
