@@ -85,9 +85,19 @@ public enum HTTPHeadParser {
         }
         guard target.first == UInt8(ascii: "/") else { throw bad("request target must be an absolute path") }
         let (path, query) = splitTarget(Substring(String(decoding: target, as: UTF8.self)))
-        let keepAlive = isHTTP11 ? !connection.contains("close") : connection.contains("keep-alive")
+        // (String.contains set up a generic searcher on every request, even
+        // for an empty value: it showed in profiles.)
+        let keepAlive = isHTTP11 ? !hasToken(connection, "close") : hasToken(connection, "keep-alive")
         return Head(method: String(decoding: method, as: UTF8.self), path: path, query: query, headers: headers,
                     contentLength: contentLength, keepAlive: keepAlive, expectsContinue: expectsContinue)
+    }
+
+    /// Whether the lower-cased header value contains `token`.
+    private static func hasToken(_ value: String, _ token: String) -> Bool {
+        guard !value.isEmpty else { return false }
+        let v = Array(value.utf8), t = Array(token.utf8)
+        guard v.count >= t.count else { return false }
+        return (0...(v.count - t.count)).contains { v[$0..<($0 + t.count)].elementsEqual(t) }
     }
 
     private static let space = UInt8(ascii: " ")

@@ -67,11 +67,13 @@ public struct JobDecodingError: Error, CustomStringConvertible {
 }
 
 extension Job {
-    /// The fields that enqueue writes (state and timestamps are set by the
-    /// script). Options equal to their defaults are left out: readers fall back
-    /// to `JobOptions()`, and a pending job takes a fifth less memory.
-    public var enqueueFields: [String] {
-        var f = [JobField.type, type, JobField.payload, payload, JobField.priority, priority.rawValue]
+    /// The fields that enqueue writes besides `type` and `payload` (which the
+    /// script writes itself; state and timestamps it sets too). Values equal
+    /// to their defaults are left out (normal priority, default options):
+    /// readers fall back to them, and a pending job takes a fifth less memory.
+    public var optionalFields: [String] {
+        var f: [String] = []
+        if priority != .normal { f += [JobField.priority, priority.rawValue] }
         let defaults = JobOptions()
         if options.maxAttempts != defaults.maxAttempts { f += [JobField.maxAttempts, String(options.maxAttempts)] }
         if options.timeoutMs != defaults.timeoutMs { f += [JobField.timeoutMs, String(options.timeoutMs)] }
@@ -79,6 +81,11 @@ extension Job {
         if options.resultTTLSeconds != defaults.resultTTLSeconds { f += [JobField.resultTTL, String(options.resultTTLSeconds)] }
         if let idempotencyKey { f += [JobField.idempotencyKey, idempotencyKey] }
         return f
+    }
+
+    /// Every field enqueue stores for the job, as field, value pairs.
+    public var enqueueFields: [String] {
+        [JobField.type, type, JobField.payload, payload] + optionalFields
     }
 
     /// Rebuilds a job from its hash (as HGETALL returns it). Throws when a field
