@@ -72,12 +72,16 @@ final class CompletionBatcher {
         let answers = send(batch, on: redis)
         pthread_mutex_lock(&mutex)
         inFlight -= 1
-        for (request, answer) in zip(batch, answers) {
-            request.answer = answer
-            pthread_cond_signal(&request.cond)
-        }
+        for (request, answer) in zip(batch, answers) { request.answer = answer }
         // Reports that queued up meanwhile: their first loop leads next.
-        if let next = queued.first, inFlight < maxInFlight { pthread_cond_signal(&next.cond) }
+        let nextLeader = inFlight < maxInFlight ? queued.first : nil
+        // Woken after the unlock, so that they do not wake only to wait for
+        // the mutex (that contention showed in profiles). Each re-checks its
+        // answer under the mutex, so no wake-up is lost.
+        pthread_mutex_unlock(&mutex)
+        for request in batch { pthread_cond_signal(&request.cond) }
+        if let nextLeader { pthread_cond_signal(&nextLeader.cond) }
+        pthread_mutex_lock(&mutex)
     }
 
     private func send(_ batch: [Request], on redis: RedisConnection)

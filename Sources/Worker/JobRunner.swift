@@ -14,6 +14,8 @@ final class JobRunner {
 
     private let worker: WorkerContext
     private let redis: RedisConnection
+    /// This loop's metric handles by queue (see WorkerMetrics).
+    private var metricHandles: [String: WorkerMetrics.QueueHandles] = [:]
 
     init(worker: WorkerContext, redis: RedisConnection) {
         self.worker = worker
@@ -29,7 +31,8 @@ final class JobRunner {
         worker.running.add(job, context)
         defer { worker.running.remove(job.id) }
         worker.logger.info("job started", metadata: meta)
-        WorkerMetrics.started(job)
+        let metrics = self.metrics(job.id.queue)
+        metrics.started(job)
 
         context.progressSink = { [redis, worker] progress in
             // Best effort: a lost progress update is replaced by the next one.
@@ -41,7 +44,7 @@ final class JobRunner {
         let outcome = execute(job, context)
         context.flushProgress(force: true)
         let durationMs = Clock.monotonicMillis() - started
-        WorkerMetrics.finished(job, durationMs: durationMs)
+        metrics.finished(durationMs: durationMs)
         var meta2 = meta
         meta2["duration_ms"] = .stringConvertible(durationMs)
 
@@ -106,7 +109,7 @@ final class JobRunner {
     private func logCompletion(stored: Bool, job: Job, meta: Logger.Metadata) {
         if stored {
             worker.counters.recordSuccess()
-            WorkerMetrics.succeeded(job.id.queue)
+            metrics(job.id.queue).succeeded()
             worker.logger.info("job succeeded", metadata: meta)
         } else {
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta)
@@ -119,7 +122,7 @@ final class JobRunner {
                             errorJSON: Job.errorJSON(message: text, attempt: attempt), retryDelayMs: retryDelayMs,
                             deadTTLSeconds: worker.config.deadTTLSeconds, deadMax: worker.config.deadMax)
         guard let outcome = report(meta: meta, { try redis.run(call) }) else { return }
-        WorkerMetrics.failed(id.queue, outcome: outcome)
+        metrics(id.queue).failed(outcome)
         var m = meta
         m["error"] = "\(text)"
         switch outcome {
@@ -150,6 +153,13 @@ final class JobRunner {
         let meta: Logger.Metadata = ["job_id": "\(id)", "queue": "\(id.queue)", "attempt": .stringConvertible(attempt),
                                      "worker_id": "\(worker.id)"]
         fail(id, attempt: attempt, message: "job hash in Redis is damaged: \(error)", retryDelayMs: nil, meta: meta)
+    }
+
+    private func metrics(_ queue: String) -> WorkerMetrics.QueueHandles {
+        if let h = metricHandles[queue] { return h }
+        let h = WorkerMetrics.queue(queue)
+        metricHandles[queue] = h
+        return h
     }
 
     /// Runs a reporting script, retrying through a Redis outage for up to one

@@ -1,4 +1,5 @@
 import Shared
+import Synchronization
 
 /// The jobs this worker process runs right now, shared by the fetch loops
 /// (which add and remove them) and the control loop (which extends their
@@ -32,22 +33,27 @@ final class RunningJobs {
 }
 
 /// Counters a worker reports in its registry entry and health endpoint.
+/// Atomics, not a lock: every loop bumps them for every job.
 final class WorkerCounters {
-    private let lock = Lock()
-    private var processedCount: Int64 = 0
-    private var failedCount: Int64 = 0
+    private let processedCount = Atomic<Int64>(0)
+    private let failedCount = Atomic<Int64>(0)
 
-    func recordSuccess() { lock.locked { processedCount += 1 } }
-    func recordFailure() { lock.locked { failedCount += 1 } }
-    var processed: Int64 { lock.locked { processedCount } }
-    var failed: Int64 { lock.locked { failedCount } }
+    func recordSuccess() { processedCount.add(1, ordering: .relaxed) }
+    func recordFailure() { failedCount.add(1, ordering: .relaxed) }
+    var processed: Int64 { processedCount.load(ordering: .relaxed) }
+    var failed: Int64 { failedCount.load(ordering: .relaxed) }
 }
 
-/// A flag that many threads read and one sets.
+/// A flag that many threads read and one sets. Reading is an atomic load:
+/// every loop checks it for every job.
 final class StopFlag {
+    private let flag = Atomic<Bool>(false)
     private let gate = Latch()
-    func set() { gate.open() }
-    var isSet: Bool { gate.opened }
+    func set() {
+        flag.store(true, ordering: .releasing)
+        gate.open()
+    }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
     /// Sleeps up to `ms`; returns early (true) once the flag is set.
     func sleep(ms: Int64) -> Bool { gate.wait(timeoutMs: ms) }
 }

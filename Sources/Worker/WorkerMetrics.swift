@@ -5,7 +5,9 @@ import Shared
 /// Prometheus registry on the health port's `/metrics`).
 ///
 /// Handles are made once per queue and kept: asking the factory for them on
-/// every job (a registry lookup by name and labels) showed in profiles.
+/// every job (a registry lookup by name and labels) showed in profiles. Each
+/// fetch loop also keeps the ones it uses (`JobRunner.metrics`), so that
+/// sixteen loops do not queue on this table's lock for every job.
 enum WorkerMetrics {
     final class QueueHandles {
         let processed, failed, retried, dead, recovered: Counter
@@ -21,6 +23,30 @@ enum WorkerMetrics {
             duration = Timer(label: SpoolMetric.jobDuration, dimensions: q)
             startLatency = Timer(label: SpoolMetric.jobStartLatency, dimensions: q)
         }
+
+        func started(_ job: Job) {
+            // Both times come from Redis' clock, so hosts' clocks do not matter.
+            guard let started = job.startedUs, let queued = job.runAtUs ?? job.createdUs else { return }
+            startLatency.recordMicroseconds(max(0, started - queued))
+        }
+
+        func finished(durationMs: Int64) { duration.recordMilliseconds(durationMs) }
+        func succeeded() { processed.increment() }
+
+        func failed(_ outcome: FailCall.Outcome) {
+            guard outcome != .stale else { return }
+            failed.increment()
+            switch outcome {
+            case .retry: retried.increment()
+            case .dead: dead.increment()
+            case .stale: break
+            }
+        }
+
+        func recovered(dead isDead: Bool) {
+            recovered.increment()
+            if isDead { dead.increment() }
+        }
     }
 
     private static let lock = Lock()
@@ -35,34 +61,7 @@ enum WorkerMetrics {
         }
     }
 
-    static func started(_ job: Job) {
-        // Both times come from Redis' clock, so hosts' clocks do not matter.
-        guard let started = job.startedUs, let queued = job.runAtUs ?? job.createdUs else { return }
-        queue(job.id.queue).startLatency.recordMicroseconds(max(0, started - queued))
-    }
-
-    static func finished(_ job: Job, durationMs: Int64) {
-        queue(job.id.queue).duration.recordMilliseconds(durationMs)
-    }
-
-    static func succeeded(_ queue: String) { self.queue(queue).processed.increment() }
-
-    static func failed(_ queue: String, outcome: FailCall.Outcome) {
-        guard outcome != .stale else { return }
-        let h = self.queue(queue)
-        h.failed.increment()
-        switch outcome {
-        case .retry: h.retried.increment()
-        case .dead: h.dead.increment()
-        case .stale: break
-        }
-    }
-
-    static func recovered(_ queue: String, dead: Bool) {
-        let h = self.queue(queue)
-        h.recovered.increment()
-        if dead { h.dead.increment() }
-    }
+    static func recovered(_ queue: String, dead: Bool) { self.queue(queue).recovered(dead: dead) }
 
     static func redisError() { Counter(label: SpoolMetric.redisErrors).increment() }
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
