@@ -78,6 +78,37 @@ def rss_kb(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+class CPUMeter:
+    """CPU seconds used by some processes (and by this script's finished
+    children, e.g. wrk) over a block, per job: where a scenario's cores went."""
+
+    def __init__(self, pids):
+        self.pids = pids
+
+    def __enter__(self):
+        self.before = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        t = os.times()
+        self.children_before = t.children_user + t.children_system
+        return self
+
+    def __exit__(self, *exc):
+        self.used = {k: cpu_seconds(p) - self.before[k] for k, p in self.pids.items()}
+        t = os.times()
+        self.used["client"] = t.children_user + t.children_system - self.children_before
+
+    def per_job_us(self, jobs):
+        return {k: round(v * 1e6 / jobs, 1) for k, v in self.used.items()} if jobs else {}
+
+
 def children(pid):
     try:
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -126,9 +157,12 @@ def used_memory(port):
     return int(re.search(r"used_memory:(\d+)", info).group(1))
 
 
-def redis_benchmark(port, pipeline):
+def redis_benchmark(port, pipeline, clients=50):
     n = 100_000 if QUICK else 300_000
-    out = sh(["redis-benchmark", "-p", str(port), "-t", "lpush", "-c", "50", "-n", str(n), "-P", str(pipeline), "-q"])
+    if clients == 1:
+        n //= 5
+    out = sh(["redis-benchmark", "-p", str(port), "-t", "lpush", "-c", str(clients), "-n", str(n), "-P", str(pipeline),
+              "-q"])
     return float(re.search(r"LPUSH: ([\d.]+) requests per second", out).group(1))
 
 
@@ -192,9 +226,15 @@ def drain(stack, processes, concurrency, jobs, extra_low=0):
                    "--size", 1000, "--connections", 2, "--priority", "low")
     bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", jobs // 1000 // 2, "--size", 1000,
                "--connections", 2)
+    redis_before = cpu_seconds(stack.redis.pid)
     w = stack.worker(processes, concurrency)
     with PeakRSS(w.pid) as peak:
         r = bench_tool("wait-processed", "--redis-url", stack.url, "--queue", "bench", "--target", jobs)
+    # The supervisor's children are the worker processes (and their handler
+    # reapers); read before they exit.
+    worker_cpu = sum(cpu_seconds(c) for c in children(w.pid)) + cpu_seconds(w.pid)
+    r["cpu_us_per_job"] = {"redis": round((cpu_seconds(stack.redis.pid) - redis_before) * 1e6 / jobs, 1),
+                           "workers": round(worker_cpu * 1e6 / jobs, 1)}
     stop(w)
     r["peak_rss_kb"] = peak.peak
     return r
@@ -220,23 +260,30 @@ def main():
         print("1 baseline: redis-benchmark LPUSH", flush=True)
         results["lpush"] = redis_benchmark(stack.redis_port, 1)
         results["lpush_p16"] = redis_benchmark(stack.redis_port, 16)
+        results["lpush_c1"] = redis_benchmark(stack.redis_port, 1, clients=1)
         stack.flush()
         time.sleep(0.5)
         results["idle_rss_api_kb"] = rss_kb(stack.api.pid)
 
         print("2 sequential enqueue", flush=True)
-        results["seq"] = bench_tool("sequential", "--addr", stack.addr, "--queue", "bench", "--count", n_seq)
+        with CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
+            results["seq"] = bench_tool("sequential", "--addr", stack.addr, "--queue", "bench", "--count", n_seq)
+        results["seq"]["cpu_us_per_job"] = meter.per_job_us(n_seq)
         stack.flush()
 
         print("3 concurrent enqueue (wrk)", flush=True)
-        with PeakRSS(stack.api.pid) as peak:
+        with PeakRSS(stack.api.pid) as peak, CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
             results["conc"] = wrk(stack.api_port, "bench", wrk_s)
         results["conc"]["peak_rss_api_kb"] = peak.peak
+        results["conc"]["cpu_us_per_job"] = meter.per_job_us(results["conc"]["rate"] * wrk_s)
         stack.flush()
 
         print("4 batch enqueue", flush=True)
-        results["batch"] = bench_tool("batch", "--addr", stack.addr, "--queue", "bench",
-                                      "--batches", 25 if QUICK else 100, "--size", 1000, "--connections", 2)
+        n_batches = 25 if QUICK else 100
+        with CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
+            results["batch"] = bench_tool("batch", "--addr", stack.addr, "--queue", "bench",
+                                          "--batches", n_batches, "--size", 1000, "--connections", 2)
+        results["batch"]["cpu_us_per_job"] = meter.per_job_us(results["batch"]["jobs"])
         stack.flush()
 
         print("9 Redis memory per pending job", flush=True)
@@ -356,14 +403,19 @@ Generated by `make bench` ({'quick run' if QUICK else 'full run'}) on {r['date']
 
 Details:
 - 2: `spool-bench sequential --count {r['seq']['jobs']}` (one keep-alive connection, one job per request):
-  {r['seq']['rate']:,.0f} jobs/s.
+  {r['seq']['rate']:,.0f} jobs/s. For scale: one client doing bare LPUSH round trips to Redis
+  (`redis-benchmark -t lpush -c 1`) managed {r['lpush_c1']:,.0f}/s here; a sequential enqueue makes two round
+  trips in a row (client → API, API → Redis), so even with no work at all it could not pass
+  {r['lpush_c1'] / 2:,.0f}/s ({ratio(r['lpush_c1'] / 2, r['lpush']):.2f} × LPUSH). CPU per job: {cpu_text(r['seq'])}.
 - 3: `{c['command']}` (body `{{"type":"noop"}}`): {c['rate']:,.0f} jobs/s, p50 {c['p50_ms']:.2f} ms,
-  p99 {c['p99_ms']:.2f} ms, non-2xx answers {c['non_2xx']}.
-- 4: `spool-bench batch --size 1000 --connections 2`: {r['batch']['rate']:,.0f} jobs/s.
+  p99 {c['p99_ms']:.2f} ms, non-2xx answers {c['non_2xx']}. CPU per job: {cpu_text(c)}; on {os.cpu_count()} cores
+  that caps the rate near {cap(c):,.0f}/s ({ratio(cap(c), r['lpush']):.2f} × LPUSH) whatever the scheduling.
+- 4: `spool-bench batch --size 1000 --connections 2`: {r['batch']['rate']:,.0f} jobs/s. CPU per job:
+  {cpu_text(r['batch'])}.
 - 5: {r['drain1']['jobs']:,} noop jobs enqueued first, then `spool-worker --processes P --concurrency 16`;
   time until the queue's processed counter in Redis reached the total: 1 × 16 {r['drain1']['seconds']:.2f} s,
   2 × 16 {r['drain2']['seconds']:.2f} s. Every job is fetched with a lease and completed by a script that
-  checks it (reliable fetch), as in production.
+  checks it (reliable fetch), as in production. CPU per job (2 × 16): {cpu_text(r['drain2'])}.
 - 6: `spool-bench latency --count {r['latency']['jobs']} --rate 200` to an idle worker (1 × 16):
   started_at − created_at of each job, both stamped by Redis' clock in microseconds.
 - 7: RSS from /proc (VmRSS); peaks sampled every 50 ms during scenarios 3 and 5.
@@ -376,6 +428,19 @@ Details:
 {notes()}"""
 
 
+def cpu_text(result):
+    """`api 27.1 µs, redis 11.9 µs, ...` from a result's cpu_us_per_job."""
+    names = {"api": "spool-api", "redis": "Redis", "client": "load generator", "workers": "workers"}
+    cpu = result.get("cpu_us_per_job", {})
+    return ", ".join(f"{names.get(k, k)} {v:.1f} µs" for k, v in cpu.items()) or "not measured"
+
+
+def cap(result):
+    """Jobs/s the machine's cores could sustain at the measured CPU per job."""
+    total = sum(result.get("cpu_us_per_job", {}).values())
+    return os.cpu_count() * 1e6 / total if total else 0
+
+
 def notes():
     """The hand-kept profile notes (docs/performance-notes.md), appended so
     that one document holds the figures and the reasons behind them."""
@@ -383,7 +448,18 @@ def notes():
     return path.read_text() if path.exists() else ""
 
 
+def render_again():
+    """`bench.py --render`: rewrites docs/benchmarks.md from the last run's
+    figures (.spool/bench-results.json), e.g. after editing the profile notes."""
+    r = json.loads((ROOT / ".spool" / "bench-results.json").read_text())
+    (ROOT / "docs" / "benchmarks.md").write_text(render(r))
+    print(render_table(r))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--render"]:
+        render_again()
+        sys.exit(0)
     try:
         main()
     except KeyboardInterrupt:
