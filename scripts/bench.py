@@ -183,7 +183,7 @@ def wrk(port, queue, seconds, connections=64):
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
     return {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": ms("50"),
             "p99_ms": ms("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1) if errors else "", "command": " ".join(cmd[:-2] + ["-s post.lua", cmd[-1]])}
+            "socket_errors": errors.group(1) if errors else "", "command": " ".join(cmd[:-3] + ["-s post.lua", cmd[-1]])}
 
 
 class Stack:
