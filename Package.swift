@@ -7,7 +7,7 @@ import PackageDescription
 // system-library targets.
 let package = Package(
     name: "Spool",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "spool-api", targets: ["API"]),
         .executable(name: "spool-worker", targets: ["Worker"]),

@@ -20,6 +20,9 @@ final class CompletionBatcher {
     private final class Request {
         let completion: CompleteCall
         var answer: Result<(stored: Bool, next: FetchCall.Outcome?), Error>?
+        /// Its loop is sending a batch that did not take this request (more
+        /// than 64 queued): it needs no wake-up to lead.
+        var loopIsLeading = false
         var cond = pthread_cond_t()
 
         init(_ completion: CompleteCall) {
@@ -54,7 +57,9 @@ final class CompletionBatcher {
         queued.append(me)
         while me.answer == nil {
             if inFlight < maxInFlight && !queued.isEmpty {
+                me.loopIsLeading = true
                 lead(on: redis)
+                me.loopIsLeading = false
             } else {
                 pthread_cond_wait(&me.cond, &mutex)
             }
@@ -74,7 +79,7 @@ final class CompletionBatcher {
         inFlight -= 1
         for (request, answer) in zip(batch, answers) { request.answer = answer }
         // Reports that queued up meanwhile: their first loop leads next.
-        let nextLeader = inFlight < maxInFlight ? queued.first : nil
+        let nextLeader = inFlight < maxInFlight ? queued.first(where: { !$0.loopIsLeading }) : nil
         // Woken after the unlock, so that they do not wake only to wait for
         // the mutex (that contention showed in profiles). Each re-checks its
         // answer under the mutex, so no wake-up is lost.
