@@ -4,9 +4,7 @@ import Shared
 /// The API's metrics, recorded through swift-metrics (exported by the
 /// Prometheus registry on `GET /metrics`).
 ///
-/// Counters are made once per label set and kept: asking the factory on every
-/// request (a registry lookup by name and labels under its lock) showed in
-/// profiles.
+/// Counters are made once per label set and kept (HandleCache).
 enum APIMetrics {
     private struct RequestLabels: Hashable {
         let route: String
@@ -14,32 +12,20 @@ enum APIMetrics {
         let status: Int
     }
 
-    private static let lock = Lock()
-    nonisolated(unsafe) private static var enqueuedCounters: [String: Counter] = [:]
-    nonisolated(unsafe) private static var requestCounters: [RequestLabels: Counter] = [:]
-
-    static func enqueued(_ queue: String, count: Int) {
-        let counter = lock.locked {
-            if let c = enqueuedCounters[queue] { return c }
-            let c = Counter(label: SpoolMetric.jobsEnqueued, dimensions: [("queue", queue)])
-            enqueuedCounters[queue] = c
-            return c
-        }
-        counter.increment(by: count)
+    private static let enqueuedCounters = HandleCache<String, Counter> {
+        Counter(label: SpoolMetric.jobsEnqueued, dimensions: [("queue", $0)])
     }
+    private static let requestCounters = HandleCache<RequestLabels, Counter> {
+        Counter(label: SpoolMetric.httpRequests,
+                dimensions: [("route", $0.route), ("method", $0.method), ("status", String($0.status))])
+    }
+
+    static func enqueued(_ queue: String, count: Int) { enqueuedCounters[queue].increment(by: count) }
 
     /// `route` is the route's pattern (`/v1/jobs/:id`), never the raw path,
     /// so the number of series stays bounded whatever clients send.
     static func request(route: String, method: String, status: Int) {
-        let labels = RequestLabels(route: route, method: method, status: status)
-        let counter = lock.locked {
-            if let c = requestCounters[labels] { return c }
-            let c = Counter(label: SpoolMetric.httpRequests,
-                            dimensions: [("route", route), ("method", method), ("status", String(status))])
-            requestCounters[labels] = c
-            return c
-        }
-        counter.increment()
+        requestCounters[RequestLabels(route: route, method: method, status: status)].increment()
     }
 
     static func redisError() { Counter(label: SpoolMetric.redisErrors).increment() }

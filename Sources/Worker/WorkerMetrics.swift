@@ -4,8 +4,7 @@ import Shared
 /// The worker's metrics, recorded through swift-metrics (exported by the
 /// Prometheus registry on the health port's `/metrics`).
 ///
-/// Handles are made once per queue and kept: asking the factory for them on
-/// every job (a registry lookup by name and labels) showed in profiles. Each
+/// Handles are made once per queue and kept (HandleCache). Each
 /// fetch loop also keeps the ones it uses (`JobRunner.metrics`), so that
 /// sixteen loops do not queue on this table's lock for every job.
 enum WorkerMetrics {
@@ -49,17 +48,9 @@ enum WorkerMetrics {
         }
     }
 
-    private static let lock = Lock()
-    nonisolated(unsafe) private static var handles: [String: QueueHandles] = [:]
+    private static let handles = HandleCache<String, QueueHandles> { QueueHandles($0) }
 
-    static func queue(_ name: String) -> QueueHandles {
-        lock.locked {
-            if let h = handles[name] { return h }
-            let h = QueueHandles(name)
-            handles[name] = h
-            return h
-        }
-    }
+    static func queue(_ name: String) -> QueueHandles { handles[name] }
 
     static func recovered(_ queue: String, dead: Bool) { self.queue(queue).recovered(dead: dead) }
 
