@@ -18,8 +18,7 @@ if state == 'succeeded' or state == 'dead' or state == 'cancelled' then return {
 if state == 'queued' then
   -- O(position in the list); cancelling is rare, and leaving the id behind
   -- would keep it counted as pending (and scaling workers) until popped.
-  local prio = ({urgent = 2, high = 3, normal = 4, low = 5})[redis.call('HGET', KEYS[1], 'priority')] or 4
-  redis.call('LREM', KEYS[prio], 1, ARGV[1])
+  redis.call('LREM', KEYS[1 + priority_rank(redis.call('HGET', KEYS[1], 'priority'))], 1, ARGV[1])
 elseif state == 'scheduled' then
   redis.call('ZREM', KEYS[6], ARGV[1])
 elseif state == 'running' then

@@ -46,6 +46,7 @@ return fetched
     /// queue's slot); `claimLimit` is how many jobs to claim (0 to 64).
     public init(completions: [CompleteCall], fetch: FetchCall, claimLimit: Int) {
         precondition(completions.allSatisfy { $0.jobID.queue == fetch.queue }, "complete-and-fetch within one queue only")
+        precondition(completions.allSatisfy { $0.workerID == fetch.workerID }, "one worker's completions only")
         precondition(completions.count <= Self.maxBatch && (0...Self.maxBatch).contains(claimLimit))
         self.completions = completions
         self.fetch = fetch
@@ -63,10 +64,7 @@ return fetched
         var a = [fetch.workerID, fetch.args[1], fetch.args[3], String(claimLimit)]
         a += fetch.schema.finishPrefixes(fetch.queue)
         a.reserveCapacity(a.count + 3 * completions.count)
-        for c in completions {
-            precondition(c.workerID == fetch.workerID, "one worker's completions only")
-            a += [c.jobID.text, String(c.attempt), c.resultJSON]
-        }
+        for c in completions { a += [c.jobID.text, String(c.attempt), c.resultJSON] }
         return a
     }
 

@@ -109,7 +109,7 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result')
     redis.call('PERSIST', key)
     if f[3] then redis.call('PERSIST', ARGV[2] .. f[3]) end
-    redis.call('RPUSH', KEYS[PRIORITY_RANK[f[2]] or 3], id)
+    redis.call('RPUSH', KEYS[priority_rank(f[2])], id)
     wake(KEYS[6])
     retried = retried + 1
   else

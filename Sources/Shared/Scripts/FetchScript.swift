@@ -56,7 +56,7 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
     public var script: LuaScript { FetchCall.script }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
-        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts, workerID: workerID),
+        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts[...], workerID: workerID),
               let first = outcomes.first else { throw unexpected(reply) }
         return first
     }
@@ -88,10 +88,6 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
         default:
             return nil
         }
-    }
-
-    static func outcomes(_ parts: [RedisReply], workerID: String) -> [Outcome]? {
-        outcomes(parts[...], workerID: workerID)
     }
 
     private static func claim(_ id: JobID, hash: [String: String], nowUs: Int64, workerID: String) -> Outcome {

@@ -15,7 +15,7 @@ for i = 3, #ARGV, 2 do
   local key = ARGV[1] .. id
   if holds_lease(KEYS[5], key, id, ARGV[2], ARGV[i + 1]) then
     redis.call('ZREM', KEYS[5], id)
-    local prio = ({urgent = 1, high = 2, normal = 3, low = 4})[redis.call('HGET', key, 'priority')] or 3
+    local prio = priority_rank(redis.call('HGET', key, 'priority'))
     redis.call('HSET', key, 'state', 'queued')
     redis.call('HINCRBY', key, 'attempts', -1)
     redis.call('LPUSH', KEYS[prio], id)

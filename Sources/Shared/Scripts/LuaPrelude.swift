@@ -18,6 +18,13 @@ local function clock()
   return math.floor(us / 1000), us, t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 end
 
+-- The pending list (1 urgent … 4 low) of a job's `priority` field; a job
+-- without one is normal (the field is not stored for normal jobs).
+local PRIORITY_RANK = {urgent = 1, high = 2, normal = 3, low = 4}
+local function priority_rank(name)
+  return PRIORITY_RANK[name] or 3
+end
+
 -- A count as text, without number formatting for the usual small ones.
 local SMALL_COUNTS = {'1', '2', '3', '4', '5', '6', '7', '8', '9', '10'}
 local function count_text(n)
@@ -125,8 +132,6 @@ local function count_successes(q, n, now)
   count_minute(q.throughput_prefix, 'processed', now, n)
 end
 
-local PRIORITY_RANK = {urgent = 1, high = 2, normal = 3, low = 4}
-
 -- Claims up to `want` jobs of a queue for a worker: promotes due scheduled
 -- jobs, pops by priority, leases the jobs. Returns the fetch reply (see
 -- FetchCall); each job's fields are returned as read, before this claim
@@ -140,7 +145,7 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
     local f = redis.call('HMGET', key, 'state', 'priority')
     if f[1] == 'scheduled' then
       redis.call('HSET', key, 'state', 'queued')
-      redis.call('RPUSH', q.pending[PRIORITY_RANK[f[2]] or 3], id)
+      redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
     end
   end
   if #due > 0 then wake(q.wake) end

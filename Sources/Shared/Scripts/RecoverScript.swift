@@ -35,7 +35,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
       bury(KEYS[6], KEYS[7], key, job_prefix, ARGV[5], id, now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6], ARGV[7])
       table.insert(out, id); table.insert(out, 'dead')
     else
-      local prio = ({urgent = 1, high = 2, normal = 3, low = 4})[f[4]] or 3
+      local prio = priority_rank(f[4])
       redis.call('HSET', key, 'state', 'queued')
       redis.call('LPUSH', KEYS[prio], id)
       wake(KEYS[8])
