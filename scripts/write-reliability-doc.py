@@ -135,6 +135,10 @@ def render(run, all_runs):
          F.date("redis_stall")),
         ("enqueues answered 503 during the stall that Redis stored anyway", F.v("redis_stall", "ghost_jobs"),
          F.date("redis_stall")),
+        (f"lost replies (Redis stalled {F.v('lost_replies', 'stalls')} times, worker timeout "
+         f"{F.v('lost_replies', 'redis_timeout_ms', ' ms')}): jobs given back after settling / jobs that died "
+         "without running", f"{F.v('lost_replies', 'jobs_given_back')} / {F.v('lost_replies', 'dead')}",
+         F.date("lost_replies")),
         ("fuzz requests sent / refused with a well-formed JSON 4xx (or 505)",
          f"{F.v('fuzz', 'requests_sent')} / {F.v('fuzz', 'rejected')}", F.date("fuzz")),
         ("fuzz answers that broke the error contract", F.v("fuzz", "violations"), F.date("fuzz")),
@@ -266,6 +270,16 @@ def render(run, all_runs):
       f"reconnects with backoff up to 1 s) and the first job completed after "
       f"{F.v(restart, 'first_job_done_after_return_ms', ' ms')}. A worker keeps trying to record a finished job's "
       "outcome for up to one lease; past that the job is recovered and runs again.")
+    w("- **A lost reply does not cost a job its attempt.** A worker call that claims jobs (fetch, or "
+      "complete-and-fetch, which records several successes and claims as many next jobs) may run in Redis after "
+      "the worker gave up on it (timeout, broken connection): the worker never learns which jobs it claimed. "
+      "Each such call leaves a receipt (`spool:{q}:receipt:<worker>/<loop>`: the call's token, the completions "
+      "it stored, the jobs and attempts it claimed, kept one lease); after a lost reply the loop reads it back "
+      "(the `settle` script) and gives the claimed jobs back to the head of their queue, attempt not counted. "
+      f"In the lost-reply test ({F.v('lost_replies', 'jobs')} jobs allowed one attempt each, Redis stopped "
+      f"{F.v('lost_replies', 'stalls')} times for 0.5 s), {F.v('lost_replies', 'jobs_given_back')} jobs were given "
+      f"back this way and {F.v('lost_replies', 'dead')} died; without receipts they would have waited out their "
+      "lease and died without running.")
     w("")
 
     w("### Shutdown, supervisor, handlers, HTTP")

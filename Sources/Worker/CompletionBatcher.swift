@@ -32,7 +32,8 @@ final class CompletionBatcher {
         deinit { pthread_cond_destroy(&cond) }
     }
 
-    let fetch: FetchCall
+    /// The worker's first queue: the one whose successes are batched.
+    let queue: String
     /// Reports in flight at once (each on its leader's connection). Two keep
     /// Redis busy while the previous answer is handed out.
     private let maxInFlight: Int
@@ -40,17 +41,17 @@ final class CompletionBatcher {
     private var queued: [Request] = []
     private var inFlight = 0
 
-    init(fetch: FetchCall, maxInFlight: Int = 2) {
-        self.fetch = fetch
+    init(queue: String, maxInFlight: Int = 2) {
+        self.queue = queue
         self.maxInFlight = maxInFlight
         pthread_mutex_init(&mutex, nil)
     }
     deinit { pthread_mutex_destroy(&mutex) }
 
-    /// Records the success of a job in the fetch's queue and claims the
+    /// Records the success of a job in the first queue and claims the
     /// caller's next job there (nil: none ready; the loop looks for itself).
     /// Throws when the call carrying it failed; the caller retries.
-    func complete(_ completion: CompleteCall, on redis: RedisConnection) throws -> (stored: Bool, next: FetchCall.Outcome?) {
+    func complete(_ completion: CompleteCall, via connection: ClaimingConnection) throws -> (stored: Bool, next: FetchCall.Outcome?) {
         let me = Request(completion)
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
@@ -58,7 +59,7 @@ final class CompletionBatcher {
         while me.answer == nil {
             if inFlight < maxInFlight && !queued.isEmpty {
                 me.loopIsLeading = true
-                lead(on: redis)
+                lead(via: connection)
                 me.loopIsLeading = false
             } else {
                 pthread_cond_wait(&me.cond, &mutex)
@@ -69,12 +70,12 @@ final class CompletionBatcher {
 
     /// Sends the queued reports (the mutex is held on entry and exit, not
     /// during the call) and answers each.
-    private func lead(on redis: RedisConnection) {
+    private func lead(via connection: ClaimingConnection) {
         let batch = Array(queued.prefix(CompleteAndFetchCall.maxBatch))
         queued.removeFirst(batch.count)
         inFlight += 1
         pthread_mutex_unlock(&mutex)
-        let answers = send(batch, on: redis)
+        let answers = send(batch, via: connection)
         pthread_mutex_lock(&mutex)
         inFlight -= 1
         for (request, answer) in zip(batch, answers) { request.answer = answer }
@@ -89,11 +90,10 @@ final class CompletionBatcher {
         pthread_mutex_lock(&mutex)
     }
 
-    private func send(_ batch: [Request], on redis: RedisConnection)
+    private func send(_ batch: [Request], via connection: ClaimingConnection)
         -> [Result<(stored: Bool, next: FetchCall.Outcome?), Error>] {
-        let call = CompleteAndFetchCall(completions: batch.map(\.completion), fetch: fetch, claimLimit: batch.count)
         do {
-            let out = try redis.run(call)
+            let out = try connection.completeAndFetch(batch.map(\.completion), claimLimit: batch.count)
             // Claimed jobs go to the first loops; the others (or all, when the
             // queue is empty or paused) get nil and look for work themselves.
             var jobs = out.claimed.filter {

@@ -15,18 +15,15 @@ final class FetchLoop {
     static let maxIdleWaitMs: Int64 = 1000
 
     private let worker: WorkerContext
-    private let redis: RedisConnection
+    private let connection: ClaimingConnection
+    private var redis: RedisConnection { connection.redis }
     private let runner: JobRunner
-    /// One fetch call per queue, in order of preference, built once.
-    private let fetchCalls: [FetchCall]
 
-    init(worker: WorkerContext) {
+    /// `index` numbers the loop within its worker.
+    init(worker: WorkerContext, index: Int) {
         self.worker = worker
-        self.redis = worker.newConnection()
-        self.runner = JobRunner(worker: worker, redis: redis)
-        fetchCalls = worker.config.queues.map {
-            FetchCall(schema: worker.schema, queue: $0, workerID: worker.id, leaseMs: worker.config.leaseMs)
-        }
+        connection = ClaimingConnection(worker: worker, loop: index)
+        runner = JobRunner(worker: worker, connection: connection)
     }
 
     func run() {
@@ -55,8 +52,8 @@ final class FetchLoop {
     /// A job to run, or nil after waiting idle for work.
     private func fetchNext() throws -> Job? {
         var waitMs = FetchLoop.maxIdleWaitMs
-        for call in fetchCalls {
-            switch try redis.run(call) {
+        for queue in 0..<connection.queueCount {
+            switch try connection.fetch(queue: queue) {
             case .job(let job):
                 return job
             case .damaged(let id, let attempt, let error):

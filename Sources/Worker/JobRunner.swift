@@ -13,13 +13,14 @@ final class JobRunner {
     static let maxErrorBytes = 4096
 
     private let worker: WorkerContext
-    private let redis: RedisConnection
+    private let connection: ClaimingConnection
+    private var redis: RedisConnection { connection.redis }
     /// This loop's metric handles by queue (see WorkerMetrics).
     private var metricHandles: [String: WorkerMetrics.QueueHandles] = [:]
 
-    init(worker: WorkerContext, redis: RedisConnection) {
+    init(worker: WorkerContext, connection: ClaimingConnection) {
         self.worker = worker
-        self.redis = redis
+        self.connection = connection
     }
 
     /// Runs `job` and records its outcome. After a success in the worker's
@@ -90,8 +91,8 @@ final class JobRunner {
         let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: attempt, resultJSON: result)
         var next: Job?
         let stored: Bool
-        if job.id.queue == worker.completions.fetch.queue && !worker.stopFetching.isSet {
-            guard let both = report(meta: meta, { try worker.completions.complete(call, on: redis) }) else { return nil }
+        if job.id.queue == worker.completions.queue && !worker.stopFetching.isSet {
+            guard let both = report(meta: meta, { try worker.completions.complete(call, via: connection) }) else { return nil }
             stored = both.stored
             switch both.next {
             case .job(let j)?: next = j

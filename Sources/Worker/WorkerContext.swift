@@ -27,8 +27,7 @@ final class WorkerContext {
         self.handlers = handlers
         self.logger = logger
         self.redisHealth = RedisHealth(logger: logger)
-        self.completions = CompletionBatcher(fetch: FetchCall(schema: schema, queue: config.queues[0], workerID: id,
-                                                              leaseMs: config.leaseMs))
+        self.completions = CompletionBatcher(queue: config.queues[0])
     }
 
     func newConnection() -> RedisConnection {

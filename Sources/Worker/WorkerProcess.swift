@@ -37,8 +37,8 @@ final class WorkerProcess {
         health?.start()
         let control = self.control
         controlThread = BackgroundThread(name: "spool-control") { control.run() }
-        for _ in 0..<worker.config.concurrency {
-            let loop = FetchLoop(worker: worker)
+        for index in 0..<worker.config.concurrency {
+            let loop = FetchLoop(worker: worker, index: index)
             fetchThreads.append(BackgroundThread(name: "spool-fetch") { loop.run() })
         }
         worker.logger.info("spool-worker started", metadata: [

@@ -40,6 +40,11 @@ public struct KeySchema: Sendable {
     public func throughputPrefix(_ q: String) -> String { queueBase(q) + ":throughput:" }
     /// STRING: present while the queue is paused.
     public func paused(_ q: String) -> String { queueBase(q) + ":paused" }
+    /// STRING, kept one lease: the receipt of the last call that claimed or
+    /// completed jobs for one worker loop (`caller`): the call's token, the
+    /// completions it stored and the jobs it claimed. A loop whose reply was
+    /// lost reads it to learn whether the call ran (SettleCall).
+    public func receipt(_ q: String, caller: String) -> String { queueBase(q) + ":receipt:" + caller }
     /// Pub/sub channel: the id of every job that reaches a terminal state
     /// (API long-polls listen on it).
     public var finishedChannel: String { "\(prefix):finished" }

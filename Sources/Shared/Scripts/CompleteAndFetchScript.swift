@@ -15,20 +15,24 @@ public struct CompleteAndFetchCall: ScriptCall {
 -- ARGV[3]    most scheduled jobs to promote in this call
 -- ARGV[4]    most jobs to claim
 -- ARGV[5..9] job, idempotency, throughput and waiting key prefixes; finished channel
--- ARGV[10..] per completed job: id, attempt number the worker ran, result (JSON text)
+-- ARGV[10]   receipt key of the calling loop ('' for none), see KeySchema.receipt
+-- ARGV[11]   this call's token, written to the receipt with the stored flags
+-- ARGV[12..] per completed job: id, attempt number the worker ran, result (JSON text)
 -- Output:    {{1 stored or 0 stale, per completed job}, then the fetch reply's parts (see FetchCall)}
 local now, now_us, now_us_text = clock()
 local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
            channel = ARGV[9], lease = KEYS[6], stats = KEYS[9], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]},
            scheduled = KEYS[5], paused = KEYS[7], wake = KEYS[8]}
 local worker = ARGV[1]
-local stored, count = {}, 0
-for i = 10, #ARGV, 3 do
+local stored, flags, count = {}, {}, 0
+for i = 12, #ARGV, 3 do
   local ok = complete_job(q, ARGV[i], worker, ARGV[i + 1], ARGV[i + 2], now_us_text)
   stored[#stored + 1] = ok and 1 or 0
+  flags[#flags + 1] = ok and '1' or '0'
   if ok then count = count + 1 end
 end
 count_successes(q, count, now)
+q.receipt = {key = ARGV[10], token = ARGV[11], ttl_ms = ARGV[2], flags = #flags > 0 and table.concat(flags) or '-'}
 local fetched = fetch_jobs(q, worker, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now, now_us,
                            now_us_text)
 table.insert(fetched, 1, stored)
@@ -61,8 +65,9 @@ return fetched
     public var script: LuaScript { CompleteAndFetchCall.script }
     public var keys: [String] { fetch.keys + [fetch.schema.stats(fetch.queue)] }
     public var args: [String] {
-        var a = [fetch.workerID, fetch.args[1], fetch.args[3], String(claimLimit)]
+        var a = [fetch.workerID, fetch.fixedArgs[1], fetch.fixedArgs[3], String(claimLimit)]
         a += fetch.schema.finishPrefixes(fetch.queue)
+        a += [fetch.receiptKey, fetch.token]
         a.reserveCapacity(a.count + 3 * completions.count)
         for c in completions { a += [c.jobID.text, String(c.attempt), c.resultJSON] }
         return a
@@ -74,6 +79,11 @@ return fetched
         /// The jobs claimed (`.job`, or `.damaged` to fail), or a single
         /// `.empty` or `.paused` when none was.
         public let claimed: [FetchCall.Outcome]
+
+        public init(stored: [Bool], claimed: [FetchCall.Outcome]) {
+            self.stored = stored
+            self.claimed = claimed
+        }
     }
 
     public func parse(_ reply: RedisReply) throws -> Output {

@@ -11,6 +11,8 @@ public struct FetchCall: ScriptCall {
 -- ARGV[2]    lease length ms
 -- ARGV[3]    worker id
 -- ARGV[4]    most scheduled jobs to promote in this call
+-- ARGV[5]    receipt key of the calling loop ('' for none), see KeySchema.receipt
+-- ARGV[6]    this call's token, written to the receipt
 -- Output:    {'jobs', now µs, id, HGETALL of the job before the claim}  now running under this worker's lease
 --            {'empty', next due ms or -1, now ms}                         nothing to run
 --            {'paused', -1, now ms}                                       the queue is paused
@@ -18,7 +20,8 @@ public struct FetchCall: ScriptCall {
 -- one id and field list per job.)
 local now, now_us, now_us_text = clock()
 local q = {job_prefix = ARGV[1], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5],
-           lease = KEYS[6], paused = KEYS[7], wake = KEYS[8]}
+           lease = KEYS[6], paused = KEYS[7], wake = KEYS[8],
+           receipt = {key = ARGV[5], token = ARGV[6], ttl_ms = ARGV[2], flags = '-'}}
 return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us, now_us_text)
 """#)
 
@@ -37,21 +40,33 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
     public let workerID: String
     public let leaseMs: Int64
     public let promoteLimit: Int
+    /// The calling loop's receipt key ("" when the caller keeps none).
+    public let receiptKey: String
+    /// Names one sending of this call in the receipt: the caller sets a new
+    /// one for every call, so that a lost reply can be settled (SettleCall).
+    public var token = "0"
     let schema: KeySchema
     /// Built once: a worker keeps one call per queue and sends it for every
     /// job (rebuilding the key names showed in profiles).
     public let keys: [String]
-    public let args: [String]
+    /// Job prefix, lease ms, worker id, promote limit, receipt key.
+    let fixedArgs: [String]
 
-    public init(schema: KeySchema, queue: String, workerID: String, leaseMs: Int64, promoteLimit: Int = 100) {
+    /// `caller` names the loop that sends the call (unique within the
+    /// worker); with one, each call leaves a receipt under that name.
+    public init(schema: KeySchema, queue: String, workerID: String, leaseMs: Int64, promoteLimit: Int = 100,
+                caller: String? = nil) {
         self.schema = schema
         self.queue = queue
         self.workerID = workerID
         self.leaseMs = leaseMs
         self.promoteLimit = promoteLimit
+        receiptKey = caller.map { schema.receipt(queue, caller: "\(workerID)/\($0)") } ?? ""
         keys = schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue)]
-        args = [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit)]
+        fixedArgs = [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit), receiptKey]
     }
+
+    public var args: [String] { fixedArgs + [token] }
 
     public var script: LuaScript { FetchCall.script }
 

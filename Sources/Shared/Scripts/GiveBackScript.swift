@@ -9,19 +9,10 @@ public struct GiveBackCall: ScriptCall {
 -- ARGV[2]    worker id
 -- ARGV[3..]  job id, attempt, job id, attempt, ...
 -- Output:    the ids given back (the others had already left this worker)
+local q = {job_prefix = ARGV[1], lease = KEYS[5], wake = KEYS[6], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}}
 local out = {}
 for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  local key = ARGV[1] .. id
-  if holds_lease(KEYS[5], key, id, ARGV[2], ARGV[i + 1]) then
-    redis.call('ZREM', KEYS[5], id)
-    local prio = priority_rank(redis.call('HGET', key, 'priority'))
-    redis.call('HSET', key, 'state', 'queued')
-    redis.call('HINCRBY', key, 'attempts', -1)
-    redis.call('LPUSH', KEYS[prio], id)
-    wake(KEYS[6])
-    table.insert(out, id)
-  end
+  if give_back(q, ARGV[i], ARGV[2], ARGV[i + 1]) then table.insert(out, ARGV[i]) end
 end
 return out
 """#)

@@ -107,6 +107,20 @@ local function wake(wake_key, count)
   if redis.call('LPUSH', wake_key, unpack(tokens)) > 64 then redis.call('LTRIM', wake_key, 0, 63) end
 end
 
+-- Returns a job this worker holds (this attempt) to the head of its pending
+-- list without counting the attempt; false when it is no longer the worker's.
+-- q: {job_prefix, lease, pending = {4 lists}, wake}
+local function give_back(q, id, worker, attempt)
+  local key = q.job_prefix .. id
+  if not holds_lease(q.lease, key, id, worker, attempt) then return false end
+  redis.call('ZREM', q.lease, id)
+  redis.call('HSET', key, 'state', 'queued')
+  redis.call('HINCRBY', key, 'attempts', -1)
+  redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', key, 'priority'))], id)
+  wake(q.wake)
+  return true
+end
+
 -- Records a job's success if this worker still holds its lease (else the job
 -- was recovered or cancelled, and this result is stale: nothing changes).
 -- The caller counts the stored ones (count_successes), once per call.
@@ -132,11 +146,23 @@ local function count_successes(q, n, now)
   count_minute(q.throughput_prefix, 'processed', now, n)
 end
 
+-- Leaves the receipt of a call that claims jobs (see KeySchema.receipt):
+-- "<token> <stored flags, or -> <id> <attempt> ...", kept one lease. Written
+-- only when the call changed something, so that a loop whose reply was lost can
+-- learn from it whether the call ran, and give back what it claimed.
+-- receipt: {key ('' for none), token, ttl_ms (text), flags}
+local function leave_receipt(receipt, claims)
+  if not receipt or receipt.key == '' or (#claims == 0 and receipt.flags == '-') then return end
+  local text = receipt.token .. ' ' .. receipt.flags
+  if #claims > 0 then text = text .. ' ' .. table.concat(claims, ' ') end
+  redis.call('SET', receipt.key, text, 'PX', receipt.ttl_ms)
+end
+
 -- Claims up to `want` jobs of a queue for a worker: promotes due scheduled
 -- jobs, pops by priority, leases the jobs. Returns the fetch reply (see
 -- FetchCall); each job's fields are returned as read, before this claim
 -- updated them.
--- q: {job_prefix, pending = {4 lists}, scheduled, lease, paused, wake}
+-- q: {job_prefix, pending = {4 lists}, scheduled, lease, paused, wake, receipt (optional)}
 local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us, now_us_text)
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, promote_limit)
   for _, id in ipairs(due) do
@@ -150,7 +176,11 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
   end
   if #due > 0 then wake(q.wake) end
 
-  if redis.call('EXISTS', q.paused) == 1 then return {'paused', -1, now} end
+  local claims = {}
+  if redis.call('EXISTS', q.paused) == 1 then
+    leave_receipt(q.receipt, claims)
+    return {'paused', -1, now}
+  end
 
   -- Ids whose job was cancelled or has expired are dropped as they come up;
   -- the bound keeps one call short even after a mass cancel. LMPOP (Redis 7)
@@ -170,9 +200,10 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
       -- A hash without a state is damaged: hand it out so the worker fails it
       -- with a clear error instead of dropping it silently.
       if state == 'queued' or (not state and #job > 0) then
-        local attempts = (tonumber(field_of(job, 'attempts')) or 0) + 1
-        redis.call('HSET', key, 'state', 'running', 'attempts', count_text(attempts), 'started_at', now_us_text,
-                   'worker', worker)
+        local attempts = count_text((tonumber(field_of(job, 'attempts')) or 0) + 1)
+        redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker', worker)
+        claims[#claims + 1] = id
+        claims[#claims + 1] = attempts
         leases[#leases + 1] = deadline
         leases[#leases + 1] = id
         reply[#reply + 1] = id
@@ -183,6 +214,7 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
       end
     end
   end
+  leave_receipt(q.receipt, claims)
   if claimed > 0 then
     redis.call('ZADD', q.lease, unpack(leases))
     return reply
