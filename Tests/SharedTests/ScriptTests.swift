@@ -155,6 +155,18 @@ final class ScriptTests: XCTestCase {
         XCTAssertEqual(try redis.command(["HGET", schema.job(job.id), "result"]).string, "2")
     }
 
+    func testACompletionSentAgainAfterALostReplyIsStoredOnce() throws {
+        let job = try created(try enqueue())
+        _ = try XCTUnwrap(try fetch())
+        let report = CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, resultJSON: "1")
+        XCTAssertTrue(try redis.run(report))
+        XCTAssertTrue(try redis.run(report), "the same report again finds its own success")
+        XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "processed"]).int, 1, "counted once")
+        XCTAssertFalse(try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w2", attempt: 1, resultJSON: "2")))
+        XCTAssertFalse(try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 2, resultJSON: "2")))
+        XCTAssertEqual(try redis.command(["HGET", schema.job(job.id), "result"]).string, "1")
+    }
+
     func testRecoverBuriesWhenOutOfAttempts() throws {
         let job = try created(try enqueue(maxAttempts: 1))
         _ = try fetch(leaseMs: 1)

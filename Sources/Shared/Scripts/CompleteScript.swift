@@ -9,12 +9,19 @@ public struct CompleteCall: ScriptCall {
 -- ARGV[3]  attempt number the worker ran
 -- ARGV[4]  result (JSON text)
 -- ARGV[5..9] job, idempotency, throughput and waiting key prefixes; finished channel
--- Output:  1 stored, or 0 when the lease was lost (the job was recovered and
---          runs, or ran, elsewhere, or was cancelled): nothing changes then
+-- Output:  1 stored (now, or by this same report sent before: a worker sends
+--          it again when the reply was lost), or 0 when the lease was lost (the
+--          job was recovered and runs, or ran, elsewhere, or was cancelled):
+--          nothing changes then
 local now, _, now_us_text = clock()
 local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
            channel = ARGV[9], lease = KEYS[2], stats = KEYS[3]}
-if not complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_us_text) then return 0 end
+if not complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_us_text) then
+  -- Only this worker's run of this attempt can have made it succeeded.
+  local f = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts')
+  if f[1] == 'succeeded' and f[2] == ARGV[2] and f[3] == ARGV[3] then return 1 end
+  return 0
+end
 count_successes(q, 1, now)
 return 1
 """#)
