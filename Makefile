@@ -49,6 +49,8 @@ chaos: build
 # release, with the Swift runtime linked in statically.
 bench: deps
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	@# Sidekiq (Debian's 6.4), measured in the same run as the peer to compare with.
+	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: the Sidekiq comparison is skipped"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
 
