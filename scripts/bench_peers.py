@@ -5,8 +5,9 @@ package) measured on another machine; how a Ruby client and a Go or Swift
 server compare moves with the machine, so the comparison is made here, in the
 same run. Sidekiq's own client and server are driven by
 scripts/peers/sidekiq_bench.rb: the client enqueues `NoopJob`s straight into
-Redis (one push per job, then push_bulk), and two `sidekiq -c 10` processes
-drain 100,000 of them, as in the issue.
+Redis (one push per job from one client; push_bulk from one client, and from
+four at once as Spool's batch scenario uses four HTTP clients), and two `sidekiq -c 10`
+processes drain 100,000 of them, as in the issue.
 
 Sidekiq's fetch (BRPOP) takes a job off the list with nothing left in Redis:
 a crash loses the jobs it was running. Spool's drain figures include leasing
@@ -45,6 +46,17 @@ def _flush(port):
 def _client(url, mode, count):
     out = subprocess.run(["ruby", str(JOB_FILE), url, mode, str(count)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _clients(url, mode, count, parallel):
+    """`parallel` client processes at once, `count` jobs in all: the total
+    over the time from the first push to the last (Ruby's start excluded)."""
+    procs = [subprocess.Popen(["ruby", str(JOB_FILE), url, mode, str(count // parallel)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for _ in range(parallel)]
+    runs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    seconds = max(r["to"] for r in runs) - min(r["from"] for r in runs)
+    jobs = sum(r["jobs"] for r in runs)
+    return {"jobs": jobs, "clients": parallel, "seconds": seconds, "rate": jobs / seconds}
 
 
 def _rss_mb(pid):
@@ -98,7 +110,9 @@ def sidekiq(port, n_seq, n_bulk, n_drain):
     _flush(port)
     seq = _client(url, "seq", n_seq)
     _flush(port)
-    bulk = _client(url, "bulk", n_bulk)
-    result = {"version": version(), "seq": seq, "bulk": bulk, "drain": drain(port, url, n_drain)}
+    bulk = _clients(url, "bulk", n_bulk, parallel=1)
+    _flush(port)
+    bulk4 = _clients(url, "bulk", n_bulk, parallel=4)
+    result = {"version": version(), "seq": seq, "bulk": bulk, "bulk4": bulk4, "drain": drain(port, url, n_drain)}
     _flush(port)
     return result

@@ -15,7 +15,7 @@ final class ClaimingConnection {
     private let worker: WorkerContext
     /// One fetch call per queue, in the worker's order, built once.
     private let fetchCalls: [FetchCall]
-    /// Calls sent so far: the next token.
+    /// Calls sent so far: the last token used (each call takes the next).
     private var sent: UInt64 = 0
 
     /// `loop` numbers the loop within its worker (it names the receipt).
@@ -24,7 +24,7 @@ final class ClaimingConnection {
         redis = worker.newConnection()
         fetchCalls = worker.config.queues.map {
             FetchCall(schema: worker.schema, queue: $0, workerID: worker.id, leaseMs: worker.config.leaseMs,
-                      caller: String(loop))
+                      loop: String(loop))
         }
     }
 
@@ -43,12 +43,17 @@ final class ClaimingConnection {
     func completeAndFetch(_ completions: [CompleteCall], claimLimit: Int) throws -> CompleteAndFetchCall.Output {
         try sendClaiming(fetchCalls[0], { CompleteAndFetchCall(completions: completions, fetch: $0, claimLimit: claimLimit) },
                          answerIfRan: { stored in
-                             stored.count == completions.count ? CompleteAndFetchCall.Output(stored: stored, claimed: []) : nil
+                             // Sending again would find the completions stored and call them stale.
+                             guard stored.count == completions.count else {
+                                 throw RedisError.server("receipt of a lost call lists \(stored.count) completions, not \(completions.count)")
+                             }
+                             return CompleteAndFetchCall.Output(stored: stored, claimed: [])
                          })
     }
 
     /// Sends at most this many times when replies keep getting lost (each
-    /// settled in between); then the error goes to the loop, which backs off.
+    /// settled in between); then, or at shutdown, the error goes to the loop,
+    /// which backs off.
     static let maxSends = 3
 
     /// Sends `build(fetch with a new token)`. When its reply is lost, settles
@@ -56,7 +61,7 @@ final class ClaimingConnection {
     /// again); if it did not, it is sent again. Throws when Redis cannot be
     /// reached, or after `maxSends` lost replies.
     private func sendClaiming<C: ScriptCall>(_ fetch: FetchCall, _ build: (FetchCall) -> C,
-                                             answerIfRan: ([Bool]) -> C.Output?) throws -> C.Output {
+                                             answerIfRan: ([Bool]) throws -> C.Output?) throws -> C.Output {
         var sends = 0
         while true {
             // A failed connect sent nothing: nothing to settle.
@@ -72,11 +77,11 @@ final class ClaimingConnection {
                 case nil:
                     throw error
                 case .ran(let stored, _)?:
-                    if let answer = answerIfRan(stored) { return answer }
+                    if let answer = try answerIfRan(stored) { return answer }
                 case .notRun?:
                     break
                 }
-                if sends >= ClaimingConnection.maxSends { throw error }
+                if sends >= ClaimingConnection.maxSends || worker.stopFetching.isSet { throw error }
             }
         }
     }
@@ -89,11 +94,11 @@ final class ClaimingConnection {
     }
 
     /// Asks the receipt whether the call `fetch` (or the call it was part of)
-    /// ran, giving back what it claimed. Retries through an outage for one
-    /// lease from the send (nil after that: the receipt has expired, and lease
-    /// recovery has taken the claims back).
+    /// ran, giving back what it claimed. Retries through an outage until the
+    /// receipt may have expired (one lease from the send, less one command
+    /// timeout); nil then: the claims return when their lease runs out.
     private func settle(_ fetch: FetchCall, sentAt: Int64) -> SettleCall.Settlement? {
-        let giveUpAt = sentAt + worker.config.leaseMs
+        let giveUpAt = sentAt + worker.config.leaseMs - worker.config.redisTimeoutMs
         var failures = 0
         while true {
             do {

@@ -206,7 +206,7 @@ final class ScriptTests: XCTestCase {
     /// A fetch of loop 0 of worker w1, sent with `token`: the call a test
     /// "loses" by ignoring its reply, as a timed-out worker would.
     func loopFetch(_ token: String) -> FetchCall {
-        var call = FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000, caller: "0")
+        var call = FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000, loop: "0")
         call.token = token
         return call
     }
@@ -247,6 +247,30 @@ final class ScriptTests: XCTestCase {
         XCTAssertEqual(try state(a.id), "succeeded", "a stored completion stays")
         XCTAssertEqual(try state(b.id), "queued")
         XCTAssertEqual(try redis.run(SettleCall(lost: loopFetch("1"))), .notRun, "the receipt holds the last call only")
+    }
+
+    func testACallSettledAsNotRunChangesNothingIfItArrivesLate() throws {
+        let a = try created(try enqueue())
+        _ = try redis.run(loopFetch("1"))
+        let late = loopFetch("2")
+        XCTAssertEqual(try redis.run(SettleCall(lost: late)), .notRun)
+        XCTAssertThrowsError(try redis.run(late), "a delayed packet of the given-up call") { error in
+            guard case RedisError.server(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("FENCED"), message)
+        }
+        XCTAssertEqual(try redis.command(["ZCARD", schema.lease("q")]).int, 1, "only the first call's claim")
+        XCTAssertEqual(try redis.run(SettleCall(lost: late)), .notRun, "still not run")
+        _ = try created(try enqueue())
+        guard case .job = try redis.run(loopFetch("3")) else { return XCTFail("the loop's next call runs") }
+        XCTAssertEqual(try state(a.id), "running")
+    }
+
+    func testGivenBackJobsKeepTheirOrder() throws {
+        let ids = try (0..<4).map { _ in try created(try enqueue()).id }
+        let lost = loopFetch("1")
+        _ = try redis.run(CompleteAndFetchCall(completions: [], fetch: lost, claimLimit: 3))
+        XCTAssertEqual(try redis.run(SettleCall(lost: lost)), .ran(stored: [], givenBack: ids[0..<3].map(\.text)))
+        XCTAssertEqual(try (0..<4).map { _ in try XCTUnwrap(try fetch()).id }, ids, "first in, first out still")
     }
 
     func testSettleLeavesAJobThatWasRecoveredAndClaimedAgain() throws {

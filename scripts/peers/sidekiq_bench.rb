@@ -4,7 +4,8 @@
 #
 # As a client:  ruby sidekiq_bench.rb REDIS_URL seq N    one push per job, N jobs in a row
 #               ruby sidekiq_bench.rb REDIS_URL bulk N   push_bulk, 1,000 jobs per call
-#   prints one JSON line: {"jobs": N, "seconds": S, "rate": R}
+#   prints one JSON line: {"jobs": N, "seconds": S, "rate": R, "from": T0, "to": T1}
+#   (T0, T1: wall clock, so that runs of several clients at once can be joined)
 # As the worker's job file:  sidekiq -r sidekiq_bench.rb -q bench -c 10
 require "json"
 require "logger"
@@ -28,6 +29,7 @@ if $PROGRAM_NAME == __FILE__
   url, mode, count = ARGV[0], ARGV[1], Integer(ARGV[2])
   Sidekiq.configure_client { |config| config.redis = { url: url, size: 1 } }
   Sidekiq.logger.level = Logger::WARN
+  from = Process.clock_gettime(Process::CLOCK_REALTIME)
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   case mode
   when "seq"
@@ -40,5 +42,5 @@ if $PROGRAM_NAME == __FILE__
     abort "mode must be seq or bulk, not #{mode.inspect}"
   end
   seconds = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-  puts JSON.generate(jobs: count, seconds: seconds, rate: count / seconds)
+  puts JSON.generate(jobs: count, seconds: seconds, rate: count / seconds, from: from, to: from + seconds)
 end

@@ -24,6 +24,8 @@ local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV
            channel = ARGV[9], lease = KEYS[6], stats = KEYS[9], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]},
            scheduled = KEYS[5], paused = KEYS[7], wake = KEYS[8]}
 local worker = ARGV[1]
+q.receipt = {key = ARGV[10], token = ARGV[11], ttl_ms = ARGV[2]}
+if fenced(q.receipt) then return redis.error_reply('FENCED call settled as not run') end
 local stored, flags, count = {}, {}, 0
 for i = 12, #ARGV, 3 do
   local ok = complete_job(q, ARGV[i], worker, ARGV[i + 1], ARGV[i + 2], now_us_text)
@@ -32,7 +34,7 @@ for i = 12, #ARGV, 3 do
   if ok then count = count + 1 end
 end
 count_successes(q, count, now)
-q.receipt = {key = ARGV[10], token = ARGV[11], ttl_ms = ARGV[2], flags = #flags > 0 and table.concat(flags) or '-'}
+q.receipt.flags = #flags > 0 and table.concat(flags) or '-'
 local fetched = fetch_jobs(q, worker, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now, now_us,
                            now_us_text)
 table.insert(fetched, 1, stored)
@@ -67,7 +69,7 @@ return fetched
     public var args: [String] {
         var a = [fetch.workerID, fetch.fixedArgs[1], fetch.fixedArgs[3], String(claimLimit)]
         a += fetch.schema.finishPrefixes(fetch.queue)
-        a += [fetch.receiptKey, fetch.token]
+        a += [fetch.receiptKey, fetch.checkedToken]
         a.reserveCapacity(a.count + 3 * completions.count)
         for c in completions { a += [c.jobID.text, String(c.attempt), c.resultJSON] }
         return a

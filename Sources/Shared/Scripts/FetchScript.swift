@@ -22,6 +22,7 @@ local now, now_us, now_us_text = clock()
 local q = {job_prefix = ARGV[1], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5],
            lease = KEYS[6], paused = KEYS[7], wake = KEYS[8],
            receipt = {key = ARGV[5], token = ARGV[6], ttl_ms = ARGV[2], flags = '-'}}
+if fenced(q.receipt) then return redis.error_reply('FENCED call settled as not run') end
 return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us, now_us_text)
 """#)
 
@@ -42,9 +43,10 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
     public let promoteLimit: Int
     /// The calling loop's receipt key ("" when the caller keeps none).
     public let receiptKey: String
-    /// Names one sending of this call in the receipt: the caller sets a new
-    /// one for every call, so that a lost reply can be settled (SettleCall).
-    public var token = "0"
+    /// Names one sending of this call in the receipt: a caller with a loop
+    /// sets a new, larger one for every call (a decimal number), so that a
+    /// lost reply can be settled (SettleCall).
+    public var token = ""
     let schema: KeySchema
     /// Built once: a worker keeps one call per queue and sends it for every
     /// job (rebuilding the key names showed in profiles).
@@ -52,21 +54,27 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
     /// Job prefix, lease ms, worker id, promote limit, receipt key.
     let fixedArgs: [String]
 
-    /// `caller` names the loop that sends the call (unique within the
+    /// `loop` names the worker's loop that sends the call (unique within the
     /// worker); with one, each call leaves a receipt under that name.
     public init(schema: KeySchema, queue: String, workerID: String, leaseMs: Int64, promoteLimit: Int = 100,
-                caller: String? = nil) {
+                loop: String? = nil) {
         self.schema = schema
         self.queue = queue
         self.workerID = workerID
         self.leaseMs = leaseMs
         self.promoteLimit = promoteLimit
-        receiptKey = caller.map { schema.receipt(queue, caller: "\(workerID)/\($0)") } ?? ""
+        receiptKey = loop.map { schema.receipt(queue, caller: "\(workerID)/\($0)") } ?? ""
         keys = schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue)]
         fixedArgs = [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit), receiptKey]
     }
 
-    public var args: [String] { fixedArgs + [token] }
+    public var args: [String] { fixedArgs + [checkedToken] }
+
+    /// The token, which a call that leaves a receipt must have.
+    var checkedToken: String {
+        precondition(receiptKey.isEmpty || !token.isEmpty, "a call that leaves a receipt needs a token")
+        return token
+    }
 
     public var script: LuaScript { FetchCall.script }
 

@@ -146,11 +146,22 @@ local function count_successes(q, n, now)
   count_minute(q.throughput_prefix, 'processed', now, n)
 end
 
--- Leaves the receipt of a call that claims jobs (see KeySchema.receipt):
--- "<token> <stored flags, or -> <id> <attempt> ...", kept one lease. Written
--- only when the call changed something, so that a loop whose reply was lost can
--- learn from it whether the call ran, and give back what it claimed.
+-- Receipts of the calls that claim jobs (see KeySchema.receipt):
+-- "<token> <stored flags, or -> <id> <attempt> ...", kept one lease, written
+-- when a call claimed jobs or reported completions, so that a loop whose reply
+-- was lost can learn whether the call ran, and give back what it claimed.
+-- A settle that found the call had not run leaves "<token> void": a fence.
 -- receipt: {key ('' for none), token, ttl_ms (text), flags}
+
+-- True when the receipt names this call's token or a later one: the call was
+-- settled as not run (its loop gave up on it, and may have sent later ones),
+-- so it arrives late and must change nothing.
+local function fenced(receipt)
+  if receipt.key == '' then return false end
+  local last = redis.call('GET', receipt.key)
+  return last ~= false and tonumber(string.match(last, '^%d+')) >= tonumber(receipt.token)
+end
+
 local function leave_receipt(receipt, claims)
   if not receipt or receipt.key == '' or (#claims == 0 and receipt.flags == '-') then return end
   local text = receipt.token .. ' ' .. receipt.flags

@@ -9,6 +9,9 @@
 /// until the lease runs out, and recovery counts an attempt that never ran (a
 /// job allowed one attempt would die without having run).
 ///
+/// A call found not run is fenced: should it still reach Redis (a delayed
+/// packet on the broken connection), it changes nothing.
+///
 /// Idempotent: settling again returns the same answer and gives back nothing more.
 public struct SettleCall: ScriptCall {
     public static let script = LuaPrelude.script("settle", #"""
@@ -19,17 +22,24 @@ public struct SettleCall: ScriptCall {
 -- ARGV[2]    worker id
 -- ARGV[3]    receipt key of the calling loop
 -- ARGV[4]    token of the call whose reply was lost
--- Output:    {0}                              the call did not run (the receipt names another call, or none)
+-- ARGV[5]    lease length ms (how long the receipt is kept)
+-- Output:    {0}                              the call did not run, and now never will
 --            {1, stored flags or '-', {ids given back}}   it ran
-local receipt = redis.call('GET', ARGV[3])
-if not receipt then return {0} end
 local parts = {}
-for word in string.gmatch(receipt, '%S+') do parts[#parts + 1] = word end
-if parts[1] ~= ARGV[4] then return {0} end
+for word in string.gmatch(redis.call('GET', ARGV[3]) or '', '%S+') do parts[#parts + 1] = word end
+if parts[1] ~= ARGV[4] then
+  -- Not run yet. It may still arrive (a delayed packet on the old
+  -- connection): the fence makes it change nothing then.
+  redis.call('SET', ARGV[3], ARGV[4] .. ' void', 'PX', ARGV[5])
+  return {0}
+end
+if parts[2] == 'void' then return {0} end
 local q = {job_prefix = ARGV[1], lease = KEYS[5], wake = KEYS[6], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}}
 local given = {}
-for i = 3, #parts - 1, 2 do
-  if give_back(q, parts[i], ARGV[2], parts[i + 1]) then given[#given + 1] = parts[i] end
+-- Last claimed first: each goes to the head of its list, so they end up in
+-- the order they were claimed.
+for i = #parts - 1, 3, -2 do
+  if give_back(q, parts[i], ARGV[2], parts[i + 1]) then table.insert(given, 1, parts[i]) end
 end
 -- Settled: the receipt keeps the answer but no longer lists the claims.
 if #parts > 2 then redis.call('SET', ARGV[3], parts[1] .. ' ' .. parts[2], 'KEEPTTL') end
@@ -47,8 +57,9 @@ return {1, parts[2], given}
 
     public let lost: FetchCall
 
-    /// `lost`: the fetch call as sent (with its token), alone or inside a
-    /// CompleteAndFetchCall; it must have a receipt key.
+    /// `lost`: the fetch call as sent (with its token): the lost call itself,
+    /// or the one inside the lost CompleteAndFetchCall (which carries its
+    /// receipt key and token). It must have a receipt key.
     public init(lost: FetchCall) {
         precondition(!lost.receiptKey.isEmpty, "only a call that leaves a receipt can be settled")
         self.lost = lost
@@ -58,7 +69,9 @@ return {1, parts[2], given}
     public var keys: [String] {
         lost.schema.pendingLists(lost.queue) + [lost.schema.lease(lost.queue), lost.schema.wake(lost.queue)]
     }
-    public var args: [String] { [lost.schema.jobPrefix(lost.queue), lost.workerID, lost.receiptKey, lost.token] }
+    public var args: [String] {
+        [lost.schema.jobPrefix(lost.queue), lost.workerID, lost.receiptKey, lost.token, String(lost.leaseMs)]
+    }
 
     public func parse(_ reply: RedisReply) throws -> Settlement {
         guard let parts = reply.array, let ran = parts.first?.int else { throw unexpected(reply) }
