@@ -34,8 +34,12 @@ final class CompletionBatcher {
 
     /// The worker's first queue: the one whose successes are batched.
     let queue: String
-    /// Reports in flight at once (each on its leader's connection). Two keep
-    /// Redis busy while the previous answer is handed out.
+    /// Reports in flight at once (each on its leader's connection). A lone
+    /// process needs two, to keep Redis busy while the previous answer is
+    /// handed out. Under a supervisor the sibling processes' calls do that,
+    /// and a second call per process only splits the batches: one each
+    /// (measured, drain 2 processes × 16: 29k jobs/s with two, 32.6k with
+    /// one; 1 × 16: 30k with two, 26k with one).
     private let maxInFlight: Int
     private var mutex = pthread_mutex_t()
     private var queued: [Request] = []

@@ -54,8 +54,8 @@ final class Supervisor {
         var args = CommandLine.arguments
         args[0] = Supervisor.executablePath
         args += ["--processes", "1"]
-        let env = SettingSource.processEnvironment().filter { $0.key != "SPOOL_PROCESS_INDEX" }
-            .map { "\($0.key)=\($0.value)" } + ["SPOOL_PROCESS_INDEX=\(i)"]
+        let env = SettingSource.processEnvironment().filter { $0.key != "SPOOL_PROCESS_INDEX" && $0.key != "SPOOL_PROCESS_COUNT" }
+            .map { "\($0.key)=\($0.value)" } + ["SPOOL_PROCESS_INDEX=\(i)", "SPOOL_PROCESS_COUNT=\(count)"]
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }

@@ -20,6 +20,8 @@ struct WorkerConfig {
     var processes = 1
     /// This process's index under a supervisor (part of its worker id).
     var processIndex: Int?
+    /// How many worker processes its supervisor runs (1 without one).
+    var siblingProcesses = 1
     /// Port of the health endpoints; nil = none.
     var healthPort: Int?
     var logLevel: Logger.Level = .info
@@ -62,6 +64,8 @@ extension WorkerConfig {
                                             default: 5000, range: 10...60_000, unit: "milliseconds")
         processes = Int(try source.integer(o.processes, flagName: "--processes", env: "SPOOL_PROCESSES", default: 1, range: 1...256))
         processIndex = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_INDEX").flatMap { Int($0.value) }
+        siblingProcesses = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_COUNT").flatMap { Int($0.value) }
+            .map { max(1, $0) } ?? 1
         if source.raw(flag: o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT") != nil {
             healthPort = Int(try source.integer(o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT",
                                                 default: 0, range: 1...65535))

@@ -27,7 +27,7 @@ final class WorkerContext {
         self.handlers = handlers
         self.logger = logger
         self.redisHealth = RedisHealth(logger: logger)
-        self.completions = CompletionBatcher(queue: config.queues[0])
+        self.completions = CompletionBatcher(queue: config.queues[0], maxInFlight: config.siblingProcesses > 1 ? 1 : 2)
     }
 
     func newConnection() -> RedisConnection {

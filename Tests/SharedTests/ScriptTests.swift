@@ -558,4 +558,21 @@ final class ScriptTests: XCTestCase {
         XCTAssertEqual(message.array?.last?.string, watched.id.text, "the waited-for job is published, the other is not")
         _ = quiet
     }
+
+    func testBatchedCompletionsArePublishedOnlyWhenSomeoneWaits() throws {
+        let ids = try (0..<3).map { _ in try created(try enqueue()).id }
+        try redis.command(["SET", schema.waiting(ids[1]), "1", "PX", "5000"])
+        let listener = server.connection()
+        XCTAssertEqual(try listener.command(["SUBSCRIBE", schema.finishedChannel]).array?.first?.string, "subscribe")
+        for _ in 0..<3 { _ = try XCTUnwrap(try fetch()) }
+        let out = try redis.run(CompleteAndFetchCall(
+            completions: ids.map { CompleteCall(schema: schema, jobID: $0, workerID: "w1", attempt: 1, resultJSON: "null") },
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000), claimLimit: 0))
+        XCTAssertEqual(out.stored, [true, true, true])
+        XCTAssertEqual(try redis.command(["ZCARD", schema.lease("q")]).int, 0, "every lease released")
+        let message = try listener.blockingCommand(["PING"], blockingMs: 1000)
+        XCTAssertEqual(message.array?.last?.string, ids[1].text, "only the waited-for job is published")
+        let next = try listener.blockingCommand(["PING"], blockingMs: 1000)
+        XCTAssertEqual(next.array?.first?.string, "pong", "and nothing else: \(next)")
+    }
 }
