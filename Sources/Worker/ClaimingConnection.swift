@@ -99,27 +99,15 @@ final class ClaimingConnection {
     /// timeout); nil then: the claims return when their lease runs out.
     private func settle(_ fetch: FetchCall, sentAt: Int64) -> SettleCall.Settlement? {
         let giveUpAt = sentAt + worker.config.leaseMs - worker.config.redisTimeoutMs
-        var failures = 0
-        while true {
-            do {
-                let settlement = try redis.run(SettleCall(lost: fetch))
-                worker.redisHealth.succeeded()
-                if case .ran(_, let givenBack) = settlement, !givenBack.isEmpty {
-                    worker.logger.warning("reply of a claiming call lost after it ran; its claimed jobs were given back", metadata: [
-                        "queue": "\(fetch.queue)", "worker_id": "\(worker.id)", "jobs": "\(givenBack.joined(separator: ","))",
-                    ])
-                }
-                return settlement
-            } catch {
-                failures += 1
-                worker.redisHealth.failed(error)
-                if Clock.monotonicMillis() > giveUpAt {
-                    worker.logger.error("could not settle a call whose reply was lost; jobs it claimed return when their lease expires",
-                                        metadata: ["queue": "\(fetch.queue)", "worker_id": "\(worker.id)", "error": "\(error)"])
-                    return nil
-                }
-                Clock.sleep(milliseconds: Backoff.reconnectDelay(failures: failures))
-            }
+        let settlement = worker.redisHealth.retrying(until: giveUpAt, { try redis.run(SettleCall(lost: fetch)) }) { error in
+            worker.logger.error("could not settle a call whose reply was lost; jobs it claimed return when their lease expires",
+                                metadata: ["queue": "\(fetch.queue)", "worker_id": "\(worker.id)", "error": "\(error)"])
         }
+        if case .ran(_, let givenBack)? = settlement, !givenBack.isEmpty {
+            worker.logger.warning("reply of a claiming call lost after it ran; its claimed jobs were given back", metadata: [
+                "queue": "\(fetch.queue)", "worker_id": "\(worker.id)", "jobs": "\(givenBack.joined(separator: ","))",
+            ])
+        }
+        return settlement
     }
 }

@@ -166,24 +166,10 @@ final class JobRunner {
     /// Runs a reporting script, retrying through a Redis outage for up to one
     /// lease: past that the job has been recovered and the report is moot.
     private func report<Output>(meta: Logger.Metadata, _ send: () throws -> Output) -> Output? {
-        let giveUpAt = Clock.monotonicMillis() + worker.config.leaseMs
-        var failures = 0
-        while true {
-            do {
-                let out = try send()
-                worker.redisHealth.succeeded()
-                return out
-            } catch {
-                failures += 1
-                worker.redisHealth.failed(error)
-                if Clock.monotonicMillis() > giveUpAt {
-                    var m = meta
-                    m["error"] = "\(error)"
-                    worker.logger.error("could not record the job's outcome; it will run again after its lease", metadata: m)
-                    return nil
-                }
-                Clock.sleep(milliseconds: Backoff.reconnectDelay(failures: failures))
-            }
+        worker.redisHealth.retrying(until: Clock.monotonicMillis() + worker.config.leaseMs, send) { error in
+            var m = meta
+            m["error"] = "\(error)"
+            worker.logger.error("could not record the job's outcome; it will run again after its lease", metadata: m)
         }
     }
 }

@@ -71,4 +71,26 @@ final class RedisHealth {
     }
 
     var isDown: Bool { lock.locked { down } }
+
+    /// Runs `call` until it succeeds, through an outage (logged as above),
+    /// with capped backoff between tries. Past `giveUpAt` (monotonic ms) it
+    /// stops: `gaveUp` gets the last error, and the answer is nil.
+    func retrying<Output>(until giveUpAt: Int64, _ call: () throws -> Output, gaveUp: (Error) -> Void) -> Output? {
+        var failures = 0
+        while true {
+            do {
+                let output = try call()
+                succeeded()
+                return output
+            } catch {
+                failures += 1
+                failed(error)
+                if Clock.monotonicMillis() > giveUpAt {
+                    gaveUp(error)
+                    return nil
+                }
+                Clock.sleep(milliseconds: Backoff.reconnectDelay(failures: failures))
+            }
+        }
+    }
 }
