@@ -29,8 +29,10 @@ run: build-release
 unit: build
 	$(SWIFT) test --skip-build
 
-# The real binaries over HTTP against a throwaway redis-server (pytest).
+# The real binaries over HTTP against a throwaway redis-server (pytest),
+# checked with outside tools (curl, promtool).
 e2e: build
+	@bash scripts/install-test-tools.sh
 	cd Tests/e2e && SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST)
 
 # Dockerfile, compose file and Kubernetes manifests, validated offline.

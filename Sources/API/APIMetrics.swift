@@ -19,25 +19,58 @@ enum APIMetrics {
         Counter(label: SpoolMetric.httpRequests,
                 dimensions: [("route", $0.route), ("method", $0.method), ("status", String($0.status))])
     }
+    private struct RouteLabels: Hashable {
+        let route: String
+        let method: String
+    }
+    private static let requestTimers = HandleCache<RouteLabels, Timer> {
+        Timer(label: SpoolMetric.httpRequestDuration, dimensions: [("route", $0.route), ("method", $0.method)])
+    }
 
     static func enqueued(_ queue: String, count: Int) { enqueuedCounters[queue].increment(by: count) }
 
     /// `route` is the route's pattern (`/v1/jobs/:id`), never the raw path,
     /// so the number of series stays bounded whatever clients send.
-    static func request(route: String, method: String, status: Int) {
+    static func request(route: String, method: String, status: Int, micros: Int64) {
         requestCounters[RequestLabels(route: route, method: method, status: status)].increment()
+        requestTimers[RouteLabels(route: route, method: method)].recordMicroseconds(micros)
     }
 
-    static func redisError() { Counter(label: SpoolMetric.redisErrors).increment() }
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
+    static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
+    static func connectionRefused() { refusedConnections.increment() }
+    private static let refusedConnections = Counter(label: SpoolMetric.connectionsRefused)
 
-    /// Queue depths as read from Redis at scrape time.
-    static func queue(_ s: QueueStatsCall.Stats) {
-        for p in Priority.allCases {
-            Gauge(label: SpoolMetric.queuePending, dimensions: [("queue", s.name), ("priority", p.rawValue)]).record(s.pending[p] ?? 0)
+    /// The routes' series exist before their first request (at 0 requests).
+    static func bootstrap() {
+        refusedConnections.increment(by: 0)
+        for route in Router.routes {
+            _ = requestTimers[RouteLabels(route: route.path, method: route.method)]  // registers the empty histogram
         }
-        Gauge(label: SpoolMetric.queueScheduled, dimensions: [("queue", s.name)]).record(s.scheduled)
-        Gauge(label: SpoolMetric.queueRunning, dimensions: [("queue", s.name)]).record(s.running)
-        Gauge(label: SpoolMetric.queueDead, dimensions: [("queue", s.name)]).record(s.dead)
+    }
+
+    /// Queue depths as read from Redis at scrape time, in the text format:
+    /// written here rather than kept as gauges, so a queue that is gone or no
+    /// longer among the deepest leaves no stale series behind, and the
+    /// registry does not grow with the number of queues.
+    static func queueSeries(_ stats: [QueueStatsCall.Stats], omitted: Int) -> String {
+        var out = ""
+        func family(_ name: String, _ type: String = "gauge") {
+            out += "# HELP \(name) \(SpoolMetric.help[name] ?? name)\n# TYPE \(name) \(type)\n"
+        }
+        family(SpoolMetric.queuePending)
+        for s in stats {
+            for p in Priority.allCases {
+                out += "\(SpoolMetric.queuePending){queue=\"\(s.name)\",priority=\"\(p.rawValue)\"} \(s.pending[p] ?? 0)\n"
+            }
+        }
+        for (name, value) in [(SpoolMetric.queueScheduled, \QueueStatsCall.Stats.scheduled),
+                              (SpoolMetric.queueRunning, \.running), (SpoolMetric.queueDead, \.dead)] {
+            family(name)
+            for s in stats { out += "\(name){queue=\"\(s.name)\"} \(s[keyPath: value])\n" }
+        }
+        family(SpoolMetric.queuesOmitted)
+        out += "\(SpoolMetric.queuesOmitted) \(omitted)\n"
+        return out
     }
 }

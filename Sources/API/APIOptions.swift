@@ -15,6 +15,11 @@ struct APIOptions {
         .init("max-pending", "Pending jobs per queue before enqueue answers 429; 0 = no limit [SPOOL_MAX_PENDING, default 0]"),
         .init("queue-max-pending", "Per-queue limits overriding --max-pending, e.g. emails=10000,reports=50 [SPOOL_QUEUE_MAX_PENDING]"),
         .init("result-ttl-s", "Default time a finished job is kept [SPOOL_RESULT_TTL_S, default 86400]"),
+        .init("max-queues", "Known queues at most; enqueue to a new queue past it answers 409 [SPOOL_MAX_QUEUES, default 1000]"),
+        .init("metrics-max-queues", "Queues with per-queue series in /metrics, deepest first [SPOOL_METRICS_MAX_QUEUES, default 200]"),
+        .init("access-log", "true: log one JSON line per answered request [SPOOL_ACCESS_LOG, default false]"),
+        .init("drain-ms", "After SIGTERM, time /readyz answers 503 while requests are still served [SPOOL_API_DRAIN_MS, default 2000]"),
+        .init("shutdown-grace-ms", "After SIGTERM, time until exit, in-flight requests answered [SPOOL_API_SHUTDOWN_GRACE_MS, default 10000]"),
     ]
 
     var addr: String?
@@ -29,6 +34,11 @@ struct APIOptions {
     var maxPending: String?
     var queueMaxPending: String?
     var resultTTL: String?
+    var maxQueues: String?
+    var metricsMaxQueues: String?
+    var accessLog: String?
+    var drainMs: String?
+    var shutdownGraceMs: String?
     var logLevel: String?
     var logFormat: String?
 
@@ -45,6 +55,11 @@ struct APIOptions {
         maxPending = parsed["max-pending"]
         queueMaxPending = parsed["queue-max-pending"]
         resultTTL = parsed["result-ttl-s"]
+        maxQueues = parsed["max-queues"]
+        metricsMaxQueues = parsed["metrics-max-queues"]
+        accessLog = parsed["access-log"]
+        drainMs = parsed["drain-ms"]
+        shutdownGraceMs = parsed["shutdown-grace-ms"]
         logLevel = parsed["log-level"]
         logFormat = parsed["log-format"]
     }

@@ -1,12 +1,13 @@
 import CLibevent
 import Logging
 import Shared
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 // spool-api: read the config, start one event loop per thread, serve until
-// SIGTERM/SIGINT, then stop accepting, give in-flight requests a moment, exit.
+// SIGTERM/SIGINT, then shut down gracefully (see `shutDown`).
 
 let options = APIOptions.parseOrExit()
 let config: APIConfig
@@ -19,13 +20,18 @@ do {
 
 LogSetup.bootstrap(service: "api", level: config.logLevel, format: config.logFormat)
 MetricsSetup.bootstrap()
+APIMetrics.bootstrap()
 let logger = Logger(label: "spool.api")
 Signals.blockTerminationSignals()
 evthread_use_pthreads()
 
+let problems = RedisProblemLog(logger: logger)
+let serverErrors = ServerErrorLog(logger: logger)
 var loops: [EventLoop] = []
 do {
-    for _ in 0..<config.threads { loops.append(try EventLoop(config: config, logger: logger)) }
+    for index in 0..<config.threads {
+        loops.append(try EventLoop(index: index, config: config, logger: logger, problems: problems, serverErrors: serverErrors))
+    }
 } catch {
     FileOutput.stderr("spool-api: \(error)")
     exit(2)
@@ -36,13 +42,40 @@ logger.info("spool-api listening", metadata: [
     "addr": "\(config.address.host):\(loops[0].listener.boundPort)", "threads": .stringConvertible(config.threads),
     "redis": "\(config.redis)", "prefix": "\(config.prefix)",
 ])
+StartupChecks.warnAboutEviction(config.redis, logger: logger)
+
+
+/// Graceful shutdown, in the order a load balancer needs:
+/// 1. `/readyz` answers 503 at once, while everything else is served as
+///    usual for `SPOOL_API_DRAIN_MS`, so the balancer takes this process out;
+/// 2. the listeners close; every waiting long-poll is answered 200 with its
+///    job's current state; idle keep-alive connections close, busy ones after
+///    their response;
+/// 3. the process exits 0 once every connection is closed, or when
+///    `SPOOL_API_SHUTDOWN_GRACE_MS` (counted from the signal) runs out.
+func shutDown(signal: String) -> Never {
+    let started = Clock.monotonicMillis()
+    let deadline = started + config.shutdownGraceMs
+    logger.info("spool-api stopping: /readyz answers 503 while requests drain", metadata: [
+        "signal": "\(signal)", "drain_ms": .stringConvertible(config.drainMs),
+        "grace_ms": .stringConvertible(config.shutdownGraceMs),
+    ])
+    Router.draining.store(true, ordering: .releasing)
+    Clock.sleep(milliseconds: config.drainMs)
+    for loop in loops { loop.perform { loop.closeForShutdown() } }
+    var open = 0
+    while Clock.monotonicMillis() < deadline {
+        open = loops.reduce(0) { $0 + $1.listener.connectionCount }
+        if open == 0 { break }
+        Clock.sleep(milliseconds: 20)
+    }
+    for loop in loops { loop.stop() }
+    for t in threads { t.join(timeoutMs: 2000) }
+    logger.info("spool-api stopped", metadata: [
+        "took_ms": .stringConvertible(Clock.monotonicMillis() - started), "connections_left": .stringConvertible(open),
+    ])
+    exit(0)
+}
 
 let signal = Signals.waitForTermination()
-logger.info("spool-api stopping", metadata: ["signal": "\(signal)"])
-for loop in loops { loop.stopAccepting() }
-// Requests already read get a short while to receive their Redis reply.
-Clock.sleep(milliseconds: 300)
-for loop in loops { loop.stop() }
-for t in threads { t.join(timeoutMs: 2000) }
-logger.info("spool-api stopped")
-exit(0)
+shutDown(signal: signal)

@@ -41,18 +41,27 @@ final class ControlLoop {
         try recover()
     }
 
+    /// A job reported "not held" whose handler already returned is not a lost
+    /// lease: its own outcome report got there first (the renewal raced the
+    /// completion). Only a handler still running without its lease is one.
     private func extendLeases() throws {
         for (queue, jobs) in worker.running.byQueue {
             let call = ExtendLeasesCall(schema: worker.schema, queue: queue, workerID: worker.id,
                                         leaseMs: worker.config.leaseMs, jobs: jobs)
-            for lost in try redis.run(call) {
-                let meta: Logger.Metadata = ["job_id": "\(lost.id)", "queue": "\(queue)", "worker_id": "\(worker.id)"]
-                if lost.cancelled {
+            let sentAt = Clock.monotonicMillis()
+            let lost = try redis.run(call)
+            let lostIDs = Set(lost.map(\.id))
+            worker.running.renewed(jobs.filter { !lostIDs.contains($0.0.text) }, sentAt: sentAt, leaseMs: worker.config.leaseMs)
+            for l in lost {
+                guard let entry = worker.running.entry(l.id), !entry.handlerDone else { continue }
+                let meta: Logger.Metadata = ["job_id": "\(l.id)", "queue": "\(queue)", "worker_id": "\(worker.id)",
+                                             "state": "\(l.state)"]
+                if l.cancelled {
                     worker.logger.info("job cancelled; stopping its handler", metadata: meta)
                 } else {
                     worker.logger.warning("lease lost; stopping the job", metadata: meta)
                 }
-                worker.running.stop(lost.id, lost.cancelled ? .cancelled : .leaseLost)
+                entry.context.stop(l.cancelled ? .cancelled : .leaseLost)
             }
         }
     }

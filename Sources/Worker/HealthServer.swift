@@ -22,10 +22,8 @@ final class HealthServer: HTTPHandler {
         limits.maxBodyBytes = 1024
         limits.maxConnectionsPerLoop = 64
         listener = try HTTPListener(base: base, address: ListenAddress(host: "0.0.0.0", port: port), limits: limits,
-                                    handler: self, setting: "SPOOL_HEALTH_PORT")
+                                    handler: self, setting: worker.config.healthPortOrigin)
     }
-
-    var port: Int { listener.boundPort }
 
     func start() {
         let base = self.base
@@ -42,6 +40,7 @@ final class HealthServer: HTTPHandler {
             responder.send(status(code: 200, state: "ok"))
         case "/metrics":
             WorkerMetrics.loops(busy: worker.running.count, total: worker.config.concurrency)
+            WorkerMetrics.redisUp(!worker.redisHealth.isDown)
             responder.send(HTTPResponse(status: 200, body: MetricsSetup.exposition(),
                                         contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/readyz":

@@ -29,7 +29,10 @@ final class JobRunner {
         let attempt = job.attempts
         let context = JobContext(attempt: attempt, timeoutMs: job.options.timeoutMs)
         let meta = worker.metadata(job, attempt: attempt)
-        worker.running.add(job, context)
+        // The claiming call took at most the Redis timeout: the lease Redis set
+        // ends no earlier than that before now plus the lease.
+        worker.running.add(job, context, claimedAt: Clock.monotonicMillis() - worker.config.redisTimeoutMs,
+                           leaseMs: worker.config.leaseMs)
         defer { worker.running.remove(job.id) }
         worker.logger.info("job started", metadata: meta)
         let metrics = self.metrics(job.id.queue)
@@ -43,6 +46,7 @@ final class JobRunner {
         context.onMalformedProgress = { [worker] message in worker.logger.warning("\(message)", metadata: meta) }
         let started = Clock.monotonicMillis()
         let outcome = execute(job, context)
+        worker.running.handlerFinished(job.id)
         context.flushProgress(force: true)
         let durationMs = Clock.monotonicMillis() - started
         metrics.finished(durationMs: durationMs)
@@ -55,7 +59,13 @@ final class JobRunner {
             worker.logger.info("job interrupted by shutdown", metadata: meta2)
             return nil
         case .leaseLost?:
+            WorkerMetrics.outcome(type: job.type, "stopped")
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta2)
+            return nil
+        case .leaseExpiring?:
+            WorkerMetrics.outcome(type: job.type, "stopped")
+            worker.logger.warning("job stopped: its lease could not be renewed in time (Redis out of reach); it runs again after the lease expires",
+                                  metadata: meta2)
             return nil
         case .cancelled?:
             // The cancel already recorded the job's end; nothing to report.
@@ -111,6 +121,7 @@ final class JobRunner {
         if stored {
             worker.counters.recordSuccess()
             metrics(job.id.queue).succeeded()
+            WorkerMetrics.outcome(type: job.type, "succeeded")
             worker.logger.info("job succeeded", metadata: meta)
         } else {
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta)
@@ -124,6 +135,13 @@ final class JobRunner {
                             deadTTLSeconds: worker.config.deadTTLSeconds, deadMax: worker.config.deadMax)
         guard let outcome = report(meta: meta, { try redis.run(call) }) else { return }
         metrics(id.queue).failed(outcome)
+        if let type = meta["type"].map({ "\($0)" }) {
+            switch outcome {
+            case .retry: WorkerMetrics.outcome(type: type, "retried")
+            case .dead: WorkerMetrics.outcome(type: type, "dead")
+            case .stale: break
+            }
+        }
         var m = meta
         m["error"] = "\(text)"
         switch outcome {

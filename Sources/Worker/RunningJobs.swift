@@ -8,13 +8,40 @@ final class RunningJobs {
     struct Entry {
         let job: Job
         let context: JobContext
+        /// Monotonic ms by which the lease, as last renewed, expires: the
+        /// watchdog stops the handler before it (see LeaseWatchdog).
+        var leaseDeadline: Int64
+        /// The handler returned; what is left is reporting the outcome.
+        var handlerDone = false
     }
 
     private let lock = Lock()
     private var entries: [JobID: Entry] = [:]
 
-    func add(_ job: Job, _ context: JobContext) { lock.locked { entries[job.id] = Entry(job: job, context: context) } }
+    /// `claimedAt` (monotonic ms) is when the claiming call was sent: Redis set
+    /// the lease no earlier than that.
+    func add(_ job: Job, _ context: JobContext, claimedAt: Int64, leaseMs: Int64) {
+        lock.locked { entries[job.id] = Entry(job: job, context: context, leaseDeadline: claimedAt + leaseMs) }
+    }
     func remove(_ id: JobID) { lock.locked { _ = entries.removeValue(forKey: id) } }
+
+    func handlerFinished(_ id: JobID) { lock.locked { entries[id]?.handlerDone = true } }
+
+    /// The lease of these jobs (this attempt) was renewed by a call sent at `sentAt`.
+    func renewed(_ jobs: [(JobID, Int)], sentAt: Int64, leaseMs: Int64) {
+        lock.locked {
+            for (id, attempt) in jobs {
+                guard var e = entries[id], e.context.attempt == attempt else { continue }
+                e.leaseDeadline = max(e.leaseDeadline, sentAt + leaseMs)
+                entries[id] = e
+            }
+        }
+    }
+
+    /// The entry of a job still running here with this attempt.
+    func entry(_ id: String) -> Entry? {
+        lock.locked { entries.first(where: { $0.key.text == id })?.value }
+    }
     var snapshot: [Entry] { lock.locked { Array(entries.values) } }
     var count: Int { lock.locked { entries.count } }
 

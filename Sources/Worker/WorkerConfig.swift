@@ -24,6 +24,7 @@ struct WorkerConfig {
     var siblingProcesses = 1
     /// Port of the health endpoints; nil = none.
     var healthPort: Int?
+    var healthPortOrigin = "SPOOL_HEALTH_PORT"
     var logLevel: Logger.Level = .info
     var logFormat: LogSetup.Format = .json
 }
@@ -47,26 +48,36 @@ extension WorkerConfig {
                                      default: 30_000, range: 1000...86_400_000, unit: "milliseconds")
         heartbeatMs = try source.integer(o.heartbeatMs, flagName: "--heartbeat-ms", env: "SPOOL_HEARTBEAT_MS",
                                          default: min(5000, leaseMs / 3), range: 100...3_600_000, unit: "milliseconds")
+        let heartbeatOrigin = o.heartbeatMs != nil ? "--heartbeat-ms" : "SPOOL_HEARTBEAT_MS"
+        let leaseOrigin = o.leaseMs != nil ? "--lease-ms" : "SPOOL_LEASE_MS"
         guard heartbeatMs * 2 < leaseMs else {
-            throw ConfigError("SPOOL_HEARTBEAT_MS: \(heartbeatMs) ms must be below half the lease (\(leaseMs) ms), or leases expire between heartbeats")
+            throw ConfigError("\(heartbeatOrigin): \(heartbeatMs) ms must be below half the lease (\(leaseOrigin) \(leaseMs) ms), or leases expire between heartbeats")
         }
         shutdownGraceMs = try source.integer(o.shutdownGraceMs, flagName: "--shutdown-grace-ms", env: "SPOOL_SHUTDOWN_GRACE_MS",
                                              default: 25_000, range: 0...3_600_000, unit: "milliseconds")
         childLimits.killGraceMs = try source.integer(o.killGraceMs, flagName: "--kill-grace-ms", env: "SPOOL_KILL_GRACE_MS",
-                                                     default: 5000, range: 0...600_000, unit: "milliseconds")
+                                                     default: min(5000, leaseMs / 6), range: 0...600_000, unit: "milliseconds")
         childLimits.maxStdoutBytes = Int(try source.integer(o.maxOutputBytes, flagName: "--max-output-bytes", env: "SPOOL_MAX_OUTPUT_BYTES",
                                                             default: 1 << 20, range: 1024...(64 << 20), unit: "bytes"))
         deadTTLSeconds = try source.integer(o.deadTTL, flagName: "--dead-ttl-s", env: "SPOOL_DEAD_TTL_S",
                                             default: 604_800, range: 1...31_536_000, unit: "seconds")
         deadMax = Int(try source.integer(o.deadMax, flagName: "--dead-max", env: "SPOOL_DEAD_MAX",
                                          default: 10_000, range: 1...10_000_000))
+        // A call stuck that long must leave time to renew a lease, and to stop
+        // a job whose lease cannot be renewed before it expires (LeaseWatchdog).
         redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
-                                            default: 5000, range: 10...60_000, unit: "milliseconds")
+                                            default: min(5000, leaseMs / 4), range: 10...60_000, unit: "milliseconds")
+        guard redisTimeoutMs * 3 <= leaseMs else {
+            let origin = o.redisTimeoutMs != nil ? "--redis-timeout-ms" : "SPOOL_REDIS_TIMEOUT_MS"
+            throw ConfigError("\(origin): \(redisTimeoutMs) ms must be at most a third of the lease (\(leaseOrigin) \(leaseMs) ms): "
+                              + "a Redis call stuck that long must leave time to renew leases and to stop jobs whose lease cannot be renewed")
+        }
         processes = Int(try source.integer(o.processes, flagName: "--processes", env: "SPOOL_PROCESSES", default: 1, range: 1...256))
         processIndex = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_INDEX").flatMap { Int($0.value) }
         siblingProcesses = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_COUNT").flatMap { Int($0.value) }
             .map { max(1, $0) } ?? 1
-        if source.raw(flag: o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT") != nil {
+        if let (_, origin) = source.raw(flag: o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT") {
+            healthPortOrigin = origin
             healthPort = Int(try source.integer(o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT",
                                                 default: 0, range: 1...65535))
         }

@@ -42,21 +42,26 @@ final class WorkerContext {
 }
 
 /// Logs a Redis outage once per process (not once per thread and retry), and
-/// its end once.
+/// its end once; a change of cause during an outage (the network came back but
+/// the password is wrong, the node turned replica) is logged too.
 final class RedisHealth {
     private let lock = Lock()
     private var down = false
+    private var downKind = ""
     private let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
 
     func failed(_ error: Error) {
-        let first = lock.locked { () -> Bool in
-            defer { down = true }
-            return !down
+        let kind = RedisProblem.kind(of: error)
+        let news = lock.locked { () -> Bool in
+            defer { down = true; downKind = kind }
+            return !down || downKind != kind
         }
-        WorkerMetrics.redisError()
-        if first { logger.error("redis unavailable; retrying with backoff", metadata: ["error": "\(error)"]) }
+        WorkerMetrics.redisError(kind: kind)
+        if news {
+            logger.error("redis unavailable; retrying with backoff", metadata: ["error": "\(error)", "kind": "\(kind)"])
+        }
     }
 
     func succeeded() {

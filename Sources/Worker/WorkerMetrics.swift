@@ -54,8 +54,36 @@ enum WorkerMetrics {
 
     static func recovered(_ queue: String, dead: Bool) { self.queue(queue).recovered(dead: dead) }
 
-    static func redisError() { Counter(label: SpoolMetric.redisErrors).increment() }
+    static func redisError(kind: String) { Counter(label: SpoolMetric.redisErrors, dimensions: [("kind", kind)]).increment() }
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
+    static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
+
+    /// Outcomes by job type: the types are the worker's handlers (bounded by
+    /// its configuration); a job of any other type counts as `other`.
+    private struct OutcomeLabels: Hashable {
+        let type: String
+        let outcome: String
+    }
+    private static let outcomes = HandleCache<OutcomeLabels, Counter> {
+        Counter(label: SpoolMetric.jobOutcomes, dimensions: [("type", $0.type), ("outcome", $0.outcome)])
+    }
+    static let outcomeNames = ["succeeded", "retried", "dead", "stopped"]
+    nonisolated(unsafe) static var knownTypes: Set<String> = []
+
+    /// Makes every series of the configured queues and handler types, at 0,
+    /// before the first job: a rate() or an alert on them works from the start.
+    static func bootstrap(queues: [String], types: [String]) {
+        knownTypes = Set(types)
+        for q in queues { _ = queue(q) }
+        for t in types + ["other"] {
+            for o in outcomeNames { _ = outcomes[OutcomeLabels(type: t, outcome: o)] }
+        }
+        _ = Counter(label: SpoolMetric.jobsMissing)
+    }
+
+    static func outcome(type: String, _ outcome: String) {
+        outcomes[OutcomeLabels(type: knownTypes.contains(type) ? type : "other", outcome: outcome)].increment()
+    }
 
     /// Busy and idle fetch loops, set before each scrape.
     static func loops(busy: Int, total: Int) {

@@ -15,8 +15,10 @@ import Shared
 final class WorkerProcess {
     let worker: WorkerContext
     private let control: ControlLoop
+    private let watchdog: LeaseWatchdog
     private var fetchThreads: [BackgroundThread] = []
     private var controlThread: BackgroundThread?
+    private var watchdogThread: BackgroundThread?
     private var health: HealthServer?
     private let reaper: HandlerReaper?
 
@@ -29,6 +31,8 @@ final class WorkerProcess {
         }
         worker = WorkerContext(id: WorkerIdentity.newID(index: config.processIndex), config: config, handlers: handlers, logger: logger)
         control = ControlLoop(worker: worker)
+        watchdog = LeaseWatchdog(worker: worker)
+        WorkerMetrics.bootstrap(queues: config.queues, types: handlers.keys.sorted())
         // Under a supervisor, child i serves on port + i.
         if let port = config.healthPort { health = try HealthServer(worker: worker, port: port + (config.processIndex ?? 0)) }
     }
@@ -37,6 +41,8 @@ final class WorkerProcess {
         health?.start()
         let control = self.control
         controlThread = BackgroundThread(name: "spool-control") { control.run() }
+        let watchdog = self.watchdog
+        watchdogThread = BackgroundThread(name: "spool-lease-watch") { watchdog.run() }
         for index in 0..<worker.config.concurrency {
             let loop = FetchLoop(worker: worker, index: index)
             fetchThreads.append(BackgroundThread(name: "spool-fetch") { loop.run() })
@@ -44,8 +50,9 @@ final class WorkerProcess {
         worker.logger.info("spool-worker started", metadata: [
             "worker_id": "\(worker.id)", "queues": "\(worker.config.queues.joined(separator: ","))",
             "concurrency": .stringConvertible(worker.config.concurrency), "redis": "\(worker.config.redis)",
-            "handlers": "\(worker.handlers.keys.sorted().joined(separator: ","))",
+            "handlers": "\(worker.handlers.keys.sorted().joined(separator: ","))", "version": "\(SpoolVersion.current)",
         ])
+        StartupChecks.warnAboutEviction(worker.config.redis, logger: worker.logger)
     }
 
     func shutdown() {
@@ -69,6 +76,8 @@ final class WorkerProcess {
         }
         control.stop()
         controlThread?.join(timeoutMs: worker.config.redisTimeoutMs * 4 + 1000)
+        watchdog.stop()
+        watchdogThread?.join(timeoutMs: 1000)
         deregister()
         reaper?.stop()
         log.info("spool-worker stopped", metadata: ["worker_id": "\(worker.id)", "processed": .stringConvertible(worker.counters.processed),

@@ -188,7 +188,7 @@ final class ScriptTests: XCTestCase {
         let after = try XCTUnwrap(Int64(try redis.command(["ZSCORE", schema.lease("q"), job.id.text]).string ?? ""))
         XCTAssertGreaterThan(after, before + 50_000)
         let wrongWorker = try redis.run(ExtendLeasesCall(schema: schema, queue: "q", workerID: "w2", leaseMs: 60_000, jobs: [(job.id, 1)]))
-        XCTAssertEqual(wrongWorker, [.init(id: job.id.text, cancelled: false)])
+        XCTAssertEqual(wrongWorker, [.init(id: job.id.text, state: "running")])
     }
 
     func testGiveBackReturnsTheJobWithoutCountingTheAttempt() throws {
@@ -382,7 +382,7 @@ final class ScriptTests: XCTestCase {
         _ = try fetch()
         XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: job.id)), .cancelled(previous: "running"))
         let lost = try redis.run(ExtendLeasesCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 1000, jobs: [(job.id, 1)]))
-        XCTAssertEqual(lost, [.init(id: job.id.text, cancelled: true)])
+        XCTAssertEqual(lost, [.init(id: job.id.text, state: "cancelled")])
         XCTAssertFalse(try redis.run(CompleteCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, resultJSON: "1")))
         XCTAssertEqual(try state(job.id), "cancelled")
     }

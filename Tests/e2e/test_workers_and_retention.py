@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from harness import free_port, wait_for
 from helpers import TIMESTAMP_RE, assert_error, redis_snapshot, worker_id
 
-FAST = {"SPOOL_HEARTBEAT_MS": "200", "SPOOL_LEASE_MS": "1000",
+FAST = {"SPOOL_HEARTBEAT_MS": "200", "SPOOL_LEASE_MS": "1500",
         "SPOOL_SHUTDOWN_GRACE_MS": "1000", "SPOOL_REDIS_TIMEOUT_MS": "500"}
 
 

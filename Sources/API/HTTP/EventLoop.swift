@@ -14,17 +14,22 @@ final class EventLoop {
     let router: Router
     private(set) var listener: HTTPListener!
 
-    init(config: APIConfig, logger: Logger) throws {
+    /// `index` 0 is the first loop: its listener checks that the address is free.
+    init(index: Int, config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) throws {
         guard let base = EventBase.make() else { throw ConfigError("could not create an event loop") }
         self.base = base
         redis = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
         events = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
         let waiters = JobWaiters(base: base)
         let coalescer = EnqueueCoalescer(redis: redis, schema: KeySchema(prefix: config.prefix))
-        router = Router(redis: redis, waiters: waiters, coalescer: coalescer, config: config, logger: logger)
+        router = Router(redis: redis, waiters: waiters, coalescer: coalescer, config: config, logger: logger,
+                        problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(base: base, address: config.address, limits: config.httpLimits, handler: router,
-                                    setting: "SPOOL_API_ADDR")
+                                    setting: config.addressOrigin, exclusive: index == 0)
+        listener.onRefused = { [problems] in problems.connectionRefused() }
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }
+        redis.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
+        events.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
         let channel = router.schema.finishedChannel
         events.onStateChange = { [unowned events, router] up in
             guard up else { return }
@@ -41,7 +46,27 @@ final class EventLoop {
         event_base_dispatch(base)
     }
 
-    func stopAccepting() { listener.stopAccepting() }
+    /// Runs `block` on this loop's thread (from any thread).
+    func perform(_ block: @escaping () -> Void) {
+        let box = Unmanaged.passRetained(Block(block)).toOpaque()
+        var now = timeval(tv_sec: 0, tv_usec: 0)
+        event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
+            Unmanaged<Block>.fromOpaque(arg!).takeRetainedValue().run()
+        }, box, &now)
+    }
+
+    /// Shutdown, on the loop thread: the listener closes, every waiting
+    /// long-poll is answered with its job's current state, idle keep-alive
+    /// connections close and busy ones close after their response.
+    func closeForShutdown() {
+        listener.closeConnections()
+        router.answerAllWaiters()
+    }
 
     func stop() { event_base_loopexit(base, nil) }
+
+    private final class Block {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
 }

@@ -11,9 +11,14 @@ import Shared
 /// falls toward that of a batch enqueue. Each request still gets its own
 /// entries, in order.
 ///
-/// Only for queues without a pending limit: there each request must stay
-/// all-or-none on its own, so those calls go out as they come.
+/// Only for queues without a pending limit, and requests without an
+/// idempotency key: a limit or a key conflict refuses a call whole, and each
+/// request must stay all-or-none on its own, so those calls go out as they come.
 final class EnqueueCoalescer {
+    struct UnexpectedConflict: Error, CustomStringConvertible {
+        var description: String { "idempotency conflict in a combined enqueue call" }
+    }
+
     typealias Completion = (Result<EnqueueCall.Outcome, Error>) -> Void
 
     private struct Request {
@@ -41,7 +46,7 @@ final class EnqueueCoalescer {
     }
 
     func submit(queue: String, items: [EnqueueCall.Item], pendingLimit: Int64, _ completion: @escaping Completion) {
-        guard pendingLimit == 0 else {
+        guard pendingLimit == 0, !items.contains(where: { $0.job.idempotencyKey != nil }) else {
             return redis.run(EnqueueCall(schema: schema, queue: queue, items: items, pendingLimit: pendingLimit), completion)
         }
         if waiting[queue] == nil { order.append(queue) }
@@ -87,6 +92,9 @@ final class EnqueueCoalescer {
                 for r in group { r.completion(.failure(error)) }
             case .success(.queueFull(let pending)):
                 for r in group { r.completion(.success(.queueFull(pending: pending))) }
+            case .success(.idempotencyConflict):
+                // Cannot happen: requests with a key are not combined.
+                for r in group { r.completion(.failure(UnexpectedConflict())) }
             case .success(.enqueued(let entries)):
                 var offset = 0
                 for r in group {

@@ -26,7 +26,9 @@ extension Router {
         } catch {
             return responder.send(.error(400, "invalid_field", "\(error)"))
         }
+        let minimal = Router.prefersMinimal(request)
         let limit = config.pendingLimit(for: queue)
+        checkQueue(queue, responder) { [self] in
         coalescer.submit(queue: queue, items: items, pendingLimit: limit) { [self] result in
             switch result {
             case .failure(let e):
@@ -34,13 +36,21 @@ extension Router {
             case .success(.queueFull(let pending)):
                 responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
                                       headers: [("Retry-After", "1")]))
+            case .success(.idempotencyConflict(let index, let existing)):
+                let field = batch ? "jobs[\(index)].idempotency_key" : "idempotency_key"
+                let key = items[index].job.idempotencyKey ?? ""
+                responder.send(.error(409, "idempotency_conflict",
+                                      "\(field): '\(key.prefix(200))' was first used for job \(existing) with a different request "
+                                      + "(type, payload, priority or options differ); use a new key for a new job"))
             case .success(.enqueued(let entries)):
-                // Registered only once jobs are stored: a refused request changes nothing.
                 registerQueue(queue)
                 let created = entries.filter { if case .created = $0 { return true } else { return false } }.count
                 if created > 0 { APIMetrics.enqueued(queue, count: created) }
-                responder.send(batch ? batchResponse(entries) : singleResponse(entries[0]))
+                var response = batch ? batchResponse(entries, minimal: minimal) : singleResponse(entries[0], minimal: minimal)
+                if minimal { response.headers.append(("Preference-Applied", "return=minimal")) }
+                responder.send(response)
             }
+        }
         }
     }
 
@@ -57,23 +67,37 @@ extension Router {
         return try jobs.enumerated().map { i, job in try request.item(queue: queue, from: job, index: i) }
     }
 
-    private func singleResponse(_ entry: EnqueueCall.Entry) -> HTTPResponse {
-        switch entry {
-        case .created(let job):
-            return HTTPResponse(status: 201, bytes: job.jsonBytes, headers: [("Location", "/v1/jobs/\(job.id)")])
-        case .existing(let job):
-            return HTTPResponse(status: 200, bytes: job.jsonBytes, headers: [("Location", "/v1/jobs/\(job.id)")])
+    /// `Prefer: return=minimal` (RFC 7240): the client does not want the job
+    /// echoed back (a large payload would travel twice).
+    static func prefersMinimal(_ request: HTTPRequest) -> Bool {
+        guard let prefer = request.header("prefer") else { return false }
+        for part in prefer.lowercased().split(separator: ",") {
+            let preference = String(part.split(separator: ";").first ?? "").trimmingCharacters(in: " ")
+            if preference == "return=minimal" { return true }
         }
+        return false
     }
 
-    private func batchResponse(_ entries: [EnqueueCall.Entry]) -> HTTPResponse {
+    private func singleResponse(_ entry: EnqueueCall.Entry, minimal: Bool) -> HTTPResponse {
+        let (status, job): (Int, Job)
+        switch entry {
+        case .created(let j): (status, job) = (201, j)
+        case .existing(let j): (status, job) = (200, j)
+        }
+        let location = [("Location", "/v1/jobs/\(job.id)")]
+        guard minimal else { return HTTPResponse(status: status, bytes: job.jsonBytes, headers: location) }
+        return .json(status, headers: location) { Router.writeMinimal(job, to: &$0) }
+    }
+
+    private func batchResponse(_ entries: [EnqueueCall.Entry], minimal: Bool) -> HTTPResponse {
         .json(201) { w in
             w.beginObject()
             w.key("jobs")
             w.beginArray()
             for entry in entries {
                 switch entry {
-                case .created(let job), .existing(let job): job.writeJSON(to: &w)
+                case .created(let job), .existing(let job):
+                    if minimal { Router.writeMinimal(job, to: &w) } else { job.writeJSON(to: &w) }
                 }
             }
             w.endArray()
@@ -81,14 +105,43 @@ extension Router {
         }
     }
 
-    /// Adds the queue to the set of known queues, once per loop and connection.
-    /// Not part of the enqueue script: the set has no `{queue}` hash tag, and a
-    /// script must stay within one queue's slot.
+    /// A job as `Prefer: return=minimal` answers it: what a client needs to follow it.
+    static func writeMinimal(_ job: Job, to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("id", job.id.text)
+        w.field("queue", job.id.queue)
+        w.field("state", job.state.rawValue)
+        w.endObject()
+    }
+
+    /// Checks that the queue may take jobs (see CheckQueueCall), then calls
+    /// `then`; answers 409 itself when the queue is new and the registry holds
+    /// `SPOOL_MAX_QUEUES` already: every queue name costs Redis keys, a listing
+    /// entry and metric series, so they are bounded. Skipped for a queue this
+    /// loop registered within the last few seconds.
+    private func checkQueue(_ queue: String, _ responder: Responder, then: @escaping () -> Void) {
+        if let at = registeredQueues[queue], Clock.monotonicMillis() - at < Router.registrationTTLMs { return then() }
+        redis.run(CheckQueueCall(schema: schema, queue: queue)) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(.new(let count)) where count >= config.maxQueues:
+                responder.send(.error(409, "too_many_queues",
+                                      "queue \(queue) would be queue number \(count + 1); SPOOL_MAX_QUEUES allows \(config.maxQueues). "
+                                      + "Use an existing queue, delete unused ones (DELETE /v1/queues/{queue}) or raise the limit"))
+            case .success: then()
+            }
+        }
+    }
+
+    /// Adds the queue to the registry once its jobs are stored (a refused
+    /// request changes nothing). Not part of the enqueue script: the registry
+    /// has no `{queue}` hash tag, and a script must stay within one queue's slot.
     private func registerQueue(_ queue: String) {
-        guard !registeredQueues.contains(queue) else { return }
-        registeredQueues.insert(queue)
+        let now = Clock.monotonicMillis()
+        if let at = registeredQueues[queue], now - at < Router.registrationTTLMs { return }
+        registeredQueues[queue] = now
         redis.send(["SADD", schema.queues, queue]) { [self] result in
-            if case .failure = result { registeredQueues.remove(queue) }
+            if case .failure = result { registeredQueues[queue] = nil }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Shared
+import Synchronization
 
 extension Router {
     /// `GET /healthz`: the process runs. Never touches Redis, so a Redis blip
@@ -8,30 +9,52 @@ extension Router {
     }
 
     /// `GET /metrics`: Prometheus text format. Queue depths are read from
-    /// Redis now, so any replica reports the same numbers.
+    /// Redis now, so any replica reports the same numbers; only the deepest
+    /// `SPOOL_METRICS_MAX_QUEUES` queues get series (and a gauge says how many
+    /// were left out). With Redis down the process's own series still answer,
+    /// with `spool_redis_up 0`.
     func metrics(_ responder: Responder) {
-        redis.send(["SMEMBERS", schema.queues]) { [self] result in
-            let names = ((try? result.get())?.array ?? []).compactMap(\.string).filter(Validation.isValidQueueName).sorted()
-            gatherStats(names) { stats in
-                if case .success(let all) = stats { all.forEach(APIMetrics.queue) }
-                responder.send(HTTPResponse(status: 200, body: MetricsSetup.exposition(),
-                                            contentType: "text/plain; version=0.0.4; charset=utf-8"))
+        let send: (String) -> Void = { [self] extra in
+            APIMetrics.redisUp(redis.isUp)
+            responder.send(HTTPResponse(status: 200, body: MetricsSetup.exposition(extra: extra),
+                                        contentType: "text/plain; version=0.0.4; charset=utf-8"))
+        }
+        guard redis.isUp else { return send("") }
+        queueNames { [self] names in
+            guard case .success(let names) = names else { return send("") }
+            gatherStats(names) { [self] stats in
+                guard case .success(var all) = stats else { return send("") }
+                let cap = config.metricsMaxQueues
+                var omitted = 0
+                if all.count > cap {
+                    all.sort { ($0.pendingTotal, $0.running, $0.name) > ($1.pendingTotal, $1.running, $1.name) }
+                    omitted = all.count - cap
+                    all = Array(all.prefix(cap)).sorted { $0.name < $1.name }
+                }
+                send(APIMetrics.queueSeries(all, omitted: omitted))
             }
         }
     }
 
-    /// `GET /readyz`: 200 when Redis answers a PING in time, 503 otherwise.
+    /// `GET /readyz`: 200 when Redis takes writes now, else 503 naming the
+    /// cause as Redis said it (a wrong password, a replica, out of memory, a
+    /// failed disk write, too few replicas, or no answer). A write rather than
+    /// a PING: a demoted or full Redis still answers PING.
     func ready(_ responder: Responder) {
-        redis.send(["PING"]) { result in
-            if case .success(.status("PONG")) = result {
+        if Router.draining.load(ordering: .acquiring) {
+            return responder.send(.error(503, "shutting_down", "this API process is shutting down", headers: [("Retry-After", "1")]))
+        }
+        guard redis.isUp else {
+            let why = redis.lastProblem.map(Router.cause) ?? "not connected"
+            return responder.send(.error(503, "redis_unavailable", "Redis cannot serve now: \(why)", headers: [("Retry-After", "1")]))
+        }
+        redis.send(["SET", schema.readinessProbe, "1", "PX", "10000"]) { [self] result in
+            switch result {
+            case .success:
                 responder.send(HTTPResponse(status: 200, body: #"{"status":"ready","redis":"ok"}"#))
-            } else {
-                let why: String
-                switch result {
-                case .failure(let e): why = "\(e)"
-                case .success(let r): why = "unexpected reply \(r)"
-                }
-                responder.send(.error(503, "redis_unavailable", "Redis did not answer: \(why)", headers: [("Retry-After", "1")]))
+            case .failure(let e):
+                problems.report(e, context: "redis cannot serve requests")
+                responder.send(.error(503, "redis_unavailable", "Redis cannot serve now: \(Router.cause(e))", headers: [("Retry-After", "1")]))
             }
         }
     }

@@ -33,9 +33,10 @@ extension Router {
     /// Longest `?wait=` accepted, in seconds.
     static let maxWaitSeconds = 60.0
 
-    /// `GET /v1/jobs/{id}[?wait=S]`: with `wait`, answers when the job reaches
-    /// a terminal state or after S seconds, whichever comes first.
-    func readJob(id segment: Substring, _ request: HTTPRequest, _ responder: Responder) {
+    /// `GET /v1/jobs/{id}[?wait=S]` and `GET /v1/jobs/{id}/result[?wait=S]`:
+    /// with `wait`, answers when the job reaches a terminal state or after S
+    /// seconds, whichever comes first.
+    func readJob(id segment: Substring, _ request: HTTPRequest, _ responder: Responder, view: JobView) {
         guard let id = jobID(segment, responder) else { return }
         var waitMs: Int64 = 0
         if let text = request.query["wait"] {
@@ -50,7 +51,7 @@ extension Router {
         var token = 0
         if waitMs > 0 {
             responder.suspendReading()
-            token = waiters.add(id, responder, waitMs: waitMs)
+            token = waiters.add(id, responder, view: view, waitMs: waitMs)
             // The scripts that finish a job publish its id only while this flag exists.
             redis.send(["SET", schema.waiting(id), "1", "PX", String(waitMs + 5000)]) { _ in }
         }
@@ -60,35 +61,44 @@ extension Router {
                     waiters.remove(id.text, token: token)
                     redis.send(["DEL", schema.waiting(id)]) { _ in }
                 }
-                return responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
+                return responder.send(Router.noSuchJob(id))
             }
             if waitMs == 0 || job.state.isTerminal {
                 if waitMs > 0 { waiters.remove(id.text, token: token) }
-                responder.send(HTTPResponse(status: 200, body: job.json))
+                responder.send(view.response(job))
             }
         }
     }
 
-    /// Answers waiters with the job as it is now.
-    func answerWaiters(_ id: JobID, _ responders: [Responder]) {
+    static func noSuchJob(_ id: JobID) -> HTTPResponse {
+        .error(404, "not_found", "no job \(id) (unknown, or its result expired)")
+    }
+
+    /// Answers waiters with the job as it is now, each in its view.
+    func answerWaiters(_ id: JobID, _ waiting: [JobWaiters.Waiter]) {
         redis.send(["HGETALL", schema.job(id)]) { [self] result in
-            let response: HTTPResponse
-            switch result {
-            case .failure(let e): response = failure(e)
-            case .success(let reply):
-                if let job = try? Job(id: id, hash: reply.hash) {
-                    response = HTTPResponse(status: 200, body: job.json)
-                } else {
-                    response = .error(404, "not_found", "no job \(id) (unknown, or its result expired)")
+            for w in waiting {
+                switch result {
+                case .failure(let e): w.responder.send(failure(e))
+                case .success(let reply):
+                    if let job = try? Job(id: id, hash: reply.hash) {
+                        w.responder.send(w.view.response(job))
+                    } else {
+                        w.responder.send(Router.noSuchJob(id))
+                    }
                 }
             }
-            for r in responders { r.send(response) }
         }
+    }
+
+    /// Shutdown: every waiting request is answered now with its job's state.
+    func answerAllWaiters() {
+        waiters.takeAll { id, waiting in answerWaiters(id, waiting) }
     }
 
     /// After the pub/sub connection came back: answer waiters whose job finished meanwhile.
     func recheckWaiters() {
-        waiters.recheckAll { id, _ in
+        waiters.recheckAll { id in
             redis.send(["HGET", schema.job(id), JobField.state]) { [self] result in
                 if case .success(let r) = result, let s = r.string, JobState(rawValue: s)?.isTerminal == true {
                     waiters.finished(id.text)
@@ -136,28 +146,39 @@ extension Router {
         }
     }
 
-    /// `GET /v1/jobs/{id}/result`: the result itself when succeeded, else 409 with the state.
-    func readResult(id segment: Substring, _ responder: Responder) {
-        guard let id = jobID(segment, responder) else { return }
-        loadJob(id, responder) { job in
-            guard let job else { return responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)")) }
-            if job.state == .succeeded {
-                return responder.send(HTTPResponse(status: 200, body: job.result ?? "null"))
-            }
-            let message = job.state.isTerminal
-                ? "job \(id) ended \(job.state.rawValue) and has no result"
-                : "job \(id) is \(job.state.rawValue) and has not finished yet"
-            responder.send(.json(409) { w in
-                w.beginObject()
-                w.key("error")
-                w.beginObject()
-                w.field("code", job.state.isTerminal ? "no_result" : "not_finished")
-                w.field("message", message)
-                w.endObject()
-                w.field("state", job.state.rawValue)
-                w.rawField("job_error", job.error)
-                w.endObject()
-            })
+}
+
+/// What a read of a job answers: the whole job, or only its result.
+enum JobView {
+    case job
+    case result
+
+    func response(_ job: Job) -> HTTPResponse {
+        switch self {
+        case .job: return HTTPResponse(status: 200, body: job.json)
+        case .result: return JobView.resultResponse(job)
+        }
+    }
+
+    /// `/result`: the result itself when succeeded, else 409 with the state
+    /// (and the job's last error, when it has one).
+    private static func resultResponse(_ job: Job) -> HTTPResponse {
+        if job.state == .succeeded {
+            return HTTPResponse(status: 200, body: job.result ?? "null")
+        }
+        let message = job.state.isTerminal
+            ? "job \(job.id) ended \(job.state.rawValue) and has no result"
+            : "job \(job.id) is \(job.state.rawValue) and has not finished yet"
+        return .json(409) { w in
+            w.beginObject()
+            w.key("error")
+            w.beginObject()
+            w.field("code", job.state.isTerminal ? "no_result" : "not_finished")
+            w.field("message", message)
+            w.endObject()
+            w.field("state", job.state.rawValue)
+            w.rawField("job_error", job.error)
+            w.endObject()
         }
     }
 }

@@ -10,13 +10,14 @@ final class JobWaiters {
     struct Waiter {
         let id: JobID
         let responder: Responder
+        let view: JobView
         let deadline: Int64
         let token: Int
     }
 
     /// Called with every waiter of a job that finished or whose time ran out;
-    /// the router answers each with the job's current state.
-    var answer: ((JobID, [Responder]) -> Void)?
+    /// the router answers each with the job's current state, in its view.
+    var answer: ((JobID, [Waiter]) -> Void)?
     private var byJob: [String: [Waiter]] = [:]
     private var nextToken = 0
     private var timer: OpaquePointer?
@@ -30,26 +31,31 @@ final class JobWaiters {
         event_add(timer, &tv)
     }
 
-    var count: Int { byJob.values.reduce(0) { $0 + $1.count } }
-
     /// Registers a waiter; the token removes exactly this one later.
-    func add(_ id: JobID, _ responder: Responder, waitMs: Int64) -> Int {
+    func add(_ id: JobID, _ responder: Responder, view: JobView, waitMs: Int64) -> Int {
         nextToken += 1
         byJob[id.text, default: []].append(
-            Waiter(id: id, responder: responder, deadline: Clock.monotonicMillis() + waitMs, token: nextToken))
+            Waiter(id: id, responder: responder, view: view, deadline: Clock.monotonicMillis() + waitMs, token: nextToken))
         return nextToken
     }
 
     /// A job reached a terminal state (message on the finished channel).
     func finished(_ idText: String) {
         guard let waiters = byJob.removeValue(forKey: idText), let first = waiters.first else { return }
-        answer?(first.id, waiters.map(\.responder))
+        answer?(first.id, waiters)
     }
 
     /// After the pub/sub connection was down, messages may have been missed:
     /// every waiter is answered if its job has finished meanwhile.
-    func recheckAll(_ check: (JobID, [Responder]) -> Void) {
-        for waiters in byJob.values where !waiters.isEmpty { check(waiters[0].id, waiters.map(\.responder)) }
+    func recheckAll(_ check: (JobID) -> Void) {
+        for waiters in byJob.values where !waiters.isEmpty { check(waiters[0].id) }
+    }
+
+    /// Removes every waiter, handing each job's to `answer` (at shutdown).
+    func takeAll(_ answer: (JobID, [Waiter]) -> Void) {
+        let all = byJob
+        byJob = [:]
+        for waiters in all.values where !waiters.isEmpty { answer(waiters[0].id, waiters) }
     }
 
     /// Removes one waiter (answered directly), leaving the job's others waiting.
@@ -66,7 +72,7 @@ final class JobWaiters {
             guard !due.isEmpty else { continue }
             let rest = waiters.filter { $0.deadline > now }
             byJob[key] = rest.isEmpty ? nil : rest
-            answer?(due[0].id, due.map(\.responder))
+            answer?(due[0].id, due)
         }
     }
 }

@@ -51,14 +51,17 @@ extension Router {
         }
     }
 
-    /// `POST /v1/queues/{queue}/pause` and `/resume`.
+    /// `POST /v1/queues/{queue}/pause` and `/resume`: 404 for a queue that
+    /// never had a job (a typo must not create a queue).
     func setPaused(_ segment: Substring, paused: Bool, _ responder: Responder) {
         guard let queue = queueName(segment, responder) else { return }
+        requireQueue(queue, responder) { [self] in setPaused(queue, paused: paused, responder) }
+    }
+
+    private func setPaused(_ queue: String, paused: Bool, _ responder: Responder) {
         let command = paused ? ["SET", schema.paused(queue), "1"] : ["DEL", schema.paused(queue)]
         redis.send(command) { [self] result in
             if case .failure(let e) = result { return responder.send(failure(e)) }
-            // Listed from now on, so a queue paused before its first job shows up.
-            redis.send(["SADD", schema.queues, queue]) { _ in }
             // Idle workers recheck at once rather than at their next timeout.
             if !paused { redis.send(["LPUSH", schema.wake(queue)] + Array(repeating: "1", count: 16)) { _ in } }
             logger.info(paused ? "queue paused" : "queue resumed", metadata: ["queue": "\(queue)"])
@@ -128,6 +131,50 @@ extension Router {
         }, responder: responder) { total in
             self.logger.info("dead jobs purged", metadata: ["queue": "\(queue)", "count": .stringConvertible(total)])
             responder.send(.json(200) { w in w.beginObject(); w.field("deleted", total); w.endObject() })
+        }
+    }
+
+    /// `DELETE /v1/queues/{queue}[?purge=true]`: removes a queue from the
+    /// listing with its keys. A queue that still holds jobs (pending,
+    /// scheduled, running or dead) answers 409 unless `purge=true`, which
+    /// deletes those jobs first, a batch per script call.
+    func deleteQueue(_ segment: Substring, _ request: HTTPRequest, _ responder: Responder) {
+        guard let queue = queueName(segment, responder) else { return }
+        var purge = false
+        if let text = request.query["purge"] {
+            guard text == "true" || text == "false" else {
+                return responder.send(.error(400, "invalid_field", "purge: must be true or false"))
+            }
+            purge = text == "true"
+        }
+        requireQueue(queue, responder) { [self] in
+            deleteQueueSteps(queue, purge: purge, purged: 0, responder)
+        }
+    }
+
+    private func deleteQueueSteps(_ queue: String, purge: Bool, purged: Int, _ responder: Responder) {
+        redis.run(DeleteQueueCall(schema: schema, queue: queue, purgeBatch: purge ? Router.deadBatch : 0)) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(.purged(let n)):
+                deleteQueueSteps(queue, purge: purge, purged: purged + n, responder)
+            case .success(.notEmpty(let pending, let scheduled, let running, let dead)):
+                responder.send(.error(409, "queue_not_empty",
+                                      "queue \(queue) still holds \(pending) pending, \(scheduled) scheduled, \(running) running and \(dead) dead jobs; "
+                                      + "pass ?purge=true to delete them with the queue"))
+            case .success(.deleted):
+                redis.send(["SREM", schema.queues, queue]) { [self] result in
+                    if case .failure(let e) = result { return responder.send(failure(e)) }
+                    registeredQueues[queue] = nil
+                    logger.info("queue deleted", metadata: ["queue": "\(queue)", "jobs_deleted": .stringConvertible(purged)])
+                    responder.send(.json(200) { w in
+                        w.beginObject()
+                        w.field("deleted", queue)
+                        w.field("jobs_deleted", purged)
+                        w.endObject()
+                    })
+                }
+            }
         }
     }
 

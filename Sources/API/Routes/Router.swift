@@ -1,5 +1,6 @@
 import Logging
 import Shared
+import Synchronization
 
 /// Maps a request to its handler by method and path. Every path answers:
 /// unknown paths with 404, known paths with a wrong method with 405.
@@ -10,18 +11,30 @@ final class Router: HTTPHandler {
     let logger: Logger
     let waiters: JobWaiters
     let coalescer: EnqueueCoalescer
-    /// Queues this loop has registered in the queue set since it (re)connected.
-    var registeredQueues: Set<String> = []
+    /// Queues this loop has registered in the queue set since it (re)connected,
+    /// with when (monotonic ms): registered again after `registrationTTLMs`,
+    /// so a queue deleted through another process is listed again once it
+    /// gets jobs.
+    var registeredQueues: [String: Int64] = [:]
+    static let registrationTTLMs: Int64 = 5000
+    /// Set at SIGTERM: `/readyz` answers 503 so load balancers stop sending here.
+    static let draining = Atomic<Bool>(false)
     /// This loop's job id generator.
     var random = FastRandom()
+    /// Redis problems and 5xx answers, logged at most once per kind per 10 s.
+    let problems: RedisProblemLog
+    let serverErrors: ServerErrorLog
 
-    init(redis: AsyncRedisConnection, waiters: JobWaiters, coalescer: EnqueueCoalescer, config: APIConfig, logger: Logger) {
+    init(redis: AsyncRedisConnection, waiters: JobWaiters, coalescer: EnqueueCoalescer, config: APIConfig, logger: Logger,
+         problems: RedisProblemLog, serverErrors: ServerErrorLog) {
         self.redis = redis
         self.waiters = waiters
         self.coalescer = coalescer
         self.config = config
         self.schema = KeySchema(prefix: config.prefix)
         self.logger = logger
+        self.problems = problems
+        self.serverErrors = serverErrors
         waiters.answer = { [unowned self] id, responders in answerWaiters(id, responders) }
     }
 
@@ -33,13 +46,23 @@ final class Router: HTTPHandler {
         let path: String
         /// Each segment of the pattern: nil for a `:name` part, else its bytes.
         let pattern: [[UInt8]?]
+        /// The query parameters the route reads; any other is refused (400),
+        /// so that a typo (`?wiat=5`) is an error rather than ignored.
+        let query: [String]
         let action: (Router, [Substring], HTTPRequest, Responder) -> Void
 
-        init(_ method: String, _ path: String, _ action: @escaping (Router, [Substring], HTTPRequest, Responder) -> Void) {
+        init(_ method: String, _ path: String, query: [String] = [],
+             _ action: @escaping (Router, [Substring], HTTPRequest, Responder) -> Void) {
             self.method = method
             self.path = "/" + path
             self.pattern = path.split(separator: "/").map { $0.first == ":" ? nil : Array($0.utf8) }
+            self.query = query
             self.action = action
+        }
+
+        /// The first query parameter the route does not take, if any.
+        func unknownParameter(_ request: HTTPRequest) -> String? {
+            request.query.keys.sorted().first { !query.contains($0) }
         }
 
         /// The segments matched by `:` parts, or nil when the path does not
@@ -62,17 +85,18 @@ final class Router: HTTPHandler {
         Route("GET", "healthz") { r, _, _, out in r.health(out) },
         Route("GET", "readyz") { r, _, _, out in r.ready(out) },
         Route("GET", "metrics") { r, _, _, out in r.metrics(out) },
-        Route("GET", "v1/queues") { r, _, _, out in r.listQueues(out) },
+        Route("GET", "v1/queues", query: ["limit", "cursor", "prefix"]) { r, _, req, out in r.listQueues(req, out) },
         Route("GET", "v1/queues/:queue") { r, p, _, out in r.queueDetail(p[0], out) },
+        Route("DELETE", "v1/queues/:queue", query: ["purge"]) { r, p, req, out in r.deleteQueue(p[0], req, out) },
         Route("POST", "v1/queues/:queue/jobs") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: false) },
         Route("POST", "v1/queues/:queue/jobs/batch") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: true) },
         Route("POST", "v1/queues/:queue/pause") { r, p, _, out in r.setPaused(p[0], paused: true, out) },
         Route("POST", "v1/queues/:queue/resume") { r, p, _, out in r.setPaused(p[0], paused: false, out) },
-        Route("GET", "v1/queues/:queue/dead") { r, p, req, out in r.listDead(p[0], req, out) },
+        Route("GET", "v1/queues/:queue/dead", query: ["limit", "cursor"]) { r, p, req, out in r.listDead(p[0], req, out) },
         Route("DELETE", "v1/queues/:queue/dead") { r, p, _, out in r.purgeDead(p[0], out) },
         Route("POST", "v1/queues/:queue/dead/retry") { r, p, _, out in r.retryAllDead(p[0], out) },
-        Route("GET", "v1/jobs/:id") { r, p, req, out in r.readJob(id: p[0], req, out) },
-        Route("GET", "v1/jobs/:id/result") { r, p, _, out in r.readResult(id: p[0], out) },
+        Route("GET", "v1/jobs/:id", query: ["wait"]) { r, p, req, out in r.readJob(id: p[0], req, out, view: .job) },
+        Route("GET", "v1/jobs/:id/result", query: ["wait"]) { r, p, req, out in r.readJob(id: p[0], req, out, view: .result) },
         Route("POST", "v1/jobs/:id/cancel") { r, p, _, out in r.cancel(id: p[0], out) },
         Route("POST", "v1/jobs/:id/retry") { r, p, _, out in r.retry(id: p[0], out) },
         Route("GET", "v1/workers") { r, _, _, out in r.listWorkers(out) },
@@ -85,12 +109,16 @@ final class Router: HTTPHandler {
         for route in Router.routes {
             guard let captured = route.match(segments) else { continue }
             if route.method == method {
-                let counted = responder.observing { APIMetrics.request(route: route.path, method: method, status: $0) }
+                let counted = responder.observing(observer(route: route.path, method: method, request))
+                if let unknown = route.unknownParameter(request) {
+                    let takes = route.query.isEmpty ? "this route takes none" : "this route takes " + route.query.joined(separator: ", ")
+                    return counted.send(.error(400, "invalid_field", "unknown query parameter '\(unknown.prefix(80))'; \(takes)"))
+                }
                 return route.action(self, captured, request, counted)
             }
             allowed.append(route.method)
         }
-        let responder = responder.observing { APIMetrics.request(route: "unmatched", method: "other", status: $0) }
+        let responder = responder.observing(observer(route: "unmatched", method: "other", request))
         if allowed.isEmpty {
             responder.send(.error(404, "not_found", "no route for \(request.method) \(request.path.prefix(200))"))
         } else {
@@ -100,39 +128,52 @@ final class Router: HTTPHandler {
         }
     }
 
+    /// What happens once a request is answered: its count and duration, a line
+    /// in the access log when asked for, and a (rate-limited) line per 5xx.
+    private func observer(route: String, method: String, _ request: HTTPRequest) -> (Int) -> Void {
+        let started = Clock.monotonicNanos()
+        return { [self] status in
+            let micros = Int64((Clock.monotonicNanos() - started) / 1000)
+            APIMetrics.request(route: route, method: method, status: status, micros: micros)
+            if status >= 500 { serverErrors.note(route: route, method: method, status: status) }
+            if config.accessLog {
+                logger.info("request", metadata: [
+                    "method": "\(request.method)", "path": "\(request.path.prefix(200))", "route": "\(route)",
+                    "status": .stringConvertible(status), "duration_ms": "\(Double(micros / 10) / 100)",
+                ])
+            }
+        }
+    }
+
     /// After a reconnect Redis may have lost data (no persistence, failover):
     /// register queues again as they are used.
     func redisStateChanged(up: Bool) {
         if up { registeredQueues.removeAll() } else { APIMetrics.redisReconnected() }
     }
 
-    /// The answer when Redis could not be reached in time.
-    static func redisUnavailable(_ error: Error) -> HTTPResponse {
-        .error(503, "redis_unavailable", "Redis did not answer: \(error)", headers: [("Retry-After", "1")])
-    }
-
-    /// Error replies that mean Redis cannot serve right now (loading its data,
-    /// a failover, a busy script, wrong credentials, out of memory): 503 with
-    /// Retry-After, like an outage.
-    static let transientServerErrors = ["LOADING", "BUSY", "READONLY", "NOAUTH", "WRONGPASS", "OOM", "MASTERDOWN",
-                                        "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF"]
-
-    /// Answers a Redis failure or an unexpected reply; logs the unexpected ones.
+    /// Answers a Redis failure or an unexpected reply. Redis being unable to
+    /// serve (down, too slow, a refused password, a replica, out of memory, a
+    /// failed disk write, too few replicas) is 503 `redis_unavailable` naming
+    /// the cause, counted and logged by kind; a bad command or reply is a
+    /// defect of Spool: 500, logged.
     func failure(_ error: Error) -> HTTPResponse {
-        if let e = error as? RedisError, case .server(let message) = e,
-           Router.transientServerErrors.contains(where: { message.hasPrefix($0) }) {
-            APIMetrics.redisError()
-            return .error(503, "redis_unavailable", "Redis cannot serve now: \(message)", headers: [("Retry-After", "1")])
-        }
-        if let e = error as? RedisError, case .server(let message) = e {
-            logger.error("redis rejected a command", metadata: ["error": "\(message)"])
-            return .error(500, "internal_error", "Redis rejected the command: \(message)")
-        }
-        if error is RedisError {
-            APIMetrics.redisError()
-            return Router.redisUnavailable(error)
+        if let e = error as? RedisError {
+            if case .server(let message) = e, !RedisProblem.unavailableCodes.contains(RedisProblem.code(message)) {
+                logger.error("redis rejected a command", metadata: ["error": "\(message)"])
+                return .error(500, "internal_error", "Redis rejected the command: \(message)")
+            }
+            problems.report(e, context: "redis cannot serve requests")
+            return .error(503, "redis_unavailable", "Redis cannot serve now: \(Router.cause(e))", headers: [("Retry-After", "1")])
         }
         logger.error("unexpected reply", metadata: ["error": "\(error)"])
         return .error(500, "internal_error", "\(error)")
+    }
+
+    /// The cause of a Redis failure as a person reads it.
+    static func cause(_ e: RedisError) -> String {
+        switch e {
+        case .timeout: return "no answer within the Redis timeout"
+        case .connection(let m), .server(let m): return m
+        }
     }
 }

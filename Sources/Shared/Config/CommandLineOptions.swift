@@ -4,7 +4,7 @@ import Glibc
 
 /// The command line of Spool's binaries: options with a value, given as
 /// `--name value` or `--name=value` (the last one wins, or all of them for a
-/// repeatable option), and `--help`.
+/// repeatable option), `--help` and `--version`.
 ///
 /// Why not swift-argument-parser, which the project uses elsewhere: it brings
 /// FoundationEssentials into the binary. A static binary that only parses one
@@ -38,6 +38,9 @@ public struct CommandLineOptions {
     /// Every value of a repeatable option, in order.
     public func all(_ name: String) -> [String] { values[name] ?? [] }
 
+    /// Set when `--version` was given (the process prints it and exits).
+    public private(set) var versionAsked = false
+
     /// Parses `arguments` (without the program name); nil means `--help` was asked.
     public static func parse(_ arguments: [String], options: [Option]) throws -> CommandLineOptions? {
         var result = CommandLineOptions()
@@ -47,6 +50,10 @@ public struct CommandLineOptions {
             let arg = arguments[i]
             i += 1
             if arg == "--help" || arg == "-h" { return nil }
+            if arg == "--version" {
+                result.versionAsked = true
+                continue
+            }
             guard arg.hasPrefix("--"), arg.count > 2 else {
                 throw UsageError(description: "unexpected argument '\(arg)'; options look like --name value")
             }
@@ -74,6 +81,8 @@ public struct CommandLineOptions {
             lines.append("  --\(o.name) <value>\(o.repeatable ? " (repeatable)" : "")")
             lines.append("        \(o.help)")
         }
+        lines.append("  --version")
+        lines.append("        Print the version and exit.")
         lines.append("  -h, --help")
         lines.append("        Show this help.")
         return lines.joined(separator: "\n")
@@ -83,7 +92,13 @@ public struct CommandLineOptions {
     /// `--help`, prints the error and exits 64 (usage error) for a bad command line.
     public static func parseOrExit(program: String, abstract: String, options: [Option]) -> CommandLineOptions {
         do {
-            if let parsed = try parse(Array(CommandLine.arguments.dropFirst()), options: options) { return parsed }
+            if let parsed = try parse(Array(CommandLine.arguments.dropFirst()), options: options) {
+                if parsed.versionAsked {
+                    print("\(program) \(SpoolVersion.current)")
+                    exit(0)
+                }
+                return parsed
+            }
             print(help(program: program, abstract: abstract, options: options))
             exit(0)
         } catch {

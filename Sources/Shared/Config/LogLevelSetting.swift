@@ -1,6 +1,6 @@
 import Logging
 
-extension Logger.Level: @retroactive CaseIterable {}
+
 
 extension SettingSource {
     public func logLevel(_ flag: String?) throws -> Logger.Level {

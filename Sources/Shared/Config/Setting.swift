@@ -32,7 +32,7 @@ public struct SettingSource {
     /// The options both binaries take, for the settings resolved below
     /// (`redisEndpoint`, `prefix`, `logLevel`, and the log format).
     public static let sharedOptions: [CommandLineOptions.Option] = [
-        .init("redis-url", "redis://[:password@]host:port[/db] [REDIS_URL, default redis://127.0.0.1:6379]"),
+        .init("redis-url", "redis://[user[:password]@]host[:port][/db], redis://[::1]:6379, or unix://[user[:password]@]/path/redis.sock[?db=N] [REDIS_URL, default redis://127.0.0.1:6379]"),
         .init("prefix", "Prefix of every Redis key [SPOOL_PREFIX, default spool]"),
         .init("log-level", "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]"),
         .init("log-format", "json or text [SPOOL_LOG_FORMAT, default: text on a terminal, else json]"),
@@ -61,6 +61,16 @@ public struct SettingSource {
             throw ConfigError("\(origin): \(n) is out of range \(range.lowerBound)...\(range.upperBound)\(suffix)")
         }
         return n
+    }
+
+    /// `true` or `false` (also 1/0, yes/no, on/off).
+    public func boolean(_ flag: String?, flagName: String, env: String, default value: Bool) throws -> Bool {
+        guard let (text, origin) = raw(flag: flag, flagName: flagName, env: env) else { return value }
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigError("\(origin): '\(text)' is not true or false")
+        }
     }
 
     /// One of a fixed set of words.

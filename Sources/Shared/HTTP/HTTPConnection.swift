@@ -64,6 +64,12 @@ final class HTTPConnection {
 
     // MARK: - reading
 
+    /// Shutdown: closes now when no request is being answered, else after the
+    /// current response (which then says `Connection: close`).
+    func closeWhenIdle() {
+        if handling { closeAfterWrite = true } else if !closed { close() }
+    }
+
     private func readAvailable() {
         if lingering { return discardInput() }
         guard !closed, !handling, !inReadLoop else { return }
@@ -151,6 +157,7 @@ final class HTTPConnection {
         guard !closed, sequence == self.sequence, handling else { return }
         handling = false
         observer?(response.status)
+        let keepAlive = keepAlive && !server.closing && !closeAfterWrite
         if !keepAlive { closeAfterWrite = true }
         let bytes = response.serialized(keepAlive: keepAlive, includeBody: !isHead)
         if closeAfterWrite { return write(bytes) }
@@ -237,7 +244,7 @@ final class HTTPConnection {
         guard !closed else { return }
         closed = true
         bufferevent_free(bev)
-        server.connectionClosed()
+        server.connectionClosed(self)
         Unmanaged.passUnretained(self).release()
     }
 }

@@ -1,4 +1,5 @@
 import CLibevent
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,18 +10,32 @@ public protocol HTTPHandler: AnyObject {
 }
 
 /// A listening socket on one libevent loop that turns accepted sockets into
-/// HTTPConnections. SO_REUSEPORT lets several loops (threads) listen on the
-/// same address, and the kernel spreads connections over them.
+/// HTTPConnections. SO_REUSEPORT lets several loops (threads) of one process
+/// listen on the same address, and the kernel spreads connections over them.
+///
+/// SO_REUSEPORT would also let a second process share a port that is taken,
+/// silently splitting the traffic between two servers. So the first loop's
+/// listener (`exclusive`) first binds the address without it: taken means an
+/// error naming the address, and the process stops.
 public final class HTTPListener {
     public let limits: HTTPLimits
     public unowned let handler: HTTPHandler
     private let base: OpaquePointer
     private var listener: OpaquePointer?
-    private var openConnections = 0
+    /// Open connections (each retains itself while open; listed here so a
+    /// shutdown can close the idle ones).
+    private var connections: [ObjectIdentifier: HTTPConnection] = [:] {
+        didSet { openCount.store(connections.count, ordering: .relaxed) }
+    }
+    private let openCount = Atomic<Int>(0)
+    /// Shutting down: connections close after their current response.
+    public private(set) var closing = false
+    /// Called (on the loop thread) each time a connection is refused at the limit.
+    public var onRefused: (() -> Void)?
 
     /// `setting` names the configuration that gave the address, for errors.
     public init(base: OpaquePointer, address: ListenAddress, limits: HTTPLimits, handler: HTTPHandler,
-                setting: String, backlog: Int32 = 1024) throws {
+                setting: String, exclusive: Bool = true, backlog: Int32 = 1024) throws {
         self.base = base
         self.limits = limits
         self.handler = handler
@@ -33,12 +48,29 @@ public final class HTTPListener {
             throw ConfigError("\(setting): cannot resolve '\(address)'")
         }
         defer { freeaddrinfo(info) }
+        if exclusive && address.port != 0 {
+            try HTTPListener.checkFree(ai.pointee, address: address, setting: setting)
+        }
         let flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC
         listener = evconnlistener_new_bind(base, { _, fd, _, _, ctx in
             Unmanaged<HTTPListener>.fromOpaque(ctx!).takeUnretainedValue().accept(fd)
         }, Unmanaged.passUnretained(self).toOpaque(), flags, backlog, ai.pointee.ai_addr, Int32(ai.pointee.ai_addrlen))
         guard listener != nil else {
             throw ConfigError("\(setting): cannot listen on \(address): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Binds the address without SO_REUSEPORT and lets it go: EADDRINUSE means
+    /// another process (or another spool-api) serves there.
+    private static func checkFree(_ ai: addrinfo, address: ListenAddress, setting: String) throws {
+        let fd = socket(ai.ai_family, ai.ai_socktype, ai.ai_protocol)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        var one: Int32 = 1
+        // SO_REUSEADDR only skips TIME_WAIT leftovers; a listening socket still conflicts.
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if bind(fd, ai.ai_addr, ai.ai_addrlen) != 0 && errno == EADDRINUSE {
+            throw ConfigError("\(setting): cannot listen on \(address): the address is already in use (is another spool process running there?)")
         }
     }
 
@@ -55,10 +87,11 @@ public final class HTTPListener {
     }
 
     private func accept(_ fd: Int32) {
-        guard openConnections < limits.maxConnectionsPerLoop else {
+        guard connections.count < limits.maxConnectionsPerLoop, !closing else {
             // Over the limit: closing at once is the cheapest answer that
             // cannot be turned into a way to exhaust memory.
             Glibc.close(fd)
+            if !closing { onRefused?() }
             return
         }
         var one: Int32 = 1
@@ -67,15 +100,30 @@ public final class HTTPListener {
             Glibc.close(fd)
             return
         }
-        openConnections += 1
-        HTTPConnection(bev: bev, server: self).start()
+        let connection = HTTPConnection(bev: bev, server: self)
+        connections[ObjectIdentifier(connection)] = connection
+        connection.start()
     }
 
-    func connectionClosed() { openConnections -= 1 }
+    func connectionClosed(_ connection: HTTPConnection) { connections[ObjectIdentifier(connection)] = nil }
+
+    /// Open connections, readable from any thread.
+    public var connectionCount: Int { openCount.load(ordering: .relaxed) }
 
     /// Stops accepting new connections; safe from another thread once
     /// `evthread_use_pthreads()` was called.
     public func stopAccepting() {
         if let listener { evconnlistener_disable(listener) }
+    }
+
+    /// For shutdown, on the loop thread: no new connections, idle keep-alive
+    /// connections closed now, busy ones after their current response.
+    public func closeConnections() {
+        closing = true
+        if let listener {
+            evconnlistener_free(listener)
+            self.listener = nil
+        }
+        for c in Array(connections.values) { c.closeWhenIdle() }
     }
 }

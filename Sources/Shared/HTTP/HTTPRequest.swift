@@ -155,22 +155,8 @@ public enum HTTPHeadParser {
         return (String(target[..<q]), query)
     }
 
-    /// Decodes %XX escapes (and '+' is left alone); nil when the result is not UTF-8.
-    public static func percentDecode(_ s: Substring) -> String? {
-        guard s.utf8.contains(0x25) else { return String(s) }
-        var out: [UInt8] = []
-        var bytes = Array(s.utf8)[...]
-        while let b = bytes.popFirst() {
-            if b == 0x25 {
-                guard bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) else { return nil }
-                out.append(v)
-                bytes = bytes.dropFirst(2)
-            } else {
-                out.append(b)
-            }
-        }
-        return String(validating: out, as: UTF8.self)
-    }
+    /// Decodes %XX escapes (see PercentDecoding); nil when malformed or not UTF-8.
+    public static func percentDecode(_ s: Substring) -> String? { PercentDecoding.decode(s) }
 
     static func bad(_ message: String) -> HTTPParseError {
         HTTPParseError(status: 400, code: "bad_request", message: message)

@@ -30,10 +30,10 @@ public struct HTTPResponse {
         return HTTPResponse(status: status, body: w.text, headers: headers)
     }
 
-    public static func json(_ status: Int, _ build: (inout JSONWriter) -> Void) -> HTTPResponse {
+    public static func json(_ status: Int, headers: [(String, String)] = [], _ build: (inout JSONWriter) -> Void) -> HTTPResponse {
         var w = JSONWriter()
         build(&w)
-        return HTTPResponse(status: status, bytes: w.bytes)
+        return HTTPResponse(status: status, bytes: w.bytes, headers: headers)
     }
 
     /// The bytes on the wire; a reply to HEAD has the headers only.

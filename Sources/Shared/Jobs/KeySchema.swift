@@ -50,6 +50,11 @@ public struct KeySchema: Sendable {
     public var finishedChannel: String { "\(prefix):finished" }
     /// SET: names of every queue that has seen a job.
     public var queues: String { "\(prefix):queues" }
+    /// STRING, expires in seconds: written by each `GET /readyz`, a write that
+    /// fails when Redis refuses writes (replica, out of memory, failed disk
+    /// write, too few replicas) even though it still answers PING. One key on
+    /// its own, so one slot on Redis Cluster.
+    public var readinessProbe: String { "\(prefix):readiness-probe" }
     /// ZSET: live worker ids; score = last heartbeat (ms).
     public var workers: String { "\(prefix):workers" }
     /// HASH: one worker's description and counters; expires without heartbeats.

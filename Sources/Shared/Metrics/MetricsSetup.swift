@@ -23,12 +23,34 @@ public enum MetricsSetup {
         factory.durationHistogramBuckets = [
             SpoolMetric.jobDuration: jobDurationBuckets,
             SpoolMetric.jobStartLatency: latencyBuckets,
+            SpoolMetric.httpRequestDuration: latencyBuckets,
         ]
         MetricsSystem.bootstrap(factory)
+        // Counters that exist (at 0) before their first event, so that a
+        // rate() or an alert on them works from the start.
+        Counter(label: SpoolMetric.redisReconnects).increment(by: 0)
+        for kind in RedisProblem.kinds { Counter(label: SpoolMetric.redisErrors, dimensions: [("kind", kind)]).increment(by: 0) }
     }
 
-    /// Every metric in the Prometheus text format.
-    public static func exposition() -> String { registry.emitToString() }
+    /// Every metric in the Prometheus text format, each family with its HELP
+    /// line (swift-prometheus writes HELP only for metrics made through its own
+    /// API with a text; Spool records through swift-metrics, which has none).
+    /// `extra` is text already in the format (with its own HELP and TYPE).
+    public static func exposition(extra: String = "") -> String {
+        var out = ""
+        let text = registry.emitToString()
+        out.reserveCapacity(text.utf8.count + extra.utf8.count + 4096)
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE "), let name = line.dropFirst(7).split(separator: " ").first {
+                out += "# HELP \(name) \(SpoolMetric.help[String(name)] ?? "Spool metric \(name).")\n"
+            }
+            if line.hasPrefix("# HELP ") { continue }
+            out += line
+            out += "\n"
+        }
+        while out.hasSuffix("\n\n") { out.removeLast() }
+        return out + extra
+    }
 }
 
 /// Metric names, in one place. Base units (seconds), `_total` on counters.
@@ -49,7 +71,40 @@ public enum SpoolMetric {
     public static let jobDuration = "spool_job_duration_seconds"
     public static let jobStartLatency = "spool_job_start_latency_seconds"
     public static let workerLoops = "spool_worker_loops"
+    public static let jobOutcomes = "spool_job_outcomes_total"
+    // API
+    public static let httpRequestDuration = "spool_http_request_duration_seconds"
+    public static let queuesOmitted = "spool_metrics_queues_omitted"
+    public static let connectionsRefused = "spool_http_connections_refused_total"
     // Both
     public static let redisErrors = "spool_redis_errors_total"
     public static let redisReconnects = "spool_redis_reconnects_total"
+    public static let redisUp = "spool_redis_up"
+    public static let jobsMissing = "spool_jobs_missing_total"
+
+    /// The HELP text of every family, for `promtool check metrics` and people.
+    public static let help: [String: String] = [
+        jobsEnqueued: "Jobs stored by enqueue requests answered by this API process.",
+        httpRequests: "HTTP requests answered, by route pattern, method and status.",
+        httpRequestDuration: "Time from a request's arrival to its answer, by route pattern and method.",
+        queuePending: "Jobs ready to run, by queue and priority, read from Redis at scrape time.",
+        queueScheduled: "Delayed jobs and retries waiting for their time, by queue.",
+        queueRunning: "Jobs under a lease (running), by queue.",
+        queueDead: "Jobs out of attempts, kept in the dead set, by queue.",
+        queuesOmitted: "Queues left out of the per-queue series because of SPOOL_METRICS_MAX_QUEUES (the deepest are shown).",
+        connectionsRefused: "Client connections closed at once because SPOOL_MAX_CONNECTIONS was reached.",
+        jobsProcessed: "Jobs this worker ran to success, by queue.",
+        jobsFailed: "Failed runs of jobs on this worker (retried or dead), by queue.",
+        jobsRetried: "Failed runs scheduled for another attempt, by queue.",
+        jobsDead: "Jobs moved to the dead set by this worker (out of attempts), by queue.",
+        jobsRecovered: "Jobs whose lease expired (their worker died or froze) put back or buried by this worker's recovery, by queue.",
+        jobOutcomes: "Outcomes of the jobs this worker ran, by job type (a configured handler, or other) and outcome.",
+        jobDuration: "Run time of jobs on this worker, by queue.",
+        jobStartLatency: "Time from a job being due to a worker starting it, by queue.",
+        workerLoops: "Fetch loops of this worker, busy (running a job) or idle.",
+        redisErrors: "Redis failures seen by this process, by kind (timeout, connection, auth, readonly, oom, misconf, noreplicas, loading, busy, masterdown, other).",
+        redisReconnects: "Times this process lost its Redis connection.",
+        redisUp: "1 when this process can use Redis (connected, authenticated, primary), else 0.",
+        jobsMissing: "Ids found in a queue whose job hash is gone (evicted or deleted by hand); the id is dropped.",
+    ]
 }

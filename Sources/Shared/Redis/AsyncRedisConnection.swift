@@ -10,16 +10,31 @@ import CLibevent
 ///   the connection is dropped, which fails every pending command at once;
 /// - reconnection with capped backoff; while Redis is down, commands fail at
 ///   once instead of queueing up;
-/// - EVALSHA with a transparent fallback to EVAL after NOSCRIPT.
+/// - EVALSHA with a transparent fallback to EVAL after NOSCRIPT;
+/// - a handshake on every connect: AUTH and SELECT, then ROLE. The connection
+///   is only "up" once all passed: a wrong password or a node that is a
+///   replica is a named problem (`lastProblem`, `onProblem`), and the
+///   connection is dropped and tried again with backoff;
+/// - a READONLY reply (the node was demoted in a failover) drops the
+///   connection, so that the next one finds the primary again (and checks it).
 public final class AsyncRedisConnection {
     public let endpoint: RedisEndpoint
     public let commandTimeoutMs: Int64
     /// Called on the loop thread when the connection comes up (true) or goes down (false).
     public var onStateChange: ((Bool) -> Void)?
+    /// Called on the loop thread with each problem that made the connection
+    /// unusable (refused handshake, replica, READONLY, timeout).
+    public var onProblem: ((RedisError) -> Void)?
+    /// Why the connection is not up, as Redis or the network said it; nil while up.
+    public private(set) var lastProblem: RedisError? = .connection("not connected yet")
 
     private let base: OpaquePointer
     private var context: UnsafeMutablePointer<redisAsyncContext>?
+    /// The handshake passed: commands may be sent.
     private var connected = false
+    /// Set from a hiredis callback: the connection is dropped on the next tick
+    /// (freeing it inside the callback would pull it from under hiredis).
+    private var dropReason: RedisError?
     private var deadlines = DeadlineQueue()
     private var timer: OpaquePointer?
     private var reconnectAt: Int64 = 0
@@ -35,7 +50,7 @@ public final class AsyncRedisConnection {
         self.commandTimeoutMs = commandTimeoutMs
     }
 
-    public var isConnected: Bool { connected }
+    public var isUp: Bool { connected }
 
     /// Connects and starts the timer that enforces timeouts and reconnects.
     public func start() {
@@ -60,9 +75,9 @@ public final class AsyncRedisConnection {
     }
 
     /// Like `send`, with error replies passed through as `.success(.error)`.
-    func sendRaw(_ args: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
-        guard let ac = context else {
-            callback(.failure(.connection("redis is unavailable")))
+    func sendRaw(_ args: [String], handshake: Bool = false, _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        guard let ac = context, connected || handshake, dropReason == nil else {
+            callback(.failure(lastProblem ?? .connection("redis is unavailable")))
             return
         }
         let box = Unmanaged.passRetained(PendingCommand(owner: self, callback: callback)).toOpaque()
@@ -127,8 +142,10 @@ public final class AsyncRedisConnection {
     // MARK: - connection life
 
     private func connect() {
-        guard let ac = redisAsyncConnect(endpoint.host, Int32(endpoint.port)) else { return scheduleReconnect() }
+        let made = endpoint.socketPath.map { redisAsyncConnectUnix($0) } ?? redisAsyncConnect(endpoint.host, Int32(endpoint.port))
+        guard let ac = made else { return scheduleReconnect() }
         if ac.pointee.c.err != 0 {
+            lastProblem = .connection("\(endpoint.address): \(RedisConnection.errorText(ac.pointee.c))")
             redisAsyncFree(ac)
             return scheduleReconnect()
         }
@@ -136,16 +153,55 @@ public final class AsyncRedisConnection {
         _ = redisLibeventAttach(ac, base)
         redisAsyncSetConnectCallback(ac) { ac, status in
             let me = AsyncRedisConnection.owner(of: ac)
-            if status == REDIS_OK { me?.didConnect() } else { me?.didDisconnect() }
+            if status == REDIS_OK { me?.socketConnected() } else { me?.connectFailed(ac) }
         }
         redisAsyncSetDisconnectCallback(ac) { ac, _ in
             AsyncRedisConnection.owner(of: ac)?.didDisconnect()
         }
         context = ac
         failure = .connection("connection lost")
-        for cmd in endpoint.handshake {
-            send(cmd) { _ in }
+        handshake(endpoint.handshake + [["ROLE"]])
+    }
+
+    /// Sends AUTH, SELECT and ROLE in order; the connection is up once the
+    /// last one answered that this node is the primary.
+    private func handshake(_ commands: [[String]]) {
+        guard let command = commands.first else { return }
+        sendRaw(command, handshake: true) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .failure:
+                break  // the connection went away; the disconnect handles it
+            case .success(.error(let message)) where command[0] != "ROLE":
+                let shown = command[0] == "AUTH" ? "AUTH" : command.joined(separator: " ")
+                self.refuse(.connection("\(shown) failed on \(self.endpoint.address): \(message)"))
+            case .success(let reply):
+                if command[0] == "ROLE" {
+                    if let why = RedisProblem.refusal(ofRole: reply, address: self.endpoint.address) {
+                        self.refuse(.connection(why))
+                    } else {
+                        self.didConnect()
+                    }
+                } else {
+                    self.handshake(Array(commands.dropFirst()))
+                }
+            }
         }
+    }
+
+    /// The node cannot be used (handshake refused, not the primary, READONLY):
+    /// named, reported, and the connection dropped on the next tick.
+    private func refuse(_ problem: RedisError) {
+        guard dropReason == nil else { return }
+        dropReason = problem
+        lastProblem = problem
+        failure = problem
+        onProblem?(problem)
+    }
+
+    /// A reply said the node is no longer the primary.
+    fileprivate func lostPrimary(_ message: String) {
+        refuse(.server(message))
     }
 
     private static func owner(of ac: UnsafePointer<redisAsyncContext>?) -> AsyncRedisConnection? {
@@ -155,15 +211,21 @@ public final class AsyncRedisConnection {
 
     private func didConnect() {
         connected = true
+        lastProblem = nil
         reconnectDelayMs = 50
         onStateChange?(true)
     }
+
+    /// TCP connected: the handshake decides whether the connection is up.
+    private func socketConnected() {}
 
     /// hiredis frees the context itself after this callback.
     private func didDisconnect() {
         let wasConnected = connected
         context = nil
         connected = false
+        if lastProblem == nil || wasConnected { lastProblem = dropReason ?? failure }
+        dropReason = nil
         deadlines.removeAll()
         scheduleReconnect()
         if wasConnected { onStateChange?(false) }
@@ -174,12 +236,26 @@ public final class AsyncRedisConnection {
         reconnectDelayMs = min(reconnectDelayMs * 2, AsyncRedisConnection.maxReconnectDelayMs)
     }
 
+    /// The TCP connect failed (refused, unreachable): hiredis frees the context.
+    private func connectFailed(_ ac: UnsafePointer<redisAsyncContext>?) {
+        let text = ac.map { RedisConnection.errorText($0.pointee.c) } ?? "connection failed"
+        failure = .connection("\(endpoint.address): \(text)")
+        didDisconnect()
+    }
+
     private func tick() {
         let now = Clock.monotonicMillis()
-        if let ac = context, let oldest = deadlines.first, oldest <= now {
+        if let ac = context, let reason = dropReason {
+            // Refused handshake, replica, READONLY: try again after the backoff.
+            failure = reason
+            deadlines.removeAll()
+            redisAsyncFree(ac)
+            if context != nil { didDisconnect() }
+        } else if let ac = context, let oldest = deadlines.first, oldest <= now {
             // Redis stopped answering: drop the connection so that every waiting
             // request fails now rather than piling up. Reconnect right away.
             failure = .timeout
+            onProblem?(.timeout)
             deadlines.removeAll()
             redisAsyncFree(ac)
             if context != nil { didDisconnect() }
@@ -205,7 +281,9 @@ private final class PendingCommand {
     func complete(_ reply: UnsafeMutablePointer<redisReply>?) {
         guard let reply else { return callback(.failure(owner.failureReason)) }
         owner.replyArrived()
-        callback(.success(RedisReply(reply)))
+        let parsed = RedisReply(reply)
+        if case .error(let message) = parsed, RedisProblem.meansNotPrimary(message) { owner.lostPrimary(message) }
+        callback(.success(parsed))
     }
 }
 

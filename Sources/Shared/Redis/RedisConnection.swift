@@ -21,8 +21,6 @@ public final class RedisConnection {
 
     deinit { disconnect() }
 
-    public var isConnected: Bool { context != nil }
-
     public func disconnect() {
         if let c = context { redisFree(c) }
         context = nil
@@ -31,24 +29,31 @@ public final class RedisConnection {
     public func connect() throws {
         if context != nil { return }
         let tv = RedisConnection.timeval(ms: commandTimeoutMs)
-        guard let c = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
-            throw RedisError.connection("out of memory")
-        }
+        let made = endpoint.socketPath.map { redisConnectUnixWithTimeout($0, tv) }
+            ?? redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv)
+        guard let c = made else { throw RedisError.connection("out of memory") }
         if c.pointee.err != 0 {
-            let message = RedisConnection.errorText(c)
+            let message = RedisConnection.errorText(c.pointee)
             redisFree(c)
-            throw RedisError.connection("\(endpoint.host):\(endpoint.port): \(message)")
+            throw RedisError.connection("\(endpoint.address): \(message)")
         }
         redisSetTimeout(c, tv)
-        redisEnableKeepAlive(c)
+        // TCP only: on a Unix socket it fails and leaves the context in error.
+        if endpoint.socketPath == nil { redisEnableKeepAlive(c) }
         // Handler processes the worker spawns must not inherit the socket.
         _ = fcntl(c.pointee.fd, F_SETFD, FD_CLOEXEC)
         context = c
         for cmd in endpoint.handshake {
             if case .error(let e) = try command(cmd) {
                 disconnect()
-                throw RedisError.connection("\(cmd[0]) failed: \(e)")
+                throw RedisError.connection("\(cmd[0] == "AUTH" ? "AUTH" : cmd.joined(separator: " ")) failed on \(endpoint.address): \(e)")
             }
+        }
+        // A replica (a stale address after a failover, or a demoted primary
+        // that came back) would refuse every write: refuse it first.
+        if let why = RedisProblem.refusal(ofRole: try command(["ROLE"]), address: endpoint.address) {
+            disconnect()
+            throw RedisError.connection(why)
         }
     }
 
@@ -60,7 +65,9 @@ public final class RedisConnection {
         let raw: UnsafeMutableRawPointer? = withArgv(args) { argc, argv, lens in
             redisCommandArgv(context, argc, argv, lens)
         }
-        return try takeReply(raw)
+        let reply = try takeReply(raw)
+        try checkPrimary([reply])
+        return reply
     }
 
     /// Like `command`, with a longer socket timeout for a command that blocks
@@ -85,6 +92,7 @@ public final class RedisConnection {
             guard redisGetReply(context, &raw) == REDIS_OK else { throw failConnection() }
             replies.append(try takeReply(raw))
         }
+        try checkPrimary(replies)
         return replies
     }
 
@@ -105,15 +113,26 @@ public final class RedisConnection {
         return RedisReply(raw.assumingMemoryBound(to: redisReply.self))
     }
 
+    /// A READONLY reply means the node was demoted: the connection is
+    /// dropped (the next call connects again and checks the role) and the
+    /// call fails like an outage, so callers back off instead of retrying
+    /// against a replica.
+    private func checkPrimary(_ replies: [RedisReply]) throws {
+        for case .error(let message) in replies where RedisProblem.meansNotPrimary(message) {
+            disconnect()
+            throw RedisError.connection("\(endpoint.address) is no longer the primary: \(message)")
+        }
+    }
+
     private func failConnection() -> RedisError {
-        let message = context.map(RedisConnection.errorText) ?? "not connected"
+        let message = context.map { RedisConnection.errorText($0.pointee) } ?? "not connected"
         let timedOut = context.map { $0.pointee.err == REDIS_ERR_IO && errno == EAGAIN } ?? false
         disconnect()
         return timedOut ? .timeout : .connection(message)
     }
 
-    static func errorText(_ c: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: c.pointee.errstr) { raw in
+    static func errorText(_ c: redisContext) -> String {
+        withUnsafeBytes(of: c.errstr) { raw in
             let bytes = raw.prefix(while: { $0 != 0 })
             let text = String(decoding: bytes, as: UTF8.self)
             return text.isEmpty ? "connection lost" : text

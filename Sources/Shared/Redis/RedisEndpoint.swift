@@ -1,7 +1,16 @@
-/// Where Redis is: parsed from `redis://[[user]:password@]host[:port][/db]`.
+/// Where Redis is, parsed from a URL as RFC 3986 reads it:
+/// - `redis://[user[:password]@]host[:port][/db][?db=N]`, host a name, an
+///   IPv4 address or a bracketed IPv6 address (`redis://[::1]:6379`);
+/// - `redis://:password@host` for a password without a user (Redis' `default` user);
+/// - `unix://[user[:password]@]/path/to/redis.sock[?db=N]` for a Unix socket.
+/// A user without a password (`redis://app@host`) is a user, not a password:
+/// it authenticates as that user with an empty password, which an ACL user
+/// marked `nopass` accepts.
 public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     public var host: String = "127.0.0.1"
     public var port: Int = 6379
+    /// A Unix socket path; when set, host and port are not used.
+    public var socketPath: String? = nil
     public var username: String? = nil
     public var password: String? = nil
     public var database: Int = 0
@@ -10,29 +19,84 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
 
     /// The URL without its password, for logs.
     public var description: String {
-        "redis://\(password == nil ? "" : "***@")\(host):\(port)/\(database)"
+        var auth = ""
+        if let username { auth = RedisEndpoint.hideControl(username) + (password == nil ? "" : ":***") + "@" }
+        else if password != nil { auth = ":***@" }
+        if let socketPath { return "unix://\(auth)\(socketPath)?db=\(database)" }
+        let shownHost = host.contains(":") ? "[\(host)]" : host
+        return "redis://\(auth)\(shownHost):\(port)/\(database)"
+    }
+
+    /// The address alone, for messages about connecting.
+    public var address: String {
+        if let socketPath { return socketPath }
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     public struct ParseError: Error, CustomStringConvertible {
         public let description: String
     }
 
+    public static let urlForms = "redis://[user[:password]@]host[:port][/db] or unix://[user[:password]@]/path/redis.sock[?db=N]"
+
     public init(url: String) throws {
-        guard url.hasPrefix("redis://") else {
-            throw ParseError(description: "must start with redis:// (TLS is not supported by hiredis 0.14)")
+        let isUnix: Bool
+        var rest: Substring
+        if url.hasPrefix("redis://") {
+            isUnix = false
+            rest = url.dropFirst("redis://".count)
+        } else if url.hasPrefix("unix://") {
+            isUnix = true
+            rest = url.dropFirst("unix://".count)
+        } else if url.hasPrefix("rediss://") {
+            throw ParseError(description: "rediss:// (TLS) is not supported yet; use redis:// or unix://")
+        } else {
+            throw ParseError(description: "must be \(RedisEndpoint.urlForms)")
         }
-        var rest = Substring(url.dropFirst("redis://".count))
-        if let at = rest.lastIndex(of: "@") {
+        guard !rest.contains(where: { $0 == " " || $0 == "#" }) else {
+            throw ParseError(description: "contains a space or '#'; percent-encode such characters (%20, %23)")
+        }
+        var query: Substring = ""
+        if let q = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: q)...]
+            rest = rest[..<q]
+        }
+        // The userinfo ends at the last '@' before the path (a password may hold '@' only encoded, but be lenient).
+        let authorityEnd = isUnix ? (rest.firstIndex(of: "/") ?? rest.endIndex) : rest.endIndex
+        if let at = rest[..<authorityEnd].lastIndex(of: "@") {
             let auth = rest[..<at]
             rest = rest[rest.index(after: at)...]
             if let colon = auth.firstIndex(of: ":") {
                 let user = auth[..<colon]
-                username = user.isEmpty ? nil : RedisEndpoint.percentDecoded(user)
-                password = RedisEndpoint.percentDecoded(auth[auth.index(after: colon)...])
+                username = user.isEmpty ? nil : try RedisEndpoint.decoded(user, "user")
+                password = try RedisEndpoint.decoded(auth[auth.index(after: colon)...], "password")
             } else if !auth.isEmpty {
-                password = RedisEndpoint.percentDecoded(auth)
+                username = try RedisEndpoint.decoded(auth, "user")
             }
         }
+        if isUnix {
+            guard rest.first == "/", rest.count > 1 else {
+                throw ParseError(description: "unix:// needs an absolute socket path, e.g. unix:///run/redis/redis.sock")
+            }
+            socketPath = try RedisEndpoint.decoded(rest, "socket path")
+        } else {
+            try parseHostPortDatabase(rest)
+        }
+        for pair in query.split(separator: "&") where !pair.isEmpty {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let value = kv.count > 1 ? kv[1] : ""
+            switch kv[0] {
+            case "db":
+                guard let n = Int(value), n >= 0 else { throw ParseError(description: "db '\(value)' is not a number ≥ 0") }
+                database = n
+            default:
+                throw ParseError(description: "unknown URL parameter '\(kv[0])'; only db is understood")
+            }
+        }
+    }
+
+    private mutating func parseHostPortDatabase(_ text: Substring) throws {
+        var rest = text
         if let slash = rest.firstIndex(of: "/") {
             let db = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
@@ -41,36 +105,54 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
                 database = n
             }
         }
-        if let colon = rest.lastIndex(of: ":") {
-            let portText = rest[rest.index(after: colon)...]
+        var portText: Substring?
+        if rest.first == "[" {
+            guard let close = rest.firstIndex(of: "]") else { throw ParseError(description: "'[' of an IPv6 address is not closed") }
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.first == ":" else { throw ParseError(description: "expected ':port' after ']'") }
+                portText = after.dropFirst()
+            }
+        } else {
+            if let colon = rest.lastIndex(of: ":") {
+                guard rest.firstIndex(of: ":") == colon else {
+                    throw ParseError(description: "an IPv6 address must be in brackets, e.g. redis://[::1]:6379")
+                }
+                portText = rest[rest.index(after: colon)...]
+                rest = rest[..<colon]
+            }
+            if !rest.isEmpty { host = try RedisEndpoint.decoded(rest, "host") }
+        }
+        if let portText {
             guard let p = Int(portText), (1...65535).contains(p) else {
                 throw ParseError(description: "port '\(portText)' is not a number from 1 to 65535")
             }
             port = p
-            rest = rest[..<colon]
         }
-        if !rest.isEmpty { host = String(rest) }
+        guard !host.isEmpty else { throw ParseError(description: "the host is empty") }
     }
 
-    static func percentDecoded(_ s: Substring) -> String {
-        var bytes: [UInt8] = []
-        var it = Array(s.utf8)[...]
-        while let b = it.popFirst() {
-            if b == 0x25, it.count >= 2, let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) {
-                bytes.append(v)
-                it = it.dropFirst(2)
-            } else {
-                bytes.append(b)
-            }
+    /// Percent-decodes one part of the URL; a bad escape or a result that is
+    /// not UTF-8 is an error naming the part (never a silently changed secret).
+    static func decoded(_ s: Substring, _ part: String) throws -> String {
+        guard let text = PercentDecoding.decode(s) else {
+            throw ParseError(description: "the \(part) has a malformed %-escape or is not UTF-8")
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return text
+    }
+
+    private static func hideControl(_ s: String) -> String {
+        String(s.unicodeScalars.map { $0.value < 0x20 ? "?" : Character($0) })
     }
 
     /// Commands to send right after connecting (AUTH, SELECT).
     var handshake: [[String]] {
         var cmds: [[String]] = []
-        if let password {
-            cmds.append(username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+        if let username {
+            cmds.append(["AUTH", username, password ?? ""])
+        } else if let password {
+            cmds.append(["AUTH", password])
         }
         if database != 0 { cmds.append(["SELECT", String(database)]) }
         return cmds

@@ -10,10 +10,14 @@ public struct DeadListCall: ScriptCall {
 -- ARGV[2]  highest score to return ('+inf' for the first page)
 -- ARGV[3]  how many jobs at exactly that score to skip
 -- ARGV[4]  page size
--- Output:  flat list: id, score, HGETALL of the job, ...
-local out = {}
-local page = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
-for i = 1, #page, 2 do
+-- Output:  {1 when more jobs follow this page else 0, then id, score, HGETALL of the job, ...}
+-- One id past the page is read to tell whether another page follows, so the
+-- last page says so even when it is exactly full.
+local limit = tonumber(ARGV[4])
+local page = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', tonumber(ARGV[3]), limit + 1)
+local more = #page > 2 * limit
+local out = {more and 1 or 0}
+for i = 1, math.min(#page, 2 * limit), 2 do
   table.insert(out, page[i])
   table.insert(out, page[i + 1])
   table.insert(out, redis.call('HGETALL', ARGV[1] .. page[i]))
@@ -66,7 +70,8 @@ return out
     }
 
     public func parse(_ reply: RedisReply) throws -> Page {
-        guard let items = reply.array, items.count % 3 == 0 else { throw unexpected(reply) }
+        guard let all = reply.array, let more = all.first?.int, all.count % 3 == 1 else { throw unexpected(reply) }
+        let items = Array(all.dropFirst())
         var jobs: [Job] = []
         var lastScore = cursor.score
         var skip = cursor.skip
@@ -79,8 +84,7 @@ return out
             // A dead job whose hash expired or was dropped is skipped, not shown half-empty.
             if !hash.isEmpty, let job = try? Job(id: id, hash: hash) { jobs.append(job) }
         }
-        let full = items.count / 3 == limit
-        return Page(jobs: jobs, next: full ? Cursor(score: lastScore, skip: skip) : nil)
+        return Page(jobs: jobs, next: more == 1 ? Cursor(score: lastScore, skip: skip) : nil)
     }
 }
 
@@ -106,7 +110,7 @@ for _, id in ipairs(ids) do
   if f[1] == 'dead' then
     redis.call('ZREM', KEYS[5], id)
     redis.call('HSET', key, 'state', 'queued', 'attempts', 0)
-    redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result')
+    redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result', 'progress')
     redis.call('PERSIST', key)
     if f[3] then redis.call('PERSIST', ARGV[2] .. f[3]) end
     redis.call('RPUSH', KEYS[priority_rank(f[2])], id)

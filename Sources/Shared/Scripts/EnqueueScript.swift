@@ -13,12 +13,29 @@ public struct EnqueueCall: ScriptCall {
 --            (type and payload by position: field names sent for every job of
 --            a batch were a tenth of the script's cost)
 -- Output:    {'full', pending}           when the jobs would cross the pending limit (nothing stored)
+--            {'conflict', j, existing id} when job j reuses an idempotency key for a
+--                                        different request (nothing stored)
 --            {now µs, entry1, ..., entryN}  otherwise; entry = 'new', or for an idempotency hit
 --                                        {existing id, HGETALL of the existing job}
 local now, now_us, now_us_text = clock()
 local limit = tonumber(ARGV[1])
 local job_prefix, idem_prefix = ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
+
+-- What makes two enqueues with one idempotency key the same request: the
+-- stored fields (options at their default are not stored, on either side).
+local SAME_REQUEST = {'type', 'payload', 'priority', 'max_attempts', 'timeout_ms', 'backoff_ms', 'result_ttl_s'}
+local function request_fields(job)
+  local f = {type = job.type, payload = job.payload}
+  for k = job.first, job.first + job.m - 1, 2 do f[ARGV[k]] = ARGV[k + 1] end
+  return f
+end
+local function same_request(a, b)
+  for _, name in ipairs(SAME_REQUEST) do
+    if a[name] ~= b[name] then return false end
+  end
+  return true
+end
 
 -- First pass: parse, resolve idempotency hits, count what would become pending.
 local jobs, seen, immediate, i = {}, {}, 0, 5
@@ -28,11 +45,23 @@ for j = 1, n do
                 m = tonumber(ARGV[i + 7]), first = i + 8 }
   i = job.first + job.m
   if job.idem ~= '' then
-    local existing = seen[job.idem] or redis.call('GET', idem_prefix .. job.idem)
-    if existing and (seen[job.idem] or redis.call('EXISTS', job_prefix .. existing) == 1) then
-      job.dup = existing
+    local earlier = seen[job.idem]
+    if earlier then
+      if not same_request(request_fields(earlier), request_fields(job)) then return {'conflict', j, earlier.id} end
+      job.dup = earlier.id
+    else
+      local existing = redis.call('GET', idem_prefix .. job.idem)
+      if existing then
+        local stored = redis.call('HMGET', job_prefix .. existing, unpack(SAME_REQUEST))
+        if stored[1] then
+          local fields = {}
+          for k, name in ipairs(SAME_REQUEST) do fields[name] = stored[k] or nil end
+          if not same_request(fields, request_fields(job)) then return {'conflict', j, existing} end
+          job.dup = existing
+        end
+      end
     end
-    if not job.dup then seen[job.idem] = job.id end
+    if not job.dup then seen[job.idem] = job end
   end
   if job.run_at > 0 then job.at = job.run_at elseif job.delay > 0 then job.at = now + job.delay end
   if job.at and job.at <= now then job.at = nil end
@@ -100,6 +129,9 @@ return out
     public enum Outcome {
         /// Nothing stored: the queue holds `pending` jobs, at or over its limit.
         case queueFull(pending: Int64)
+        /// Nothing stored: item `index` (from 0) reuses an idempotency key that
+        /// job `existing` was enqueued with by a different request.
+        case idempotencyConflict(index: Int, existing: String)
         /// One entry per item, in order: the stored job or, for an idempotency
         /// hit, the job that was already there.
         case enqueued([Entry])
@@ -139,6 +171,10 @@ return out
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let head = parts.first else { throw unexpected(reply) }
         if head.string == "full" { return .queueFull(pending: parts.count > 1 ? parts[1].int ?? 0 : 0) }
+        if head.string == "conflict" {
+            guard parts.count == 3, let j = parts[1].int, let existing = parts[2].string else { throw unexpected(reply) }
+            return .idempotencyConflict(index: Int(j) - 1, existing: existing)
+        }
         guard let nowUs = head.int, parts.count == items.count + 1 else { throw unexpected(reply) }
         let now = nowUs / 1000
         var entries: [Entry] = []

@@ -48,13 +48,15 @@ return lost
     /// A job this worker no longer holds, and whether that is because it was cancelled.
     public struct Lost: Equatable {
         public let id: String
-        public let cancelled: Bool
+        /// The job's state now ('gone' when its hash is gone).
+        public let state: String
+        public var cancelled: Bool { state == "cancelled" }
     }
 
     public func parse(_ reply: RedisReply) throws -> [Lost] {
         guard let items = reply.array, items.count % 2 == 0 else { throw unexpected(reply) }
         return stride(from: 0, to: items.count, by: 2).map {
-            Lost(id: items[$0].string ?? "", cancelled: items[$0 + 1].string == "cancelled")
+            Lost(id: items[$0].string ?? "", state: items[$0 + 1].string ?? "gone")
         }
     }
 }

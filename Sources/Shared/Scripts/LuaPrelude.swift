@@ -115,6 +115,7 @@ local function give_back(q, id, worker, attempt)
   if not holds_lease(q.lease, key, id, worker, attempt) then return false end
   redis.call('ZREM', q.lease, id)
   redis.call('HSET', key, 'state', 'queued')
+  redis.call('HDEL', key, 'started_at', 'worker', 'progress')
   redis.call('HINCRBY', key, 'attempts', -1)
   redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', key, 'priority'))], id)
   wake(q.wake)

@@ -37,6 +37,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
     else
       local prio = priority_rank(f[4])
       redis.call('HSET', key, 'state', 'queued')
+      -- Queued again: who ran it, since when and how far belong to the lost run.
+      redis.call('HDEL', key, 'started_at', 'worker', 'progress')
       redis.call('LPUSH', KEYS[prio], id)
       wake(KEYS[8])
       table.insert(out, id); table.insert(out, 'requeued')

@@ -19,6 +19,9 @@ enum HandlerOutcome: Equatable {
 enum StopReason: Equatable, CustomStringConvertible {
     case timeout(Int64)
     case leaseLost
+    /// The lease could not be renewed (Redis out of reach) and would expire
+    /// before the next chance: stopped so the job does not run twice at once.
+    case leaseExpiring
     case cancelled
     case shutdown
 
@@ -26,6 +29,7 @@ enum StopReason: Equatable, CustomStringConvertible {
         switch self {
         case .timeout(let ms): return "timed out after \(ms) ms"
         case .leaseLost: return "lease lost: the job was recovered by another worker"
+        case .leaseExpiring: return "lease about to expire unrenewed (Redis out of reach): stopped before another worker may take the job"
         case .cancelled: return "cancelled"
         case .shutdown: return "worker shutting down"
         }

@@ -1,0 +1,127 @@
+/// Whether an enqueue may use a queue: known already, or new while the
+/// registry of known queues holds fewer than `SPOOL_MAX_QUEUES`. Read only:
+/// the API adds the name (SADD) once the jobs are stored, so a refused
+/// request changes nothing. Two new queues created at the same instant can
+/// both pass the check, so the limit may be passed by the number of queues
+/// created at once; it bounds growth, it is not a quota.
+///
+/// One key (the registry set), so one slot on Redis Cluster.
+public struct CheckQueueCall: ScriptCall {
+    public static let script = LuaScript(name: "check_queue", source: #"""
+-- KEYS[1]  queue registry set
+-- ARGV[1]  queue name
+-- Output:  {1 when known else 0, number of known queues}
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
+"""#)
+
+    public enum Outcome: Equatable {
+        case known
+        /// Not known yet; `count` queues are.
+        case new(count: Int64)
+    }
+
+    public let queue: String
+    let schema: KeySchema
+
+    public init(schema: KeySchema, queue: String) {
+        self.schema = schema
+        self.queue = queue
+    }
+
+    public var script: LuaScript { CheckQueueCall.script }
+    public var keys: [String] { [schema.queues] }
+    public var args: [String] { [queue] }
+
+    public func parse(_ reply: RedisReply) throws -> Outcome {
+        guard let v = reply.array?.compactMap(\.int), v.count == 2 else { throw unexpected(reply) }
+        return v[0] == 1 ? .known : .new(count: v[1])
+    }
+}
+
+/// Deletes a queue's keys: at once when it holds no job, else (with `purge`)
+/// a batch of its jobs per call until none is left.
+///
+/// Only the queue's own keys (one hash tag, one slot); the caller removes the
+/// name from the registry afterwards. Finished jobs are not in any list or
+/// set: their hashes expire with their result TTL as usual.
+public struct DeleteQueueCall: ScriptCall {
+    public static let script = LuaScript(name: "delete_queue", source: #"""
+-- KEYS[1..4] pending lists (urgent, high, normal, low)
+-- KEYS[5]    scheduled zset
+-- KEYS[6]    lease zset
+-- KEYS[7]    dead zset
+-- KEYS[8]    stats hash
+-- KEYS[9]    paused flag
+-- KEYS[10]   wake list
+-- ARGV[1]    job key prefix
+-- ARGV[2]    idempotency key prefix
+-- ARGV[3]    jobs to delete in this call when purging (0 = do not purge)
+-- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
+local pending = 0
+for p = 1, 4 do pending = pending + redis.call('LLEN', KEYS[p]) end
+local scheduled, running, dead = redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6]), redis.call('ZCARD', KEYS[7])
+if pending + scheduled + running + dead == 0 then
+  redis.call('DEL', KEYS[8], KEYS[9], KEYS[10])
+  return {'deleted'}
+end
+local batch = tonumber(ARGV[3])
+if batch == 0 then return {'not_empty', pending, scheduled, running, dead} end
+local function drop(id)
+  local key = ARGV[1] .. id
+  local idem = redis.call('HGET', key, 'idem')
+  if idem then redis.call('DEL', ARGV[2] .. idem) end
+  redis.call('DEL', key)
+end
+local removed = 0
+for k = 1, 4 do
+  if removed < batch then
+    local ids = redis.call('LPOP', KEYS[k], batch - removed)
+    if ids then for _, id in ipairs(ids) do drop(id) end; removed = removed + #ids end
+  end
+end
+for k = 5, 7 do
+  if removed < batch then
+    local popped = redis.call('ZPOPMIN', KEYS[k], batch - removed)
+    for i = 1, #popped, 2 do drop(popped[i]) end
+    removed = removed + #popped / 2
+  end
+end
+return {'purged', removed}
+"""#)
+
+    public enum Outcome: Equatable {
+        case deleted
+        case purged(Int)
+        case notEmpty(pending: Int64, scheduled: Int64, running: Int64, dead: Int64)
+    }
+
+    public let queue: String
+    public let purgeBatch: Int
+    let schema: KeySchema
+
+    public init(schema: KeySchema, queue: String, purgeBatch: Int) {
+        self.schema = schema
+        self.queue = queue
+        self.purgeBatch = purgeBatch
+    }
+
+    public var script: LuaScript { DeleteQueueCall.script }
+    public var keys: [String] {
+        schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.dead(queue),
+                                      schema.stats(queue), schema.paused(queue), schema.wake(queue)]
+    }
+    public var args: [String] { [schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(purgeBatch)] }
+
+    public func parse(_ reply: RedisReply) throws -> Outcome {
+        guard let parts = reply.array, let tag = parts.first?.string else { throw unexpected(reply) }
+        switch (tag, parts.count) {
+        case ("deleted", 1): return .deleted
+        case ("purged", 2): return .purged(Int(parts[1].int ?? 0))
+        case ("not_empty", 5):
+            let v = parts.dropFirst().compactMap(\.int)
+            guard v.count == 4 else { throw unexpected(reply) }
+            return .notEmpty(pending: v[0], scheduled: v[1], running: v[2], dead: v[3])
+        default: throw unexpected(reply)
+        }
+    }
+}
