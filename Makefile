@@ -4,7 +4,7 @@
 #               deploy manifests, short chaos); about 6 minutes on 2 cores
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
-.PHONY: run test deps validators build build-release unit e2e deploy-test chaos-short chaos bench clean
+.PHONY: run test deps validators build build-release warnings unit e2e deploy-test chaos-short chaos bench clean
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -24,6 +24,11 @@ build: deps
 
 run: build-release
 	@bash scripts/run.sh
+
+# A release build from scratch of Spool's own sources has zero compiler
+# warnings (dependencies' warnings are theirs). Part of make test.
+warnings: deps
+	@bash scripts/check-warnings.sh
 
 # Unit tests and the Lua scripts against a throwaway redis-server (XCTest).
 unit: build
@@ -56,7 +61,7 @@ bench: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
 
-test: unit e2e deploy-test chaos-short
+test: unit e2e deploy-test chaos-short warnings
 
 clean:
 	rm -rf .build .build-static .spool

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: starts Redis (unless REDIS_URL is set), spool-api and one
 # spool-worker from the release build, prints a curl line to try, and stops
-# everything it started on Ctrl-C.
+# everything it started on Ctrl-C. Logs are JSON lines (as in production, so
+# the README's jq examples work), shown here and kept in .spool/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release
@@ -34,15 +35,18 @@ if [[ -z "${REDIS_URL:-}" ]]; then
 fi
 
 export SPOOL_API_ADDR=${SPOOL_API_ADDR:-127.0.0.1:8080}
-$bin/spool-api --log-format "${SPOOL_LOG_FORMAT:-text}" &
+mkdir -p .spool/logs
+$bin/spool-api --log-format "${SPOOL_LOG_FORMAT:-json}" > >(tee -a .spool/logs/api.log) 2>&1 &
 pids+=($!)
-$bin/spool-worker --log-format "${SPOOL_LOG_FORMAT:-text}" --queues "${SPOOL_QUEUES:-default}" &
+$bin/spool-worker --log-format "${SPOOL_LOG_FORMAT:-json}" --queues "${SPOOL_QUEUES:-default}" \
+  > >(tee -a .spool/logs/worker.log) 2>&1 &
 pids+=($!)
 sleep 1
 
 cat <<MSG
 
 Spool is running: API on http://$SPOOL_API_ADDR, one worker, Redis at $REDIS_URL.
+Logs (JSON lines): .spool/logs/api.log and .spool/logs/worker.log.
 Try:
   id=\$(curl -s -X POST http://$SPOOL_API_ADDR/v1/queues/default/jobs -d '{"type":"echo","payload":{"hello":"world"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/'); sleep 0.2; curl -s http://$SPOOL_API_ADDR/v1/jobs/\$id
 

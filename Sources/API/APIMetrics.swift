@@ -69,6 +69,8 @@ enum APIMetrics {
             family(name)
             for s in stats { out += "\(name){queue=\"\(s.name)\"} \(s[keyPath: value])\n" }
         }
+        family(SpoolMetric.jobsMissing, "counter")
+        for s in stats { out += "\(SpoolMetric.jobsMissing){queue=\"\(s.name)\"} \(s.missing)\n" }
         family(SpoolMetric.queuesOmitted)
         out += "\(SpoolMetric.queuesOmitted) \(omitted)\n"
         return out

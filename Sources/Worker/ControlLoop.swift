@@ -39,6 +39,31 @@ final class ControlLoop {
         try extendLeases()
         try heartbeat()
         try recover()
+        try watchMissingJobs()
+    }
+
+    /// Per queue, the count of ids found without their job hash that this
+    /// process last saw (see `watchMissingJobs`).
+    private var missingSeen: [String: Int64] = [:]
+
+    /// Logs when a queue's count of ids without a job hash grew: jobs that
+    /// vanished from Redis (evicted under a maxmemory policy, deleted by hand)
+    /// must not go unnoticed. The fetch scripts drop such ids and count them;
+    /// `spool_queue_missing_jobs_total` on the API exports the count.
+    private func watchMissingJobs() throws {
+        let queues = worker.config.queues
+        let replies = try redis.pipeline(queues.map { ["HGET", worker.schema.stats($0), "missing"] })
+        for (queue, reply) in zip(queues, replies) {
+            let count = reply.int ?? 0
+            let before = missingSeen[queue]
+            missingSeen[queue] = count
+            guard count > (before ?? 0) else { continue }
+            worker.logger.warning("job ids found without their job hash (evicted or deleted from Redis); those jobs are lost", metadata: [
+                "queue": "\(queue)", "new": .stringConvertible(count - (before ?? 0)), "total": .stringConvertible(count),
+                "worker_id": "\(worker.id)",
+                "hint": "set maxmemory-policy noeviction and give Redis enough memory",
+            ])
+        }
     }
 
     /// A job reported "not held" whose handler already returned is not a lost

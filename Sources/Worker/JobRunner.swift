@@ -47,6 +47,10 @@ final class JobRunner {
         let started = Clock.monotonicMillis()
         let outcome = execute(job, context)
         worker.running.handlerFinished(job.id)
+        if context.malformedLines > JobContext.malformedLinesLogged {
+            worker.logger.warning("ignored malformed progress lines", metadata: meta.merging([
+                "count": .stringConvertible(context.malformedLines)]) { $1 })
+        }
         context.flushProgress(force: true)
         let durationMs = Clock.monotonicMillis() - started
         metrics.finished(durationMs: durationMs)

@@ -41,7 +41,9 @@ extension WorkerConfig {
         guard Set(queues).count == queues.count else { throw ConfigError("\(queueOrigin): a queue is named twice") }
         concurrency = Int(try source.integer(o.concurrency, flagName: "--concurrency", env: "SPOOL_CONCURRENCY",
                                              default: 8, range: 1...1024))
-        commands = try WorkerConfig.parseHandlers(o.handler, env: source.raw(flag: nil, flagName: "", env: "SPOOL_HANDLERS")?.value)
+        commands = try WorkerConfig.parseHandlers(o.handler, env: source.raw(flag: nil, flagName: "", env: "SPOOL_HANDLERS")?.value,
+                                                  json: source.raw(flag: nil, flagName: "", env: "SPOOL_HANDLERS_JSON")?.value,
+                                                  file: source.raw(flag: o.handlersFile, flagName: "--handlers-file", env: "SPOOL_HANDLERS_FILE"))
         redis = try source.redisEndpoint(o.redisURL)
         prefix = try source.prefix(o.prefix)
         leaseMs = try source.integer(o.leaseMs, flagName: "--lease-ms", env: "SPOOL_LEASE_MS",
@@ -85,25 +87,58 @@ extension WorkerConfig {
         logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.defaultFormat)
     }
 
-    /// `TYPE=COMMAND` pairs from the flags and from SPOOL_HANDLERS (comma-separated).
-    /// A flag overrides the env var for the same type.
-    static func parseHandlers(_ flags: [String], env: String?) throws -> [String: String] {
+    /// Handlers (job type → command) from, in this order, each later one
+    /// overriding an earlier one for the same type:
+    /// - SPOOL_HANDLERS: `TYPE=COMMAND,TYPE=COMMAND` (simple commands: a comma
+    ///   always separates two handlers);
+    /// - SPOOL_HANDLERS_JSON: a JSON object `{"TYPE": "COMMAND", ...}`, for
+    ///   commands with commas or quotes (compose files, Kubernetes manifests);
+    /// - `--handlers-file PATH` (SPOOL_HANDLERS_FILE): a file holding such an object;
+    /// - `--handler TYPE=COMMAND` flags (the whole flag is one command).
+    static func parseHandlers(_ flags: [String], env: String?, json: String? = nil,
+                              file: (value: String, origin: String)? = nil) throws -> [String: String] {
         var out: [String: String] = [:]
-        let fromEnv = env.map { $0.split(separator: ",").map(String.init) } ?? []
-        for (origin, specs) in [("SPOOL_HANDLERS", fromEnv), ("--handler", flags)] {
+        func add(_ origin: String, _ type: String, _ command: String) throws {
+            let type = type.trimmingCharacters(in: " ")
+            let command = command.trimmingCharacters(in: " ")
+            guard Validation.isValidJobType(type) else {
+                throw ConfigError("\(origin): job type '\(type)' must match [A-Za-z0-9_.:-]{1,128}")
+            }
+            guard !command.isEmpty else { throw ConfigError("\(origin): the command for '\(type)' is empty") }
+            out[type] = command
+        }
+        func addPairs(_ origin: String, _ specs: [String]) throws {
             for spec in specs {
                 guard let eq = spec.firstIndex(of: "=") else {
                     throw ConfigError("\(origin): '\(spec)' must be TYPE=COMMAND")
                 }
-                let type = String(spec[..<eq]).trimmingCharacters(in: " ")
-                let command = String(spec[spec.index(after: eq)...]).trimmingCharacters(in: " ")
-                guard Validation.isValidJobType(type) else {
-                    throw ConfigError("\(origin): job type '\(type)' must match [A-Za-z0-9_.:-]{1,128}")
-                }
-                guard !command.isEmpty else { throw ConfigError("\(origin): the command for '\(type)' is empty") }
-                out[type] = command
+                try add(origin, String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
             }
         }
+        func addObject(_ origin: String, _ text: String) throws {
+            let value: JSONValue
+            do { value = try JSONParser.parse(Array(text.utf8)) } catch {
+                throw ConfigError("\(origin): not valid JSON (\(error)); expected {\"TYPE\": \"COMMAND\", ...}")
+            }
+            guard let members = value.objectMembers else {
+                throw ConfigError("\(origin): expected a JSON object {\"TYPE\": \"COMMAND\", ...}, not \(value.typeName)")
+            }
+            for m in members {
+                guard let command = m.value.stringValue else {
+                    throw ConfigError("\(origin): the command for '\(m.key)' must be a string")
+                }
+                try add(origin, m.key, command)
+            }
+        }
+        try addPairs("SPOOL_HANDLERS", env.map { $0.split(separator: ",").map(String.init) } ?? [])
+        if let json { try addObject("SPOOL_HANDLERS_JSON", json) }
+        if let (path, origin) = file {
+            guard let text = FileInput.read(path, maxBytes: 1 << 20) else {
+                throw ConfigError("\(origin): cannot read '\(path)' (missing, unreadable, or over 1 MiB)")
+            }
+            try addObject("\(origin) \(path)", text)
+        }
+        try addPairs("--handler", flags)
         return out
     }
 }

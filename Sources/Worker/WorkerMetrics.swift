@@ -78,7 +78,6 @@ enum WorkerMetrics {
         for t in types + ["other"] {
             for o in outcomeNames { _ = outcomes[OutcomeLabels(type: t, outcome: o)] }
         }
-        _ = Counter(label: SpoolMetric.jobsMissing)
     }
 
     static func outcome(type: String, _ outcome: String) {

@@ -7,7 +7,8 @@ struct WorkerOptions {
     static let options: [CommandLineOptions.Option] = SettingSource.sharedOptions + [
         .init("queues", "Queues to take jobs from, in order of preference [SPOOL_QUEUES, default default]"),
         .init("concurrency", "Jobs run at once (fetch loops) [SPOOL_CONCURRENCY, default 8]"),
-        .init("handler", "TYPE=COMMAND: run COMMAND for jobs of TYPE; repeatable [SPOOL_HANDLERS, comma-separated]", repeatable: true),
+        .init("handler", "TYPE=COMMAND: run COMMAND for jobs of TYPE; repeatable [SPOOL_HANDLERS, comma-separated; SPOOL_HANDLERS_JSON, a JSON object]", repeatable: true),
+        .init("handlers-file", "A file holding a JSON object {\"TYPE\": \"COMMAND\", ...} [SPOOL_HANDLERS_FILE]"),
         .init("lease-ms", "Lease of a running job; a crashed worker's jobs return after it [SPOOL_LEASE_MS, default 30000]"),
         .init("heartbeat-ms", "Heartbeat interval, below lease/2 [SPOOL_HEARTBEAT_MS, default min(5000, lease/3)]"),
         .init("shutdown-grace-ms", "Time running jobs get to finish after SIGTERM [SPOOL_SHUTDOWN_GRACE_MS, default 25000]"),
@@ -23,6 +24,7 @@ struct WorkerOptions {
     var queues: String?
     var concurrency: String?
     var handler: [String]
+    var handlersFile: String?
     var redisURL: String?
     var prefix: String?
     var leaseMs: String?
@@ -42,6 +44,7 @@ struct WorkerOptions {
         queues = parsed["queues"]
         concurrency = parsed["concurrency"]
         handler = parsed.all("handler")
+        handlersFile = parsed["handlers-file"]
         redisURL = parsed["redis-url"]
         prefix = parsed["prefix"]
         leaseMs = parsed["lease-ms"]

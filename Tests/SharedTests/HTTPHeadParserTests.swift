@@ -53,7 +53,10 @@ final class HTTPHeadParserTests: XCTestCase {
         XCTAssertEqual(status("GET / HTTP/1.1\r\nContent-Length: -1"), 400)
         XCTAssertEqual(status("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2"), 400)
         XCTAssertNil(status("GET / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2"), "repeated equal lengths are fine")
-        XCTAssertEqual(status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked"), 411)
+        XCTAssertNil(status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked"), "chunked bodies are read")
+        XCTAssertEqual(status("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked"), 501)
+        XCTAssertEqual(status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5"), 400, "both framings")
+        XCTAssertEqual(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked"), 400)
         XCTAssertEqual(status("GET / HTTP/1.1\r\nX: \u{00E9}"), nil, "UTF-8 values are accepted")
         XCTAssertEqual(status("GET / HTTP/1.1\r\n" + (0...100).map { "H\($0): v" }.joined(separator: "\r\n")), 431)
     }

@@ -432,6 +432,83 @@ final class ScriptTests: XCTestCase {
         XCTAssertEqual(finished, finished.sorted(by: >), "newest first")
     }
 
+    func testDeadListSaysNoNextPageWhenTheLastPageIsExactlyFull() throws {
+        _ = try makeDead(4)
+        let first = try redis.run(DeadListCall(schema: schema, queue: "q", cursor: .start, limit: 2))
+        let next = try XCTUnwrap(first.next, "a second page follows")
+        let last = try redis.run(DeadListCall(schema: schema, queue: "q", cursor: next, limit: 2))
+        XCTAssertEqual(last.jobs.count, 2)
+        XCTAssertNil(last.next, "the last page is full, and says it is the last")
+        XCTAssertNil(try redis.run(DeadListCall(schema: schema, queue: "q", cursor: .start, limit: 4)).next)
+    }
+
+    func testAJobQueuedAgainHasNoTraceOfTheLostRun() throws {
+        let given = try created(try enqueue())
+        let recovered = try created(try enqueue())
+        _ = try fetch(worker: "w1")
+        _ = try fetch(worker: "crashed", leaseMs: 1)
+        for id in [given.id, recovered.id] {
+            try redis.command(["HSET", schema.job(id), "progress", #"{"current":1}"#])
+        }
+        XCTAssertEqual(try redis.run(GiveBackCall(schema: schema, queue: "q", workerID: "w1", jobs: [(given.id, 1)])), [given.id.text])
+        usleep(5000)
+        XCTAssertEqual(try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10)).map(\.id), [recovered.id.text])
+        for id in [given.id, recovered.id] {
+            let fields = try redis.command(["HMGET", schema.job(id), "state", "started_at", "worker", "progress"]).array ?? []
+            XCTAssertEqual(fields, [.bulk("queued"), .null, .null, .null], "\(id)")
+        }
+    }
+
+    func testAReusedIdempotencyKeyWithAnotherRequestStoresNothing() throws {
+        var job = Job(id: JobID.generate(queue: "q"), type: "render")
+        job.payload = #"{"n":1}"#
+        job.idempotencyKey = "k"
+        let first = try redis.run(EnqueueCall(schema: schema, queue: "q", items: [.init(job: job)], pendingLimit: 0))
+        guard case .enqueued = first else { return XCTFail("\(first)") }
+        let before = try redis.command(["DBSIZE"]).int
+        var other = Job(id: JobID.generate(queue: "q"), type: "render")
+        other.payload = #"{"n":2}"#
+        other.idempotencyKey = "k"
+        let fresh = Job(id: JobID.generate(queue: "q"), type: "noop")
+        let outcome = try redis.run(EnqueueCall(schema: schema, queue: "q", items: [.init(job: fresh), .init(job: other)], pendingLimit: 0))
+        XCTAssertEqual("\(outcome)", "\(EnqueueCall.Outcome.idempotencyConflict(index: 1, existing: job.id.text))")
+        XCTAssertEqual(try redis.command(["DBSIZE"]).int, before, "nothing stored, not even the batch's other job")
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .normal)]).int, 1)
+    }
+
+    func testIdsWithoutAJobHashAreDroppedAndCounted() throws {
+        let gone = try created(try enqueue())
+        let later = try created(try enqueue(delayMs: 1))
+        let kept = try created(try enqueue())
+        try redis.command(["DEL", schema.job(gone.id), schema.job(later.id)])
+        usleep(3000)
+        XCTAssertEqual(try XCTUnwrap(try fetch()).id, kept.id)
+        XCTAssertNil(try fetch())
+        XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "missing"]).int, 2)
+        XCTAssertEqual(try redis.command(["ZCARD", schema.scheduled("q")]).int, 0, "no id stays behind for a job that is gone")
+        XCTAssertEqual(try redis.run(QueueStatsCall(schema: schema, queue: "q")).missing, 2)
+    }
+
+    func testDeleteQueueRefusesJobsUnlessPurged() throws {
+        for i in 0..<3 { try enqueue(idempotencyKey: "k\(i)") }
+        try enqueue(delayMs: 60_000)
+        _ = try fetch()
+        let refused = try redis.run(DeleteQueueCall(schema: schema, queue: "q", purgeBatch: 0))
+        XCTAssertEqual(refused, .notEmpty(pending: 2, scheduled: 1, running: 1, dead: 0))
+        XCTAssertEqual(try redis.run(DeleteQueueCall(schema: schema, queue: "q", purgeBatch: 3)), .purged(3))
+        XCTAssertEqual(try redis.run(DeleteQueueCall(schema: schema, queue: "q", purgeBatch: 3)), .purged(1))
+        XCTAssertEqual(try redis.run(DeleteQueueCall(schema: schema, queue: "q", purgeBatch: 3)), .deleted)
+        let left = try redis.command(["KEYS", "t:{q}*"]).array ?? []
+        XCTAssertEqual(left, [], "every key of the queue is gone (idempotency keys too)")
+    }
+
+    func testCheckQueueCountsKnownQueues() throws {
+        XCTAssertEqual(try redis.run(CheckQueueCall(schema: schema, queue: "a")), .new(count: 0))
+        try redis.command(["SADD", schema.queues, "a", "b"])
+        XCTAssertEqual(try redis.run(CheckQueueCall(schema: schema, queue: "a")), .known)
+        XCTAssertEqual(try redis.run(CheckQueueCall(schema: schema, queue: "c")), .new(count: 2))
+    }
+
     func testRetryDeadResetsAttemptsAndRefusesOthers() throws {
         let ids = try makeDead(3)
         let one = try redis.run(RetryDeadCall(schema: schema, queue: "q", ids: [ids[0]]))

@@ -130,3 +130,12 @@ def ms_between(a, b):
     fa = datetime.strptime(a, "%Y-%m-%dT%H:%M:%S.%fZ")
     fb = datetime.strptime(b, "%Y-%m-%dT%H:%M:%S.%fZ")
     return (fb - fa).total_seconds() * 1000
+
+
+def percentile_ms(seconds, q):
+    """The q-th percentile of durations given in seconds, in milliseconds."""
+    values = sorted(seconds)
+    if not values:
+        return 0.0
+    k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
+    return values[k] * 1000

@@ -14,6 +14,8 @@ final class HTTPConnection {
     private let bev: OpaquePointer
     private unowned let server: HTTPListener
     private var head: HTTPHeadParser.Head?
+    /// The body of a chunked request, read as it arrives.
+    private var chunkedBody: ChunkedBody?
     private var requestStartedAt: Int64 = 0
     private var handling = false
     private var inReadLoop = false
@@ -124,11 +126,35 @@ final class HTTPConnection {
                             "request body of \(head!.contentLength) bytes is over the limit of \(server.limits.maxBodyBytes) bytes"))
                 return nil
             }
-            if head!.expectsContinue && evbuffer_get_length(input) < head!.contentLength {
+            if head!.expectsContinue && (head!.chunked || evbuffer_get_length(input) < head!.contentLength) {
                 write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
             }
+            if head!.chunked { chunkedBody = ChunkedBody(maxBodyBytes: server.limits.maxBodyBytes) }
         }
         guard let h = head else { return nil }
+        if h.chunked, var chunks = chunkedBody {
+            chunkedBody = nil  // one owner of the body while it grows (no copy per chunk)
+            do {
+                try chunks.consume(input!)
+            } catch let e as HTTPParseError {
+                fail(.error(e.status, e.code, e.message))
+                return nil
+            } catch {
+                fail(.error(400, "bad_request", "\(error)"))
+                return nil
+            }
+            chunkedBody = chunks
+            guard chunks.isComplete else {
+                if now - requestStartedAt > Int64(server.limits.readTimeoutMs) {
+                    fail(.error(408, "request_timeout", "request body was not received within \(server.limits.readTimeoutMs) ms"))
+                }
+                return nil
+            }
+            head = nil
+            chunkedBody = nil
+            requestStartedAt = 0
+            return HTTPRequest(method: h.method, path: h.path, query: h.query, headers: h.headers, body: chunks.body, keepAlive: h.keepAlive)
+        }
         guard evbuffer_get_length(input) >= h.contentLength else {
             if now - requestStartedAt > Int64(server.limits.readTimeoutMs) {
                 fail(.error(408, "request_timeout", "request body was not received within \(server.limits.readTimeoutMs) ms"))

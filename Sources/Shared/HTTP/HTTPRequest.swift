@@ -33,6 +33,8 @@ public enum HTTPHeadParser {
         var query: [String: String]
         var headers: [(name: String, value: String)]
         var contentLength: Int
+        /// `Transfer-Encoding: chunked`: the body comes in chunks (ChunkedBody).
+        var chunked: Bool
         var keepAlive: Bool
         var expectsContinue: Bool
     }
@@ -55,6 +57,7 @@ public enum HTTPHeadParser {
         var sawLength = false
         var connection = ""
         var expectsContinue = false
+        var chunked = false
         while let line = lines.next() {
             if line.isEmpty && lines.atEnd { break }
             guard headers.count < maxHeaders else {
@@ -75,8 +78,11 @@ public enum HTTPHeadParser {
                 contentLength = n
                 sawLength = true
             } else if equalsIgnoringCase(nameBytes, "transfer-encoding") {
-                throw HTTPParseError(status: 411, code: "length_required",
-                                     message: "send the body with a Content-Length header; chunked request bodies are not supported")
+                guard value.lowercased() == "chunked", !chunked else {
+                    throw HTTPParseError(status: 501, code: "not_implemented",
+                                         message: "Transfer-Encoding '\(value.prefix(40))' is not supported; send the body as is (Content-Length) or chunked")
+                }
+                chunked = true
             } else if equalsIgnoringCase(nameBytes, "connection") {
                 connection = value.lowercased()
             } else if equalsIgnoringCase(nameBytes, "expect") {
@@ -84,12 +90,17 @@ public enum HTTPHeadParser {
             }
         }
         guard target.first == UInt8(ascii: "/") else { throw bad("request target must be an absolute path") }
+        if chunked {
+            // Both framings at once is how requests are smuggled past proxies (RFC 9112 §6.1).
+            guard !sawLength else { throw bad("a request may not have both Content-Length and Transfer-Encoding") }
+            guard isHTTP11 else { throw bad("Transfer-Encoding needs HTTP/1.1") }
+        }
         let (path, query) = splitTarget(Substring(String(decoding: target, as: UTF8.self)))
         // (String.contains set up a generic searcher on every request, even
         // for an empty value: it showed in profiles.)
         let keepAlive = isHTTP11 ? !hasToken(connection, "close") : hasToken(connection, "keep-alive")
         return Head(method: String(decoding: method, as: UTF8.self), path: path, query: query, headers: headers,
-                    contentLength: contentLength, keepAlive: keepAlive, expectsContinue: expectsContinue)
+                    contentLength: contentLength, chunked: chunked, keepAlive: keepAlive, expectsContinue: expectsContinue)
     }
 
     /// Whether the lower-cased header value contains `token`.

@@ -80,7 +80,7 @@ public enum SpoolMetric {
     public static let redisErrors = "spool_redis_errors_total"
     public static let redisReconnects = "spool_redis_reconnects_total"
     public static let redisUp = "spool_redis_up"
-    public static let jobsMissing = "spool_jobs_missing_total"
+    public static let jobsMissing = "spool_queue_missing_jobs_total"
 
     /// The HELP text of every family, for `promtool check metrics` and people.
     public static let help: [String: String] = [
@@ -105,6 +105,6 @@ public enum SpoolMetric {
         redisErrors: "Redis failures seen by this process, by kind (timeout, connection, auth, readonly, oom, misconf, noreplicas, loading, busy, masterdown, other).",
         redisReconnects: "Times this process lost its Redis connection.",
         redisUp: "1 when this process can use Redis (connected, authenticated, primary), else 0.",
-        jobsMissing: "Ids found in a queue whose job hash is gone (evicted or deleted by hand); the id is dropped.",
+        jobsMissing: "Ids found in a queue without their job hash (evicted under a maxmemory policy, or deleted by hand), dropped; read from Redis at scrape time.",
     ]
 }

@@ -65,7 +65,8 @@ return fetched
     }
 
     public var script: LuaScript { CompleteAndFetchCall.script }
-    public var keys: [String] { fetch.keys + [fetch.schema.stats(fetch.queue)] }
+    /// The fetch's keys, which end with the stats hash (KEYS[9]).
+    public var keys: [String] { fetch.keys }
     public var args: [String] {
         var a = [fetch.workerID, fetch.fixedArgs[1], fetch.fixedArgs[3], String(claimLimit)]
         a += fetch.schema.finishPrefixes(fetch.queue)

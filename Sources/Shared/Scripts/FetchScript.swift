@@ -7,6 +7,7 @@ public struct FetchCall: ScriptCall {
 -- KEYS[6]    lease zset
 -- KEYS[7]    paused flag
 -- KEYS[8]    wake list
+-- KEYS[9]    stats hash (counts ids found without their job hash: 'missing')
 -- ARGV[1]    job key prefix
 -- ARGV[2]    lease length ms
 -- ARGV[3]    worker id
@@ -20,7 +21,7 @@ public struct FetchCall: ScriptCall {
 -- one id and field list per job.)
 local now, now_us, now_us_text = clock()
 local q = {job_prefix = ARGV[1], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5],
-           lease = KEYS[6], paused = KEYS[7], wake = KEYS[8],
+           lease = KEYS[6], paused = KEYS[7], wake = KEYS[8], stats = KEYS[9],
            receipt = {key = ARGV[5], token = ARGV[6], ttl_ms = ARGV[2], flags = '-'}}
 if fenced(q.receipt) then return redis.error_reply('FENCED call settled as not run') end
 return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us, now_us_text)
@@ -64,7 +65,8 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
         self.leaseMs = leaseMs
         self.promoteLimit = promoteLimit
         receiptKey = loop.map { schema.receipt(queue, caller: "\(workerID)/\($0)") } ?? ""
-        keys = schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue)]
+        keys = schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue),
+                                             schema.stats(queue)]
         fixedArgs = [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit), receiptKey]
     }
 

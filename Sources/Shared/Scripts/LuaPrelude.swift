@@ -174,8 +174,11 @@ end
 -- jobs, pops by priority, leases the jobs. Returns the fetch reply (see
 -- FetchCall); each job's fields are returned as read, before this claim
 -- updated them.
--- q: {job_prefix, pending = {4 lists}, scheduled, lease, paused, wake, receipt (optional)}
+-- q: {job_prefix, pending = {4 lists}, scheduled, lease, paused, wake, stats (optional), receipt (optional)}
 local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us, now_us_text)
+  -- Ids whose job hash is gone (evicted under a maxmemory policy, deleted by
+  -- hand) are dropped as they come up, and counted in the queue's stats.
+  local missing = 0
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, promote_limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', q.scheduled, id)
@@ -184,6 +187,8 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
     if f[1] == 'scheduled' then
       redis.call('HSET', key, 'state', 'queued')
       redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
+    elseif not f[1] and not f[2] then
+      missing = missing + 1
     end
   end
   if #due > 0 then wake(q.wake) end
@@ -223,9 +228,11 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
         claimed = claimed + 1
       else
         skipped = skipped + 1
+        if #job == 0 then missing = missing + 1 end
       end
     end
   end
+  if missing > 0 and q.stats then redis.call('HINCRBY', q.stats, 'missing', missing) end
   leave_receipt(q.receipt, claims)
   if claimed > 0 then
     redis.call('ZADD', q.lease, unpack(leases))

@@ -7,16 +7,17 @@ public struct QueueStatsCall: ScriptCall {
 -- KEYS[7]    dead zset
 -- KEYS[8]    stats hash
 -- KEYS[9]    paused flag
--- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1)}
+-- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1), missing}
 local out = {}
 for p = 1, 4 do out[p] = redis.call('LLEN', KEYS[p]) end
 out[5] = redis.call('ZCARD', KEYS[5])
 out[6] = redis.call('ZCARD', KEYS[6])
 out[7] = redis.call('ZCARD', KEYS[7])
-local s = redis.call('HMGET', KEYS[8], 'processed', 'failed')
+local s = redis.call('HMGET', KEYS[8], 'processed', 'failed', 'missing')
 out[8] = tonumber(s[1]) or 0
 out[9] = tonumber(s[2]) or 0
 out[10] = redis.call('EXISTS', KEYS[9])
+out[11] = tonumber(s[3]) or 0
 return out
 """#)
 
@@ -29,6 +30,8 @@ return out
         public var processed: Int64
         public var failed: Int64
         public var paused: Bool
+        /// Ids found in the queue without their job hash (evicted or deleted), dropped.
+        public var missing: Int64 = 0
         public var pendingTotal: Int64 { pending.values.reduce(0, +) }
 
         /// The queue as the API lists it; `extra` may add fields at the end.
@@ -46,6 +49,7 @@ return out
             w.field("processed_total", processed)
             w.field("failed_total", failed)
             w.field("paused", paused)
+            w.field("missing_total", missing)
             extra(&w)
             w.endObject()
         }
@@ -67,10 +71,10 @@ return out
     public var args: [String] { [] }
 
     public func parse(_ reply: RedisReply) throws -> Stats {
-        guard let v = reply.array?.compactMap({ $0.int }), v.count == 10 else { throw unexpected(reply) }
+        guard let v = reply.array?.compactMap({ $0.int }), v.count == 11 else { throw unexpected(reply) }
         var pending: [Priority: Int64] = [:]
         for (i, p) in Priority.allCases.enumerated() { pending[p] = v[i] }
         return Stats(name: queue, pending: pending, scheduled: v[4], running: v[5], dead: v[6],
-                     processed: v[7], failed: v[8], paused: v[9] == 1)
+                     processed: v[7], failed: v[8], paused: v[9] == 1, missing: v[10])
     }
 }

@@ -81,9 +81,18 @@ final class ChildProcess {
                 exitSeenAt = Clock.monotonicMillis()
             }
             let now = Clock.monotonicMillis()
-            // After the handler exits, a grandchild that still holds its pipes
-            // gets a short while, then the group is killed so nothing lingers.
-            if exited && (pipes.allReadClosed || now - exitSeenAt > 200) { break }
+            if exited {
+                if let t = termSentAt {
+                    // Stopping: a shell (`sh -c script`) dies of SIGTERM at once,
+                    // before the script it started; the script's own clean-up
+                    // still gets the kill grace, until its group is empty.
+                    if !groupAlive() || now - t >= limits.killGraceMs { break }
+                } else if pipes.allReadClosed || now - exitSeenAt > 200 {
+                    // After the handler exits, a grandchild that still holds its
+                    // pipes gets a short while, then the group is killed.
+                    break
+                }
+            }
             if termSentAt == nil, let why = context.checkDeadline() ?? context.stopReason {
                 _ = why
                 signalGroup(SIGTERM)
@@ -95,7 +104,7 @@ final class ChildProcess {
             var fds = pipes.pollSet(wantWrite: written < input.count)
             // With every pipe closed, only the exit is awaited: check often, so
             // a finished handler is noticed within a millisecond, not 100.
-            let timeout = fds.isEmpty ? 1 : Int32(max(1, min(100, context.deadline - now)))
+            let timeout = fds.isEmpty ? (termSentAt != nil && exited ? 10 : 1) : Int32(max(1, min(100, context.deadline - now)))
             if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { break }
             for fd in fds where fd.revents != 0 {
                 if fd.fd == pipes.stdinWrite {
@@ -136,6 +145,11 @@ final class ChildProcess {
 
     private func signalGroup(_ sig: Int32) {
         if pid > 0 { kill(-pid, sig) }
+    }
+
+    /// Whether any process of the handler's group is still there.
+    private func groupAlive() -> Bool {
+        pid > 0 && kill(-pid, 0) == 0
     }
 
     private func spawn(command: String, environment: [String], pipes: inout Pipes) throws -> pid_t {

@@ -32,7 +32,28 @@ struct CommandHandler: JobHandler {
             let how = exit.code.map { "exit code \($0)" } ?? "killed by signal \(exit.signal ?? 0)"
             return .failure(stderr.isEmpty ? "handler failed with \(how)" : "handler failed with \(how): \(stderr)", retry: true)
         }
+        if String(validating: exit.stdout, as: UTF8.self) == nil {
+            // Decoding it anyway would store U+FFFD in place of the bytes: a
+            // silently corrupted result. Failing says what is wrong instead.
+            let offset = CommandHandler.firstInvalidUTF8(exit.stdout) ?? 0
+            return .failure("handler wrote \(exit.stdout.count) bytes to stdout that are not UTF-8 (first bad byte at offset \(offset)); "
+                            + "a result must be JSON or UTF-8 text (encode binary data, e.g. as base64)", retry: true)
+        }
         return .success(CommandHandler.resultJSON(exit.stdout))
+    }
+
+    /// The offset of the first byte that does not belong to valid UTF-8.
+    static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
+        var decoder = UTF8()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): offset += UTF8.width(scalar)
+            case .emptyInput: return nil
+            case .error: return offset
+            }
+        }
     }
 
     /// stdout as the result: its JSON when it parses, else a JSON string;

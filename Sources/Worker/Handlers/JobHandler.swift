@@ -51,6 +51,8 @@ final class JobContext {
     /// Reports a problem with the handler's progress output.
     var onMalformedProgress: ((String) -> Void)?
     fileprivate var unflushedProgress: String?
+    /// Malformed progress lines of this run (on the job's thread only).
+    fileprivate(set) var malformedLines = 0
     fileprivate var lastProgressFlush: Int64 = 0
 
     init(attempt: Int, timeoutMs: Int64) {
@@ -91,15 +93,34 @@ extension JobContext {
     /// far more often, and only the latest report is kept.
     static let progressFlushIntervalMs: Int64 = 200
 
+    /// Malformed progress lines logged per job at most; the rest are counted
+    /// (a handler writing binary to fd 3 must not flood the log).
+    static let malformedLinesLogged = 3
+
     /// A line a handler wrote on fd 3. `{"progress": {...}}` lines update the
     /// job's progress; anything else is logged and ignored, never fatal.
+
     func progressLine(_ line: [UInt8]) {
         guard let value = try? JSONParser.parse(line), let progress = value["progress"], progress.objectMembers != nil else {
-            let text = String(decoding: line.prefix(200), as: UTF8.self)
-            onMalformedProgress?("ignored a progress line that is not {\"progress\": {...}}: \(text)")
+            malformedLines += 1
+            guard malformedLines <= JobContext.malformedLinesLogged else { return }
+            let more = malformedLines == JobContext.malformedLinesLogged ? " (further malformed lines of this run are only counted)" : ""
+            onMalformedProgress?("ignored a progress line that is not {\"progress\": {...}}: \(JobContext.printable(line, max: 120))\(more)")
             return
         }
         reportProgress(current: progress["current"], total: progress["total"], message: progress["message"]?.stringValue)
+    }
+
+    /// At most `max` bytes of a line as printable ASCII, other bytes as `\xNN`.
+    static func printable(_ line: [UInt8], max: Int) -> String {
+        var out = ""
+        for b in line.prefix(max) {
+            if b >= 0x20 && b < 0x7F { out.unicodeScalars.append(Unicode.Scalar(b)) } else {
+                let hex = String(b, radix: 16)
+                out += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return line.count > max ? out + "… (\(line.count) bytes)" : out
     }
 
     /// Progress from a handler (built-in handlers call this directly).
