@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs the outside tools the end-to-end tests check Spool with, only when
-# missing: promtool (Debian's prometheus package) validates both /metrics.
+# missing: promtool (Debian's prometheus package) validates both /metrics;
+# jq and curl run the README's examples.
 set -euo pipefail
-if ! command -v promtool >/dev/null; then
-  echo "installing (apt): prometheus (for promtool)"
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+  echo "installing (apt): ${missing[*]}"
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
