@@ -139,6 +139,10 @@ def render(run, all_runs):
          f"{F.v('lost_replies', 'redis_timeout_ms', ' ms')}): jobs given back after settling / jobs that died "
          "without running", f"{F.v('lost_replies', 'jobs_given_back')} / {F.v('lost_replies', 'dead')}",
          F.date("lost_replies")),
+        (f"worker cut off from Redis (lease {F.v('partition', 'lease_ms', ' ms')}): its jobs stopped this long after "
+         "the cut / gap between the end of its run and the re-run elsewhere (must be ≥ 0)",
+         f"{F.v('partition', 'a_stopped_after_cut_ms', ' ms')} / {F.v('partition', 'gap_before_rerun_ms', ' ms')}",
+         F.date("partition")),
         ("fuzz requests sent / refused with a well-formed JSON 4xx (or 505)",
          f"{F.v('fuzz', 'requests_sent')} / {F.v('fuzz', 'rejected')}", F.date("fuzz")),
         ("fuzz answers that broke the error contract", F.v("fuzz", "violations"), F.date("fuzz")),
@@ -226,12 +230,56 @@ def render(run, all_runs):
       "still holds for those, not for the vanished enqueues. Redis' `WAIT numreplicas timeout` makes a client "
       "wait until replicas acknowledged its writes; Spool does not issue `WAIT`, so with replicas the window is "
       "the replication lag. Even with `WAIT`, failover is not strongly consistent (the promoted replica need not "
-      "be one that acknowledged). `min-replicas-to-write` / `min-replicas-max-lag` on the primary make a primary "
-      "cut off from its replicas refuse writes (the API then answers `503`) instead of accepting jobs that a "
-      "failover would discard. Spool takes a single `redis://` URL (no Sentinel discovery): point it at an "
-      "address that follows the primary (a Sentinel-aware proxy, or the managed service's endpoint). After a "
-      "failover, API and workers reconnect by themselves; leases in the restored data are honoured, so jobs "
-      "whose workers vanished are recovered within one lease plus one heartbeat.")
+      "be one that acknowledged). `min-replicas-to-write 1` / `min-replicas-max-lag 10` on the primary make a "
+      "primary cut off from its replicas refuse writes (the API then answers `503`) instead of accepting jobs that "
+      "a failover would discard: in a probe of `SENTINEL FAILOVER` under load, the same failover lost 551 jobs "
+      "answered `201` without it and 0 with it (581 enqueues got `503` instead). **Run every Redis with replicas "
+      "with these two settings.** The shipped compose file and Kubernetes manifests run one Redis without "
+      "replicas (where `min-replicas-to-write` would refuse every write); Sentinel set-ups come with their own "
+      "issue.")
+    w("")
+    w("Spool never writes to a node that is not the primary. Every connection, and every reconnect, checks "
+      "`ROLE` after `AUTH` and refuses a replica (`/readyz` answers `503` naming it, requests `503`, one error "
+      "line per 10 s of kind `readonly`); a `READONLY` reply — the node was demoted under a live connection — "
+      "drops that connection at once, so the next one finds the primary again and is checked, instead of writes "
+      "being retried against a replica. Before this, long-lived connections stayed on a demoted primary, and a "
+      "SIGKILLed primary that came back with its AOF took writes as a stale master until Sentinel demoted it. "
+      "Spool takes a single `redis://` URL (no Sentinel discovery yet): point it at an address that follows the "
+      "primary (a Sentinel-aware proxy, or the managed service's endpoint). After a failover, API and workers "
+      "reconnect by themselves; leases in the restored data are honoured, so jobs whose workers vanished are "
+      "recovered within one lease plus one heartbeat.")
+    w("")
+
+    w("### Redis memory and disk")
+    w("")
+    w("- **Eviction deletes jobs.** Under a `maxmemory-policy` other than `noeviction` (a tutorial favourite is "
+      "`allkeys-lru`), a full Redis deletes keys to make room — job hashes, pending lists, the queue registry — "
+      "and nothing tells the client: in a probe, 88.6% of the jobs answered `201` were gone. Run Spool's Redis "
+      "with `noeviction` (Redis' default) and enough memory: a full Redis then refuses writes with `OOM`, which "
+      "the API answers `503` and `/readyz` reports. Both binaries read the policy at start and log a warning "
+      "unless it is `noeviction`. A fetch that finds an id whose job hash is gone drops the id and counts it in "
+      "the queue's stats (`spool_queue_missing_jobs_total{queue}` on the API, `missing_total` in the listing; "
+      "workers log a warning when it grows): alert on any increase.")
+    w("- **A full disk.** What Redis does depends on its persistence setting; Spool answers every refusal "
+      "`503 redis_unavailable` with Redis' own message, counts it (`spool_redis_errors_total{kind}`) and turns "
+      "`/readyz` to `503`:")
+    w("")
+    w("| Redis setting | when the disk fills | acknowledged jobs |")
+    w("|---|---|---|")
+    w("| `appendonly yes`, `appendfsync always` | Redis exits on the first short AOF write, and exits again "
+      "after each restart while the disk is full (it loads the AOF, then fails the next write) | nothing "
+      "acknowledged is lost, but nothing is served until space is freed |")
+    w("| `appendonly yes`, `appendfsync everysec` | Redis keeps running and refuses writes with `MISCONF` once an "
+      "AOF write failed (reads still work); it recovers by itself when space is freed | the writes of the last "
+      "second before the failure may be lost if Redis or the host then crashes (a probe lost 1 of 1,553) |")
+    w("| RDB snapshots only (`save …`) | `stop-writes-on-bgsave-error yes` (the default) refuses writes with "
+      "`MISCONF` after a failed snapshot | everything since the last good snapshot is at risk on a crash |")
+    w("| no persistence | nothing changes until memory runs out | everything is lost on a restart |")
+    w("")
+    w("What to monitor: free space on Redis' data volume (alert well before full: an AOF rewrite needs room for "
+      "a second copy); `spool_redis_errors_total{kind=\"misconf\"}` and `{kind=\"oom\"}`; `spool_redis_up`; "
+      "Redis' own `INFO persistence` fields `aof_last_write_status` and `rdb_last_bgsave_status`; and Redis "
+      "process restarts.")
     w("")
 
     w("### Recovery bound: lease + heartbeat")
@@ -251,6 +299,23 @@ def render(run, all_runs):
       f"{F.v('lease_race_while_rerunning', 'recovered_and_running_after_ms', ' ms')}; when the frozen worker woke "
       "up, its late result was dropped and logged, and the job kept the live run's outcome (attempts = 2, one "
       "`job succeeded` line across all logs).")
+    w("")
+
+    w("### A worker cut off from Redis")
+    w("")
+    w("A worker that cannot reach Redis cannot renew its leases, and after `SPOOL_LEASE_MS` another worker's "
+      "recovery hands its jobs out again. It must not keep running them: in a probe (lease 3 s, Redis timeout "
+      "5 s) a worker cut off for 10 s kept its handlers running until 11.6 s while another worker had re-run "
+      "them since 3.0 s. Now each running job has a local lease deadline, moved forward by every renewal that "
+      "returned, and a watchdog thread that touches no Redis stops the handler (SIGTERM, then SIGKILL after "
+      "`SPOOL_KILL_GRACE_MS`) before that deadline; a worker refuses to start with a Redis timeout above a third "
+      "of its lease, and the timeout's default follows the lease. "
+      f"Measured (lease {F.v('partition', 'lease_ms', ' ms')}, kill grace {F.v('partition', 'kill_grace_ms', ' ms')}, "
+      "the worker's Redis traffic cut by a proxy that drops nothing and answers nothing): its jobs stopped "
+      f"{F.v('partition', 'a_stopped_after_cut_ms', ' ms')} after the cut, and the re-runs elsewhere started "
+      f"{F.v('partition', 'gap_before_rerun_ms', ' ms')} after the first runs ended (the old binary: the runs "
+      "overlapped for as long as the cut lasted). A `lease lost` warning now means a lease was lost: a renewal "
+      "that races the job's own completion is not reported.")
     w("")
 
     w("### Redis outages and stalls")
@@ -308,7 +373,7 @@ def render(run, all_runs):
       f"SIGKILLed ({F.v('handlers_after_worker_sigkill', 'orphans')} left running in the test). Worker RSS stayed at "
       f"{F.v('handler_faults', 'worker_rss_mb_max', ' MB')} while a handler wrote 100 MB.")
     w(f"- **HTTP**: heads over 16 KiB or with more than 100 headers (`431`), bodies over `SPOOL_MAX_BODY_BYTES` "
-      f"(`413`), chunked bodies (`411`), other HTTP versions (`505`), JSON nested deeper than 64 levels, invalid "
+      f"(`413`), transfer codings other than chunked (`501`), other HTTP versions (`505`), JSON nested deeper than 64 levels, invalid "
       f"UTF-8 and unknown fields (`400`) are refused before Redis is touched, and a refused request changes "
       f"nothing in Redis. The fuzz run sent {F.v('fuzz', 'requests_sent')} such requests "
       f"({F.v('fuzz', 'fuzz_requests_per_s', ' req/s')}) with 20 slow-loris and 500 idle connections open; "

@@ -128,6 +128,9 @@ def test_services_shape(compose_bin):
     assert set(s) == {"redis", "api", "worker"}
     redis_cmd = s["redis"]["command"]
     assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
+    assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "noeviction", "an eviction policy deletes jobs silently"
+    api_grace = int(s["api"]["environment"]["SPOOL_API_SHUTDOWN_GRACE_MS"])
+    assert go_duration_ms(s["api"]["stop_grace_period"]) > api_grace, "the API must exit by itself before docker kills it"
     assert any(v["target"] == "/data" and v["type"] == "volume" for v in s["redis"]["volumes"])
     assert "redis-data" in model["volumes"]
     assert "ping" in " ".join(s["redis"]["healthcheck"]["test"])

@@ -179,6 +179,13 @@ def test_worker_grace_exceeds_shutdown_grace(k8s_docs):
     assert tgps * 1000 >= grace_ms + HAND_BACK_MARGIN_MS
 
 
+def test_api_drains_within_its_grace(k8s_docs):
+    data = find(k8s_docs, "ConfigMap", "spool-config")["data"]
+    drain, grace = int(data["SPOOL_API_DRAIN_MS"]), int(data["SPOOL_API_SHUTDOWN_GRACE_MS"])
+    tgps = find(k8s_docs, "Deployment", "spool-api")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert 0 < drain <= grace < tgps * 1000, (drain, grace, tgps)
+
+
 def test_api_replicas_hpa_and_pdbs(k8s_docs):
     api = find(k8s_docs, "Deployment", "spool-api")
     assert api["spec"]["replicas"] >= 2
@@ -213,6 +220,7 @@ def test_redis_statefulset(k8s_docs):
     c = sts["spec"]["template"]["spec"]["containers"][0]
     args = c["args"]
     assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction", "an eviction policy deletes jobs silently"
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert env["REDIS_PASSWORD"] == {"name": "spool-redis", "key": "REDIS_PASSWORD"}
