@@ -113,11 +113,8 @@ final class HTTPConnection {
             let raw = evbuffer_pullup(input, headLength)!
             do {
                 head = try HTTPHeadParser.parse(UnsafeBufferPointer(start: raw, count: headLength - 4))
-            } catch let e as HTTPParseError {
-                fail(.error(e.status, e.code, e.message))
-                return nil
             } catch {
-                fail(.error(400, "bad_request", "\(error)"))
+                failParsing(error)
                 return nil
             }
             evbuffer_drain(input, headLength)
@@ -136,11 +133,8 @@ final class HTTPConnection {
             chunkedBody = nil  // one owner of the body while it grows (no copy per chunk)
             do {
                 try chunks.consume(input!)
-            } catch let e as HTTPParseError {
-                fail(.error(e.status, e.code, e.message))
-                return nil
             } catch {
-                fail(.error(400, "bad_request", "\(error)"))
+                failParsing(error)
                 return nil
             }
             chunkedBody = chunks
@@ -166,6 +160,15 @@ final class HTTPConnection {
         head = nil
         requestStartedAt = 0
         return HTTPRequest(method: h.method, path: h.path, query: h.query, headers: h.headers, body: body, keepAlive: h.keepAlive)
+    }
+
+    /// Answers a request that could not be read with its error, and closes.
+    private func failParsing(_ error: Error) {
+        if let e = error as? HTTPParseError {
+            fail(.error(e.status, e.code, e.message))
+        } else {
+            fail(.error(400, "bad_request", "\(error)"))
+        }
     }
 
     private func skipBlankLines(_ input: OpaquePointer?) {
