@@ -38,12 +38,9 @@ enum APIMetrics {
 
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
     static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
-    static func connectionRefused() { refusedConnections.increment() }
-    private static let refusedConnections = Counter(label: SpoolMetric.connectionsRefused)
-
     /// The routes' series exist before their first request (at 0 requests).
     static func bootstrap() {
-        refusedConnections.increment(by: 0)
+        _ = Counter(label: SpoolMetric.connectionsRefused)  // incremented by ServerErrorLog.connectionRefused
         for route in Router.routes {
             _ = requestTimers[RouteLabels(route: route.path, method: route.method)]  // registers the empty histogram
         }

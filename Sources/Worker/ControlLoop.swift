@@ -57,9 +57,11 @@ final class ControlLoop {
             let count = reply.int ?? 0
             let before = missingSeen[queue]
             missingSeen[queue] = count
-            guard count > (before ?? 0) else { continue }
+            // The first reading is the baseline: what was counted before this
+            // process started was logged by the workers that saw it happen.
+            guard let before, count > before else { continue }
             worker.logger.warning("job ids found without their job hash (evicted or deleted from Redis); those jobs are lost", metadata: [
-                "queue": "\(queue)", "new": .stringConvertible(count - (before ?? 0)), "total": .stringConvertible(count),
+                "queue": "\(queue)", "new": .stringConvertible(count - before), "total": .stringConvertible(count),
                 "worker_id": "\(worker.id)",
                 "hint": "set maxmemory-policy noeviction and give Redis enough memory",
             ])
@@ -77,8 +79,12 @@ final class ControlLoop {
             let lost = try redis.run(call)
             let lostIDs = Set(lost.map(\.id))
             worker.running.renewed(jobs.filter { !lostIDs.contains($0.0.text) }, sentAt: sentAt, leaseMs: worker.config.leaseMs)
+            let sentAttempts = Dictionary(jobs.map { ($0.0.text, $0.1) }, uniquingKeysWith: { $1 })
             for l in lost {
-                guard let entry = worker.running.entry(l.id), !entry.handlerDone else { continue }
+                // Still running here, the same attempt the call asked about, and
+                // its handler has not returned: only then was a lease lost.
+                guard let entry = worker.running.entry(l.id), entry.context.attempt == sentAttempts[l.id],
+                      !entry.handlerDone else { continue }
                 let meta: Logger.Metadata = ["job_id": "\(l.id)", "queue": "\(queue)", "worker_id": "\(worker.id)",
                                              "state": "\(l.state)"]
                 if l.cancelled {

@@ -14,15 +14,19 @@ final class LeaseWatchdog {
     private let worker: WorkerContext
     private let stopped = StopFlag()
     /// How long before the local deadline the handler is told to stop: the
-    /// kill grace plus a margin for clocks and scheduling, at most a sixth of
-    /// the lease (healthy renewals keep the deadline at least half a lease ahead).
+    /// kill grace plus `marginMs`, at most a sixth of the lease (healthy
+    /// renewals keep the deadline at least half a lease ahead).
     let guardMs: Int64
+    /// Left for clocks and scheduling: the handler is SIGKILLed this long
+    /// before the deadline at the latest, cutting a long kill grace short.
+    let marginMs: Int64
     let intervalMs: Int64
 
     init(worker: WorkerContext) {
         self.worker = worker
         let lease = worker.config.leaseMs
-        guardMs = min(worker.config.childLimits.killGraceMs + max(100, lease / 20), lease / 6)
+        marginMs = max(100, lease / 20)
+        guardMs = min(worker.config.childLimits.killGraceMs + marginMs, lease / 6)
         intervalMs = max(20, min(250, lease / 20))
     }
 
@@ -40,7 +44,7 @@ final class LeaseWatchdog {
                                   metadata: worker.metadata(e.job, attempt: e.context.attempt).merging([
                                       "lease_left_ms": .stringConvertible(max(0, e.leaseDeadline - now)),
                                   ]) { $1 })
-            e.context.stop(.leaseExpiring)
+            e.context.stop(.leaseExpiring, killBy: e.leaseDeadline - marginMs)
         }
     }
 }

@@ -68,3 +68,15 @@ final class HTTPHeadParserTests: XCTestCase {
         }
     }
 }
+
+final class ChunkedBodyTests: XCTestCase {
+    func testChunkSizeIsHexDigitsOnly() {
+        XCTAssertEqual(ChunkedBody.chunkSize(Array("1a".utf8)), 26)
+        XCTAssertEqual(ChunkedBody.chunkSize(Array("0000000010;name=value".utf8)), 16, "leading zeros and extensions")
+        XCTAssertEqual(ChunkedBody.chunkSize(Array("A \t;x".utf8)), 10, "whitespace before extensions")
+        XCTAssertEqual(ChunkedBody.chunkSize(Array("0".utf8)), 0)
+        for bad in ["-5", "+5", "1 0", "", " 1", "0x10", "g", "ffffffffffffffff", "5 x"] {
+            XCTAssertNil(ChunkedBody.chunkSize(Array(bad.utf8)), bad)
+        }
+    }
+}

@@ -140,6 +140,14 @@ def test_a_wrong_password_is_named_in_the_log_readyz_and_503(spawn, redis_with_p
         assert any(l.get("msg") == "answered a server error" for l in api.log_lines()), "503s are not logged"
     finally:
         api.stop()
+    # No password at all: ROLE answers NOAUTH, and the node is not taken as usable.
+    none = API(f"redis://127.0.0.1:{redis_with_password.port}")
+    try:
+        assert_error(none.get("/readyz"), 503, "redis_unavailable", mentions=["NOAUTH"])
+        _, _, text = none.get("/metrics")
+        assert metric_value(text, "spool_redis_up") == 0
+    finally:
+        none.stop()
     good = API(f"redis://:right@127.0.0.1:{redis_with_password.port}")
     try:
         assert good.get("/readyz")[0] == 200
@@ -267,8 +275,10 @@ def test_a_replica_is_refused_and_a_demoted_primary_is_left(spawn, redis, tmp_pa
         assert_error(api.get("/readyz"), 503, "redis_unavailable", mentions=["replica"])
         assert created == 0, "jobs answered 201 by a node that is a replica"
         redis.cli("REPLICAOF", "NO", "ONE")
+        # Each event loop reconnects on its own backoff (at most 1 s apart).
         wait_for(lambda: api.get("/readyz")[0] == 200, timeout=5, what="the API to use the node once it is primary again")
-        api.enqueue("q", {"type": "noop"})
+        wait_for(lambda: all(api.post("/v1/queues/q/jobs", {"type": "noop"})[0] == 201 for _ in range(4)), timeout=5,
+                 what="every loop of the API to take jobs again")
     finally:
         replica.cleanup()
 

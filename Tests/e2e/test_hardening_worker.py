@@ -126,6 +126,13 @@ def test_chunked_request_bodies_are_accepted_with_the_same_limit(spawn):
     big = json.dumps({"type": "noop", "payload": "x" * 5000}).encode()
     status, _, data = _send_chunked(api.port, "/v1/queues/c/jobs", [big[i:i + 1000] for i in range(0, len(big), 1000)])
     assert status == 413 and data["error"]["code"] == "payload_too_large", data
+    # A negative or spaced chunk size is a 400, and the API stays up.
+    from helpers import raw_http
+    for size in (b"-5", b"1 0", b"+3"):
+        status, _, body = raw_http(api.port, b"POST /v1/queues/c/jobs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   + size + b"\r\nXXXXX\r\n0\r\n\r\n")
+        assert status == 400 and b"chunk size" in body, (size, status, body)
+    assert api.alive() and api.get("/healthz")[0] == 200
     # Python's http.client sends a body of unknown length chunked, as many clients do.
     import http.client
     conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)

@@ -26,7 +26,7 @@ final class EventLoop {
                         problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(base: base, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: config.addressOrigin, exclusive: index == 0)
-        listener.onRefused = { [problems] in problems.connectionRefused() }
+        listener.onRefused = { [serverErrors] in serverErrors.connectionRefused() }
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }
         redis.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
         events.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
@@ -50,9 +50,12 @@ final class EventLoop {
     func perform(_ block: @escaping () -> Void) {
         let box = Unmanaged.passRetained(Block(block)).toOpaque()
         var now = timeval(tv_sec: 0, tv_usec: 0)
-        event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
+        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
             Unmanaged<Block>.fromOpaque(arg!).takeRetainedValue().run()
         }, box, &now)
+        // Fails only without memory; the loop then misses this call, and the
+        // shutdown's deadline still ends the process.
+        if rc != 0 { Unmanaged<Block>.fromOpaque(box).release() }
     }
 
     /// Shutdown, on the loop thread: the listener closes, every waiting

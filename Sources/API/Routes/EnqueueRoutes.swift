@@ -1,4 +1,5 @@
 import Shared
+import Synchronization
 
 extension Router {
     /// `POST /v1/queues/{queue}/jobs` and `.../jobs/batch`.
@@ -120,6 +121,11 @@ extension Router {
     /// entry and metric series, so they are bounded. Skipped for a queue this
     /// loop registered within the last few seconds.
     private func checkQueue(_ queue: String, _ responder: Responder, then: @escaping () -> Void) {
+        let epoch = Router.queueDeletions.load(ordering: .acquiring)
+        if epoch != registrationEpoch {
+            registeredQueues.removeAll()
+            registrationEpoch = epoch
+        }
         if let at = registeredQueues[queue], Clock.monotonicMillis() - at < Router.registrationTTLMs { return then() }
         redis.run(CheckQueueCall(schema: schema, queue: queue)) { [self] result in
             switch result {

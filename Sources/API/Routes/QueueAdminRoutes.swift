@@ -1,4 +1,5 @@
 import Shared
+import Synchronization
 
 extension Router {
     /// Parses a queue name from the path; answers 400 itself when it is not one.
@@ -166,6 +167,7 @@ extension Router {
                 redis.send(["SREM", schema.queues, queue]) { [self] result in
                     if case .failure(let e) = result { return responder.send(failure(e)) }
                     registeredQueues[queue] = nil
+                    Router.queueDeletions.add(1, ordering: .releasing)
                     logger.info("queue deleted", metadata: ["queue": "\(queue)", "jobs_deleted": .stringConvertible(purged)])
                     responder.send(.json(200) { w in
                         w.beginObject()

@@ -17,6 +17,12 @@ final class Router: HTTPHandler {
     /// gets jobs.
     var registeredQueues: [String: Int64] = [:]
     static let registrationTTLMs: Int64 = 5000
+    /// Bumped by every queue deletion in this process: each loop then forgets
+    /// its registrations (`registrationEpoch` is the one it last saw), so no
+    /// loop of this process skips registering a queue that was just deleted.
+    /// (Another API process may, for up to `registrationTTLMs`.)
+    static let queueDeletions = Atomic<Int>(0)
+    var registrationEpoch = 0
     /// Set at SIGTERM: `/readyz` answers 503 so load balancers stop sending here.
     static let draining = Atomic<Bool>(false)
     /// This loop's job id generator.

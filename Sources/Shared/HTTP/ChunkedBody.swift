@@ -31,10 +31,7 @@ struct ChunkedBody {
                 return
             case .size:
                 guard let line = try ChunkedBody.line(input) else { return }
-                let sizeText = line.split(separator: UInt8(ascii: ";"), maxSplits: 1, omittingEmptySubsequences: false)[0]
-                    .filter { $0 != 0x20 && $0 != 0x09 }
-                guard !sizeText.isEmpty, sizeText.count <= 8,
-                      let size = Int(String(decoding: sizeText, as: UTF8.self), radix: 16) else {
+                guard let size = ChunkedBody.chunkSize(line) else {
                     throw HTTPHeadParser.bad("malformed chunk size in a chunked body")
                 }
                 if size == 0 {
@@ -64,6 +61,35 @@ struct ChunkedBody {
                 guard let line = try ChunkedBody.line(input) else { return }
                 if line.isEmpty { state = .done }
             }
+        }
+    }
+
+    /// The size of a chunk-size line: hex digits only (no sign, no spaces
+    /// inside: a proxy must not read the size another way), then optional
+    /// whitespace and `;extensions`. Leading zeros are allowed; a size over
+    /// 2^40 is not (it is far over any body limit anyway).
+    static func chunkSize(_ line: [UInt8]) -> Int? {
+        var size = 0
+        var digits = 0
+        var i = 0
+        while i < line.count, let v = hexDigit(line[i]) {
+            if digits > 0 || v > 0 { size = size * 16 + v }
+            if size > 1 << 40 { return nil }
+            digits += 1
+            i += 1
+        }
+        guard digits > 0 else { return nil }
+        while i < line.count, line[i] == 0x20 || line[i] == 0x09 { i += 1 }
+        guard i == line.count || line[i] == UInt8(ascii: ";") else { return nil }
+        return size
+    }
+
+    private static func hexDigit(_ b: UInt8) -> Int? {
+        switch b {
+        case 0x30...0x39: return Int(b - 0x30)
+        case 0x41...0x46: return Int(b - 0x41 + 10)
+        case 0x61...0x66: return Int(b - 0x61 + 10)
+        default: return nil
         }
     }
 

@@ -69,7 +69,15 @@ final class HTTPConnection {
     /// Shutdown: closes now when no request is being answered, else after the
     /// current response (which then says `Connection: close`).
     func closeWhenIdle() {
-        if handling { closeAfterWrite = true } else if !closed { close() }
+        guard !closed else { return }
+        if handling || closeAfterWrite || evbuffer_get_length(bufferevent_get_output(bev)) > 0 {
+            // A response is being worked on or still draining to the client:
+            // close once it is out (writeDrained), read nothing more meanwhile.
+            closeAfterWrite = true
+            bufferevent_disable(bev, Int16(EV_READ))
+        } else {
+            close()
+        }
     }
 
     private func readAvailable() {

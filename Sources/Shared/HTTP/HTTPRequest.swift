@@ -78,7 +78,8 @@ public enum HTTPHeadParser {
                 contentLength = n
                 sawLength = true
             } else if equalsIgnoringCase(nameBytes, "transfer-encoding") {
-                guard value.lowercased() == "chunked", !chunked else {
+                guard !chunked else { throw bad("Transfer-Encoding is given twice") }
+                guard value.lowercased() == "chunked" else {
                     throw HTTPParseError(status: 501, code: "not_implemented",
                                          message: "Transfer-Encoding '\(value.prefix(40))' is not supported; send the body as is (Content-Length) or chunked")
                 }

@@ -172,7 +172,7 @@ public final class AsyncRedisConnection {
             switch result {
             case .failure:
                 break  // the connection went away; the disconnect handles it
-            case .success(.error(let message)) where command[0] != "ROLE":
+            case .success(.error(let message)) where command[0] != "ROLE" || !RedisProblem.roleMayBeDenied(message):
                 let shown = command[0] == "AUTH" ? "AUTH" : command.joined(separator: " ")
                 self.refuse(.connection("\(shown) failed on \(self.endpoint.address): \(message)"))
             case .success(let reply):
@@ -224,7 +224,7 @@ public final class AsyncRedisConnection {
         let wasConnected = connected
         context = nil
         connected = false
-        if lastProblem == nil || wasConnected { lastProblem = dropReason ?? failure }
+        lastProblem = dropReason ?? failure
         dropReason = nil
         deadlines.removeAll()
         scheduleReconnect()
@@ -240,6 +240,7 @@ public final class AsyncRedisConnection {
     private func connectFailed(_ ac: UnsafePointer<redisAsyncContext>?) {
         let text = ac.map { RedisConnection.errorText($0.pointee.c) } ?? "connection failed"
         failure = .connection("\(endpoint.address): \(text)")
+        onProblem?(failure)
         didDisconnect()
     }
 

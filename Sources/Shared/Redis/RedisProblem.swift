@@ -48,12 +48,19 @@ public enum RedisProblem {
     /// retried in place against a replica.
     public static func meansNotPrimary(_ message: String) -> Bool { message.hasPrefix("READONLY") }
 
+    /// An error reply to ROLE that still lets Spool use the node: an ACL that
+    /// denies ROLE, or a server that does not know it. Any other error (NOAUTH
+    /// when no password was given, too many clients, LOADING) refuses the node.
+    public static func roleMayBeDenied(_ message: String) -> Bool {
+        message.hasPrefix("NOPERM") || message.hasPrefix("ERR unknown command")
+    }
+
     /// The answer to ROLE, as a reason to refuse the node (nil for a primary).
     public static func refusal(ofRole reply: RedisReply, address: String) -> String? {
-        guard let role = reply.array?.first?.string else {
-            // Servers that do not know ROLE (or deny it by ACL) are taken as they are.
-            return nil
+        if case .error(let message) = reply {
+            return roleMayBeDenied(message) ? nil : "ROLE failed on \(address): \(message)"
         }
+        guard let role = reply.array?.first?.string else { return nil }
         if role == "master" { return nil }
         return "NOTPRIMARY \(address) is a \(role == "slave" ? "replica" : role), not the primary; Spool writes only to the primary (point REDIS_URL at an address that follows the primary)"
     }
@@ -69,13 +76,11 @@ public enum RedisProblem {
 /// Logs Redis problems at most once per kind per interval (an outage must
 /// not flood the log) and counts every one of them.
 public final class RedisProblemLog: @unchecked Sendable {
-    let logger: Logger
-    let intervalMs: Int64
-    let lock = Lock()
+    private let logger: Logger
+    private let intervalMs: Int64
+    private let lock = Lock()
     private var lastLogged: [String: Int64] = [:]
     private var suppressed: [String: Int] = [:]
-    var refusedSince = 0
-    var lastRefusalLog: Int64 = -1_000_000
 
     public init(logger: Logger, intervalMs: Int64 = 10_000) {
         self.logger = logger
@@ -99,26 +104,6 @@ public final class RedisProblemLog: @unchecked Sendable {
         var metadata: Logger.Metadata = ["kind": "\(kind)", "error": "\(error)"]
         if skipped > 0 { metadata["suppressed"] = .stringConvertible(skipped) }
         logger.error("\(context)", metadata: metadata)
-    }
-}
-
-extension RedisProblemLog {
-    /// A connection closed at once at SPOOL_MAX_CONNECTIONS: counted, and
-    /// logged at most once per interval with the count since.
-    public func connectionRefused() {
-        Counter(label: SpoolMetric.connectionsRefused).increment()
-        let now = Clock.monotonicMillis()
-        let count: Int? = lock.locked {
-            refusedSince += 1
-            if now - lastRefusalLog < intervalMs { return nil }
-            lastRefusalLog = now
-            defer { refusedSince = 0 }
-            return refusedSince
-        }
-        guard let count else { return }
-        logger.warning("connection refused: SPOOL_MAX_CONNECTIONS reached", metadata: [
-            "refused": .stringConvertible(count), "window_s": .stringConvertible(intervalMs / 1000),
-        ])
     }
 }
 

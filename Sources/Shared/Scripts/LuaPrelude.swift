@@ -192,9 +192,13 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
     end
   end
   if #due > 0 then wake(q.wake) end
+  local function count_missing()
+    if missing > 0 and q.stats then redis.call('HINCRBY', q.stats, 'missing', missing) end
+  end
 
   local claims = {}
   if redis.call('EXISTS', q.paused) == 1 then
+    count_missing()
     leave_receipt(q.receipt, claims)
     return {'paused', -1, now}
   end
@@ -232,7 +236,7 @@ local function fetch_jobs(q, worker, lease_ms, promote_limit, want, now, now_us,
       end
     end
   end
-  if missing > 0 and q.stats then redis.call('HINCRBY', q.stats, 'missing', missing) end
+  count_missing()
   leave_receipt(q.receipt, claims)
   if claimed > 0 then
     redis.call('ZADD', q.lease, unpack(leases))

@@ -86,7 +86,7 @@ final class ChildProcess {
                     // Stopping: a shell (`sh -c script`) dies of SIGTERM at once,
                     // before the script it started; the script's own clean-up
                     // still gets the kill grace, until its group is empty.
-                    if !groupAlive() || now - t >= limits.killGraceMs { break }
+                    if !groupAlive() || now - t >= limits.killGraceMs || now >= context.killDeadline ?? .max { break }
                 } else if pipes.allReadClosed || now - exitSeenAt > 200 {
                     // After the handler exits, a grandchild that still holds its
                     // pipes gets a short while, then the group is killed.
@@ -99,7 +99,7 @@ final class ChildProcess {
                 termSentAt = now
                 if context.stopReason == .shutdown { signalGroup(SIGKILL) }
             }
-            if let t = termSentAt, now - t >= limits.killGraceMs { signalGroup(SIGKILL) }
+            if let t = termSentAt, now - t >= limits.killGraceMs || now >= context.killDeadline ?? .max { signalGroup(SIGKILL) }
 
             var fds = pipes.pollSet(wantWrite: written < input.count)
             // With every pipe closed, only the exit is awaited: check often, so

@@ -61,11 +61,21 @@ final class JobContext {
         self.deadline = Clock.monotonicMillis() + timeoutMs
     }
 
-    /// Tells the handler to stop; the first reason given wins.
-    func stop(_ why: StopReason) {
-        lock.locked { if reason == nil { reason = why } }
+    /// Monotonic ms by which a stopped handler must be gone even if its kill
+    /// grace runs longer (a lease about to expire: see LeaseWatchdog).
+    private var killBy: Int64?
+
+    /// Tells the handler to stop; the first reason given wins. `killBy`
+    /// (monotonic ms) cuts the kill grace short: SIGKILL comes no later.
+    func stop(_ why: StopReason, killBy: Int64? = nil) {
+        lock.locked {
+            if reason == nil { reason = why }
+            if let k = killBy { self.killBy = min(self.killBy ?? k, k) }
+        }
         stopGate.open()
     }
+
+    var killDeadline: Int64? { lock.locked { killBy } }
 
     var stopReason: StopReason? { lock.locked { reason } }
 
