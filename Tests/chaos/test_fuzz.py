@@ -123,8 +123,16 @@ def check_error_response(raw, allowed):
     problems = []
     if status not in allowed:
         problems.append(f"status {status}, expected one of {sorted(allowed)}: {body[:200]!r}")
-    if not (400 <= status < 500 or status == 505):
-        problems.append(f"status {status} is neither 4xx nor 505")
+    if allowed == {201}:
+        # A request the fuzzer builds to be valid (a chunked body): it must be stored.
+        try:
+            if status == 201 and not json.loads(body.decode("utf-8")).get("id"):
+                problems.append(f"201 without a job id: {body[:200]!r}")
+        except (ValueError, AttributeError, UnicodeDecodeError) as e:
+            problems.append(f"201 body is not a job ({e}): {body[:200]!r}")
+        return problems
+    if not (400 <= status < 500 or status in (501, 505)):
+        problems.append(f"status {status} is neither 4xx, 501 nor 505")
     if "content-length" not in headers:
         problems.append("no Content-Length")
     elif len(body) != int(headers["content-length"]):
