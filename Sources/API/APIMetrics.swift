@@ -4,9 +4,11 @@ import Shared
 /// The API's metrics, recorded through swift-metrics (exported by the
 /// Prometheus registry on `GET /metrics`).
 ///
-/// Counters are made once per label set and kept (HandleCache).
+/// Counters are made once per label set and kept (HandleCache); each event
+/// loop also keeps the request handles it uses (`LoopRequestMetrics`), so two
+/// loops do not take a shared lock for every request.
 enum APIMetrics {
-    private struct RequestLabels: Hashable {
+    fileprivate struct RequestLabels: Hashable {
         let route: String
         let method: String
         let status: Int
@@ -15,26 +17,20 @@ enum APIMetrics {
     private static let enqueuedCounters = HandleCache<String, Counter> {
         Counter(label: SpoolMetric.jobsEnqueued, dimensions: [("queue", $0)])
     }
-    private static let requestCounters = HandleCache<RequestLabels, Counter> {
+    fileprivate static let requestCounters = HandleCache<RequestLabels, Counter> {
         Counter(label: SpoolMetric.httpRequests,
                 dimensions: [("route", $0.route), ("method", $0.method), ("status", String($0.status))])
     }
-    private struct RouteLabels: Hashable {
+    fileprivate struct RouteLabels: Hashable {
         let route: String
         let method: String
     }
-    private static let requestTimers = HandleCache<RouteLabels, Timer> {
+    fileprivate static let requestTimers = HandleCache<RouteLabels, Timer> {
         Timer(label: SpoolMetric.httpRequestDuration, dimensions: [("route", $0.route), ("method", $0.method)])
     }
 
     static func enqueued(_ queue: String, count: Int) { enqueuedCounters[queue].increment(by: count) }
 
-    /// `route` is the route's pattern (`/v1/jobs/:id`), never the raw path,
-    /// so the number of series stays bounded whatever clients send.
-    static func request(route: String, method: String, status: Int, micros: Int64) {
-        requestCounters[RequestLabels(route: route, method: method, status: status)].increment()
-        requestTimers[RouteLabels(route: route, method: method)].recordMicroseconds(micros)
-    }
 
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
     static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
@@ -71,5 +67,29 @@ enum APIMetrics {
         family(SpoolMetric.queuesOmitted)
         out += "\(SpoolMetric.queuesOmitted) \(omitted)\n"
         return out
+    }
+}
+
+/// One event loop's request counters and timers, looked up without a lock
+/// (used from the loop's thread only; misses go to APIMetrics' shared caches).
+final class LoopRequestMetrics {
+    private var counters: [APIMetrics.RequestLabels: Counter] = [:]
+    private var timers: [APIMetrics.RouteLabels: Timer] = [:]
+
+    /// `route` is the route's pattern (`/v1/jobs/:id`), never the raw path,
+    /// so the number of series stays bounded whatever clients send.
+    func request(route: String, method: String, status: Int, micros: Int64) {
+        let c = APIMetrics.RequestLabels(route: route, method: method, status: status)
+        if let counter = counters[c] { counter.increment() } else {
+            let counter = APIMetrics.requestCounters[c]
+            counters[c] = counter
+            counter.increment()
+        }
+        let t = APIMetrics.RouteLabels(route: route, method: method)
+        if let timer = timers[t] { timer.recordMicroseconds(micros) } else {
+            let timer = APIMetrics.requestTimers[t]
+            timers[t] = timer
+            timer.recordMicroseconds(micros)
+        }
     }
 }

@@ -84,7 +84,7 @@ final class ControlLoop {
                 // Still running here, the same attempt the call asked about, and
                 // its handler has not returned: only then was a lease lost.
                 guard let entry = worker.running.entry(l.id), entry.context.attempt == sentAttempts[l.id],
-                      !entry.handlerDone else { continue }
+                      !entry.context.handlerFinished else { continue }
                 let meta: Logger.Metadata = ["job_id": "\(l.id)", "queue": "\(queue)", "worker_id": "\(worker.id)",
                                              "state": "\(l.state)"]
                 if l.cancelled {

@@ -17,6 +17,8 @@ final class JobRunner {
     private var redis: RedisConnection { connection.redis }
     /// This loop's metric handles by queue (see WorkerMetrics).
     private var metricHandles: [String: WorkerMetrics.QueueHandles] = [:]
+    /// This loop's outcome handles by job type.
+    private var typeHandles: [String: WorkerMetrics.TypeHandles] = [:]
 
     init(worker: WorkerContext, connection: ClaimingConnection) {
         self.worker = worker
@@ -46,7 +48,7 @@ final class JobRunner {
         context.onMalformedProgress = { [worker] message in worker.logger.warning("\(message)", metadata: meta) }
         let started = Clock.monotonicMillis()
         let outcome = execute(job, context)
-        worker.running.handlerFinished(job.id)
+        context.markHandlerFinished()
         if context.malformedLines > JobContext.malformedLinesLogged {
             worker.logger.warning("ignored malformed progress lines", metadata: meta.merging([
                 "count": .stringConvertible(context.malformedLines)]) { $1 })
@@ -63,11 +65,11 @@ final class JobRunner {
             worker.logger.info("job interrupted by shutdown", metadata: meta2)
             return nil
         case .leaseLost?:
-            WorkerMetrics.outcome(type: job.type, "stopped")
+            typeMetrics(job.type).stopped.increment()
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta2)
             return nil
         case .leaseExpiring?:
-            WorkerMetrics.outcome(type: job.type, "stopped")
+            typeMetrics(job.type).stopped.increment()
             worker.logger.warning("job stopped: its lease could not be renewed in time (Redis out of reach); it runs again after the lease expires",
                                   metadata: meta2)
             return nil
@@ -125,7 +127,7 @@ final class JobRunner {
         if stored {
             worker.counters.recordSuccess()
             metrics(job.id.queue).succeeded()
-            WorkerMetrics.outcome(type: job.type, "succeeded")
+            typeMetrics(job.type).succeeded.increment()
             worker.logger.info("job succeeded", metadata: meta)
         } else {
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: meta)
@@ -141,8 +143,8 @@ final class JobRunner {
         metrics(id.queue).failed(outcome)
         if let type = meta["type"].map({ "\($0)" }) {
             switch outcome {
-            case .retry: WorkerMetrics.outcome(type: type, "retried")
-            case .dead: WorkerMetrics.outcome(type: type, "dead")
+            case .retry: typeMetrics(type).retried.increment()
+            case .dead: typeMetrics(type).dead.increment()
             case .stale: break
             }
         }
@@ -176,6 +178,13 @@ final class JobRunner {
         let meta: Logger.Metadata = ["job_id": "\(id)", "queue": "\(id.queue)", "attempt": .stringConvertible(attempt),
                                      "worker_id": "\(worker.id)"]
         fail(id, attempt: attempt, message: "job hash in Redis is damaged: \(error)", retryDelayMs: nil, meta: meta)
+    }
+
+    private func typeMetrics(_ type: String) -> WorkerMetrics.TypeHandles {
+        if let h = typeHandles[type] { return h }
+        let h = WorkerMetrics.type(type)
+        typeHandles[type] = h
+        return h
     }
 
     private func metrics(_ queue: String) -> WorkerMetrics.QueueHandles {

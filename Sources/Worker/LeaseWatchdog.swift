@@ -38,7 +38,7 @@ final class LeaseWatchdog {
 
     private func check() {
         let now = Clock.monotonicMillis()
-        for e in worker.running.snapshot where !e.handlerDone && e.leaseDeadline - guardMs <= now {
+        for e in worker.running.snapshot where !e.context.handlerFinished && e.leaseDeadline - guardMs <= now {
             guard e.context.stopReason == nil else { continue }
             worker.logger.warning("lease about to expire unrenewed (Redis out of reach?); stopping the job so that it does not run twice",
                                   metadata: worker.metadata(e.job, attempt: e.context.attempt).merging([

@@ -11,8 +11,6 @@ final class RunningJobs {
         /// Monotonic ms by which the lease, as last renewed, expires: the
         /// watchdog stops the handler before it (see LeaseWatchdog).
         var leaseDeadline: Int64
-        /// The handler returned; what is left is reporting the outcome.
-        var handlerDone = false
     }
 
     private let lock = Lock()
@@ -24,8 +22,6 @@ final class RunningJobs {
         lock.locked { entries[job.id] = Entry(job: job, context: context, leaseDeadline: claimedAt + leaseMs) }
     }
     func remove(_ id: JobID) { lock.locked { _ = entries.removeValue(forKey: id) } }
-
-    func handlerFinished(_ id: JobID) { lock.locked { entries[id]?.handlerDone = true } }
 
     /// The lease of these jobs (this attempt) was renewed by a call sent at `sentAt`.
     func renewed(_ jobs: [(JobID, Int)], sentAt: Int64, leaseMs: Int64) {

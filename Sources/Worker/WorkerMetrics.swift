@@ -60,28 +60,34 @@ enum WorkerMetrics {
 
     /// Outcomes by job type: the types are the worker's handlers (bounded by
     /// its configuration); a job of any other type counts as `other`.
-    private struct OutcomeLabels: Hashable {
-        let type: String
-        let outcome: String
-    }
-    private static let outcomes = HandleCache<OutcomeLabels, Counter> {
-        Counter(label: SpoolMetric.jobOutcomes, dimensions: [("type", $0.type), ("outcome", $0.outcome)])
-    }
-    static let outcomeNames = ["succeeded", "retried", "dead", "stopped"]
-    nonisolated(unsafe) static var knownTypes: Set<String> = []
+    final class TypeHandles {
+        let succeeded, retried, dead, stopped: Counter
 
-    /// Makes every series of the configured queues and handler types, at 0,
-    /// before the first job: a rate() or an alert on them works from the start.
-    static func bootstrap(queues: [String], types: [String]) {
-        knownTypes = Set(types)
-        for q in queues { _ = queue(q) }
-        for t in types + ["other"] {
-            for o in outcomeNames { _ = outcomes[OutcomeLabels(type: t, outcome: o)] }
+        init(_ type: String) {
+            func counter(_ outcome: String) -> Counter {
+                Counter(label: SpoolMetric.jobOutcomes, dimensions: [("type", type), ("outcome", outcome)])
+            }
+            succeeded = counter("succeeded")
+            retried = counter("retried")
+            dead = counter("dead")
+            stopped = counter("stopped")
         }
     }
 
-    static func outcome(type: String, _ outcome: String) {
-        outcomes[OutcomeLabels(type: knownTypes.contains(type) ? type : "other", outcome: outcome)].increment()
+    private static let typeHandles = HandleCache<String, TypeHandles> { TypeHandles($0) }
+    nonisolated(unsafe) private static var knownTypes: Set<String> = []
+
+    /// The handles of a job type (`other` for a type without a handler here).
+    /// Fetch loops keep what this returns (JobRunner), as for queues.
+    static func type(_ name: String) -> TypeHandles { typeHandles[knownTypes.contains(name) ? name : "other"] }
+
+    /// Makes every series of the configured queues and handler types, at 0,
+    /// before the first job: a rate() or an alert on them works from the start.
+    /// Called once at start, before any fetch loop runs.
+    static func bootstrap(queues: [String], types: [String]) {
+        knownTypes = Set(types)
+        for q in queues { _ = queue(q) }
+        for t in types + ["other"] { _ = typeHandles[t] }
     }
 
     /// Busy and idle fetch loops, set before each scrape.

@@ -30,6 +30,7 @@ final class Router: HTTPHandler {
     /// Redis problems and 5xx answers, logged at most once per kind per 10 s.
     let problems: RedisProblemLog
     let serverErrors: ServerErrorLog
+    let requestMetrics = LoopRequestMetrics()
 
     init(redis: AsyncRedisConnection, waiters: JobWaiters, coalescer: EnqueueCoalescer, config: APIConfig, logger: Logger,
          problems: RedisProblemLog, serverErrors: ServerErrorLog) {
@@ -68,7 +69,8 @@ final class Router: HTTPHandler {
 
         /// The first query parameter the route does not take, if any.
         func unknownParameter(_ request: HTTPRequest) -> String? {
-            request.query.keys.sorted().first { !query.contains($0) }
+            if request.query.isEmpty { return nil }  // the usual case: no work, no allocation
+            return request.query.keys.sorted().first { !query.contains($0) }
         }
 
         /// The segments matched by `:` parts, or nil when the path does not
@@ -138,13 +140,15 @@ final class Router: HTTPHandler {
     /// in the access log when asked for, and a (rate-limited) line per 5xx.
     private func observer(route: String, method: String, _ request: HTTPRequest) -> (Int) -> Void {
         let started = Clock.monotonicNanos()
+        // Only what the access log needs is kept, and only when it is on.
+        let logged = config.accessLog ? (method: request.method, path: String(request.path.prefix(200))) : nil
         return { [self] status in
             let micros = Int64((Clock.monotonicNanos() - started) / 1000)
-            APIMetrics.request(route: route, method: method, status: status, micros: micros)
+            requestMetrics.request(route: route, method: method, status: status, micros: micros)
             if status >= 500 { serverErrors.note(route: route, method: method, status: status) }
-            if config.accessLog {
+            if let logged {
                 logger.info("request", metadata: [
-                    "method": "\(request.method)", "path": "\(request.path.prefix(200))", "route": "\(route)",
+                    "method": "\(logged.method)", "path": "\(logged.path)", "route": "\(route)",
                     "status": .stringConvertible(status), "duration_ms": "\(Double(micros / 10) / 100)",
                 ])
             }

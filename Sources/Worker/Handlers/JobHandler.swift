@@ -1,4 +1,5 @@
 import Shared
+import Synchronization
 
 /// Runs one kind of job. A handler is called on a fetch-loop thread and may
 /// block; it must return when `context` is stopped (cancel, timeout, lost
@@ -76,6 +77,12 @@ final class JobContext {
     }
 
     var killDeadline: Int64? { lock.locked { killBy } }
+
+    /// The handler returned; what is left is reporting the outcome. An atomic,
+    /// not the lock: set once per job on the hot path, read by the watchdog.
+    private let handlerReturned = Atomic<Bool>(false)
+    func markHandlerFinished() { handlerReturned.store(true, ordering: .releasing) }
+    var handlerFinished: Bool { handlerReturned.load(ordering: .acquiring) }
 
     var stopReason: StopReason? { lock.locked { reason } }
 
