@@ -285,6 +285,12 @@ def render(run, all_runs):
       "`MISCONF` after a failed snapshot | everything since the last good snapshot is at risk on a crash |")
     w("| no persistence | nothing changes until memory runs out | everything is lost on a restart |")
     w("")
+    w(f"Measured (`everysec`, a 4 MiB disk filled under load): {F.v('disk_full', 'refused_503')} enqueues answered "
+      f"`503` naming `MISCONF` once the disk was full, Redis took writes again "
+      f"{F.v('disk_full', 'writable_again_after_ms', ' ms')} after space was freed, and of "
+      f"{F.v('disk_full', 'accepted')} jobs answered `201`, {F.v('disk_full', 'lost_after_restart')} were missing "
+      "after a Redis restart from its AOF.")
+    w("")
     w("What to monitor: free space on Redis' data volume (alert well before full: an AOF rewrite needs room for "
       "a second copy); `spool_redis_errors_total{kind=\"misconf\"}` and `{kind=\"oom\"}`; `spool_redis_up`; "
       "Redis' own `INFO persistence` fields `aof_last_write_status` and `rdb_last_bgsave_status`; and Redis "
