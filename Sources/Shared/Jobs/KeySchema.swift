@@ -60,18 +60,3 @@ public struct KeySchema: Sendable {
     /// HASH: one worker's description and counters; expires without heartbeats.
     public func worker(_ id: String) -> String { "\(prefix):worker:\(id)" }
 }
-
-/// Job priorities, most urgent first. Workers drain a queue's lists in this order.
-public enum Priority: String, CaseIterable, Sendable {
-    case urgent, high, normal, low
-
-    /// 1-based position, as the Lua scripts number the pending lists.
-    public var index: Int { Priority.allCases.firstIndex(of: self)! + 1 }
-}
-
-/// Where a job is in its life.
-public enum JobState: String, Sendable {
-    case queued, scheduled, running, succeeded, dead, cancelled
-
-    public var isTerminal: Bool { self == .succeeded || self == .dead || self == .cancelled }
-}

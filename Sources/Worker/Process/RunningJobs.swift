@@ -54,29 +54,3 @@ final class RunningJobs {
         for e in snapshot { e.context.stop(reason) }
     }
 }
-
-/// Counters a worker reports in its registry entry and health endpoint.
-/// Atomics, not a lock: every loop bumps them for every job.
-final class WorkerCounters {
-    private let processedCount = Atomic<Int64>(0)
-    private let failedCount = Atomic<Int64>(0)
-
-    func recordSuccess() { processedCount.add(1, ordering: .relaxed) }
-    func recordFailure() { failedCount.add(1, ordering: .relaxed) }
-    var processed: Int64 { processedCount.load(ordering: .relaxed) }
-    var failed: Int64 { failedCount.load(ordering: .relaxed) }
-}
-
-/// A flag that many threads read and one sets. Reading is an atomic load:
-/// every loop checks it for every job.
-final class StopFlag {
-    private let flag = Atomic<Bool>(false)
-    private let gate = Latch()
-    func set() {
-        flag.store(true, ordering: .releasing)
-        gate.open()
-    }
-    var isSet: Bool { flag.load(ordering: .acquiring) }
-    /// Sleeps up to `ms`; returns early (true) once the flag is set.
-    func sleep(ms: Int64) -> Bool { gate.wait(timeoutMs: ms) }
-}

@@ -1,0 +1,136 @@
+import Shared
+import Synchronization
+
+/// What a handler can see and do while it runs: the attempt, its deadline,
+/// and whether it has been told to stop.
+final class JobContext {
+    let attempt: Int
+    /// Monotonic ms after which the job has timed out.
+    let deadline: Int64
+    let timeoutMs: Int64
+    private let stopGate = Latch()
+    fileprivate let lock = Lock()
+    private var reason: StopReason?
+    /// Stores progress JSON in Redis; set by the runner, called on the job's thread.
+    var progressSink: ((String) -> Void)?
+    /// Reports a problem with the handler's progress output.
+    var onMalformedProgress: ((String) -> Void)?
+    fileprivate var unflushedProgress: String?
+    /// Malformed progress lines of this run (on the job's thread only).
+    fileprivate(set) var malformedLines = 0
+    fileprivate var lastProgressFlush: Int64 = 0
+
+    init(attempt: Int, timeoutMs: Int64) {
+        self.attempt = attempt
+        self.timeoutMs = timeoutMs
+        self.deadline = Clock.monotonicMillis() + timeoutMs
+    }
+
+    /// Monotonic ms by which a stopped handler must be gone even if its kill
+    /// grace runs longer (a lease about to expire: see LeaseWatchdog).
+    private var killBy: Int64?
+
+    /// Tells the handler to stop; the first reason given wins. `killBy`
+    /// (monotonic ms) cuts the kill grace short: SIGKILL comes no later.
+    func stop(_ why: StopReason, killBy: Int64? = nil) {
+        lock.locked {
+            if reason == nil { reason = why }
+            if let k = killBy { self.killBy = min(self.killBy ?? k, k) }
+        }
+        stopGate.open()
+    }
+
+    var killDeadline: Int64? { lock.locked { killBy } }
+
+    /// The handler returned; what is left is reporting the outcome. An atomic,
+    /// not the lock: set once per job on the hot path, read by the watchdog.
+    private let handlerReturned = Atomic<Bool>(false)
+    func markHandlerFinished() { handlerReturned.store(true, ordering: .releasing) }
+    var handlerFinished: Bool { handlerReturned.load(ordering: .acquiring) }
+
+    var stopReason: StopReason? { lock.locked { reason } }
+
+    /// Waits up to `ms` or until told to stop, or until the deadline (which
+    /// then stops the job with a timeout). Returns the stop reason, if any.
+    func sleep(ms: Int64) -> StopReason? {
+        let now = Clock.monotonicMillis()
+        let untilDeadline = deadline - now
+        if ms < untilDeadline {
+            return stopGate.wait(timeoutMs: ms) ? stopReason : nil
+        }
+        if !stopGate.wait(timeoutMs: max(0, untilDeadline)) { stop(.timeout(timeoutMs)) }
+        return stopReason
+    }
+
+    /// Checks the deadline; stops the job with a timeout once it has passed.
+    func checkDeadline() -> StopReason? {
+        if Clock.monotonicMillis() >= deadline { stop(.timeout(timeoutMs)) }
+        return stopReason
+    }
+}
+
+extension JobContext {
+    /// Least time between two progress writes to Redis; a handler may report
+    /// far more often, and only the latest report is kept.
+    static let progressFlushIntervalMs: Int64 = 200
+
+    /// Malformed progress lines logged per job at most; the rest are counted
+    /// (a handler writing binary to fd 3 must not flood the log).
+    static let malformedLinesLogged = 3
+
+    /// A line a handler wrote on fd 3. `{"progress": {...}}` lines update the
+    /// job's progress; anything else is logged and ignored, never fatal.
+
+    func progressLine(_ line: [UInt8]) {
+        guard let value = try? JSONParser.parse(line), let progress = value["progress"], progress.objectMembers != nil else {
+            malformedLines += 1
+            guard malformedLines <= JobContext.malformedLinesLogged else { return }
+            let more = malformedLines == JobContext.malformedLinesLogged ? " (further malformed lines of this run are only counted)" : ""
+            onMalformedProgress?("ignored a progress line that is not {\"progress\": {...}}: \(JobContext.printable(line, max: 120))\(more)")
+            return
+        }
+        reportProgress(current: progress["current"], total: progress["total"], message: progress["message"]?.stringValue)
+    }
+
+    /// At most `max` bytes of a line as printable ASCII, other bytes as `\xNN`.
+    static func printable(_ line: [UInt8], max: Int) -> String {
+        var out = ""
+        for b in line.prefix(max) {
+            if b >= 0x20 && b < 0x7F { out.unicodeScalars.append(Unicode.Scalar(b)) } else {
+                let hex = String(b, radix: 16)
+                out += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return line.count > max ? out + "… (\(line.count) bytes)" : out
+    }
+
+    /// Progress from a handler (built-in handlers call this directly).
+    func reportProgress(current: JSONValue?, total: JSONValue?, message: String?) {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("current", JobContext.number(current))
+        w.field("total", JobContext.number(total))
+        w.field("message", message.map { String($0.prefix(1000)) })
+        w.field("updated_at", Timestamp.format(millis: Clock.nowMillis()))
+        w.endObject()
+        lock.locked { unflushedProgress = w.text }
+        flushProgress(force: false)
+    }
+
+    /// Writes the latest unwritten progress if the interval has passed (or `force`).
+    func flushProgress(force: Bool) {
+        let now = Clock.monotonicMillis()
+        let due: String? = lock.locked {
+            guard let p = unflushedProgress, force || now - lastProgressFlush >= JobContext.progressFlushIntervalMs else { return nil }
+            unflushedProgress = nil
+            lastProgressFlush = now
+            return p
+        }
+        if let due { progressSink?(due) }
+    }
+
+    private static func number(_ v: JSONValue?) -> JSONValue {
+        if case .number? = v { return v! }
+        return .null
+    }
+}

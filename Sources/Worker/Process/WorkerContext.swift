@@ -1,0 +1,42 @@
+import Logging
+import Shared
+
+/// What every part of one worker process shares: its identity and settings,
+/// the handlers, the running jobs, counters and the stop signals.
+final class WorkerContext {
+    let id: String
+    let config: WorkerConfig
+    let schema: KeySchema
+    let handlers: [String: JobHandler]
+    let running = RunningJobs()
+    let counters = WorkerCounters()
+    /// Set at shutdown: fetch loops take no new jobs.
+    let stopFetching = StopFlag()
+    let redisHealth: RedisHealth
+    let dueTimer = DueTimer()
+    /// Batches the successes reported in the first queue with the claims of
+    /// the loops' next jobs.
+    let completions: CompletionBatcher
+    let logger: Logger
+    let startedAt = Clock.nowMillis()
+
+    init(id: String, config: WorkerConfig, handlers: [String: JobHandler], logger: Logger) {
+        self.id = id
+        self.config = config
+        self.schema = KeySchema(prefix: config.prefix)
+        self.handlers = handlers
+        self.logger = logger
+        self.redisHealth = RedisHealth(logger: logger)
+        self.completions = CompletionBatcher(queue: config.queues[0], maxInFlight: config.siblingProcesses > 1 ? 1 : 2)
+    }
+
+    func newConnection() -> RedisConnection {
+        RedisConnection(endpoint: config.redis, commandTimeoutMs: Int(config.redisTimeoutMs))
+    }
+
+    /// Log metadata that identifies a job in every line about it.
+    func metadata(_ job: Job, attempt: Int) -> Logger.Metadata {
+        ["job_id": "\(job.id)", "queue": "\(job.id.queue)", "type": "\(job.type)",
+         "attempt": .stringConvertible(attempt), "worker_id": "\(id)"]
+    }
+}
