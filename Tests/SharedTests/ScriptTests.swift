@@ -512,7 +512,7 @@ final class ScriptTests: XCTestCase {
     func testRetryDeadResetsAttemptsAndRefusesOthers() throws {
         let ids = try makeDead(3)
         let one = try redis.run(RetryDeadCall(schema: schema, queue: "q", ids: [ids[0]]))
-        XCTAssertEqual(one, .init(retried: 1, refusedState: nil))
+        XCTAssertEqual(one, .init(retried: 1, refusedState: nil, examined: 1))
         XCTAssertEqual(try state(ids[0]), "queued")
         XCTAssertEqual(try redis.command(["HGET", schema.job(ids[0]), "attempts"]).int, 0)
         XCTAssertEqual(try redis.command(["TTL", schema.job(ids[0])]).int, -1, "a retried job no longer expires")

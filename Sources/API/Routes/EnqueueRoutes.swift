@@ -8,9 +8,7 @@ extension Router {
     /// by one script call: a rejected request changes nothing, and a 201 is
     /// only sent once Redis has answered that the jobs are stored.
     func enqueue(queue segment: Substring, _ request: HTTPRequest, _ responder: Responder, batch: Bool) {
-        guard let queue = HTTPHeadParser.percentDecode(segment), Validation.isValidQueueName(queue) else {
-            return responder.send(.error(400, "invalid_field", "queue: '\(segment.prefix(80))' must match [A-Za-z0-9_.-]{1,64}"))
-        }
+        guard let queue = queueName(segment, responder) else { return }
         let body: JSONValue
         do {
             body = try JSONParser.parse(request.body)

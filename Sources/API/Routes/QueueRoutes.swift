@@ -59,39 +59,8 @@ extension Router {
         }
     }
 
-    /// Stats read per call at most: the replies of one chunk are handled in one
-    /// pass of the loop, so a chunk bounds how long a listing or a scrape of
-    /// many queues holds the loop (other requests are served between chunks).
-    static let statsChunk = 250
-
-    /// Reads the stats of each queue (pipelined, a chunk at a time) and calls back once, in order.
+    /// The stats of each queue, in order (see `fanOut`).
     func gatherStats(_ names: [String], _ done: @escaping (Result<[QueueStatsCall.Stats], Error>) -> Void) {
-        var results: [QueueStatsCall.Stats] = []
-        results.reserveCapacity(names.count)
-        func chunk(from start: Int) {
-            if start >= names.count { return done(.success(results)) }
-            let part = names[start..<min(names.count, start + Router.statsChunk)]
-            var replies = [QueueStatsCall.Stats?](repeating: nil, count: part.count)
-            var remaining = part.count
-            var failed = false
-            for (i, name) in part.enumerated() {
-                redis.run(QueueStatsCall(schema: schema, queue: name)) { result in
-                    guard !failed else { return }
-                    switch result {
-                    case .failure(let e):
-                        failed = true
-                        done(.failure(e))
-                    case .success(let stats):
-                        replies[i] = stats
-                        remaining -= 1
-                        if remaining == 0 {
-                            results += replies.map { $0! }
-                            chunk(from: start + part.count)
-                        }
-                    }
-                }
-            }
-        }
-        chunk(from: 0)
+        fanOut(names, { [self] name, reply in redis.run(QueueStatsCall(schema: schema, queue: name), reply) }, done: done)
     }
 }

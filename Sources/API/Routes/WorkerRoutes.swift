@@ -46,25 +46,10 @@ extension Router {
         w.endObject()
     }
 
-    /// HGETALL of each key (pipelined on the connection), in order.
+    /// HGETALL of each key, in order (see `fanOut`).
     func gatherHashes(_ keys: [String], _ done: @escaping (Result<[[String: String]], Error>) -> Void) {
-        if keys.isEmpty { return done(.success([])) }
-        var results = [[String: String]](repeating: [:], count: keys.count)
-        var remaining = keys.count
-        var failed = false
-        for (i, key) in keys.enumerated() {
-            redis.send(["HGETALL", key]) { result in
-                guard !failed else { return }
-                switch result {
-                case .failure(let e):
-                    failed = true
-                    done(.failure(e))
-                case .success(let reply):
-                    results[i] = reply.hash
-                    remaining -= 1
-                    if remaining == 0 { done(.success(results)) }
-                }
-            }
-        }
+        fanOut(keys, { [self] key, reply in
+            redis.send(["HGETALL", key]) { result in reply(result.map(\.hash).mapError { $0 as Error }) }
+        }, done: done)
     }
 }

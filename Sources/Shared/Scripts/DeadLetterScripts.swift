@@ -137,10 +137,6 @@ return {retried, refused, #ids}
             self.refusedState = refusedState
             self.examined = examined
         }
-
-        public static func == (a: Outcome, b: Outcome) -> Bool {
-            a.retried == b.retried && a.refusedState == b.refusedState
-        }
     }
 
     public let queue: String

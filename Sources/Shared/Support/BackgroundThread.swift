@@ -53,11 +53,6 @@ public final class Latch {
         pthread_mutex_unlock(&mutex)
     }
 
-    public var opened: Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return isOpen
-    }
 
     @discardableResult
     public func wait(timeoutMs: Int64) -> Bool {

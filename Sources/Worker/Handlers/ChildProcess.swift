@@ -185,7 +185,7 @@ final class ChildProcess {
         let rc = withCStrings(argv) { cargv in
             withCStrings(environment) { cenv in posix_spawn(&child, "/bin/sh", &actions, &attr, cargv, cenv) }
         }
-        guard rc == 0 else { throw ConfigError("could not start handler command: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw SpawnError(description: "could not start handler command: \(String(cString: strerror(rc)))") }
         return child
     }
 
@@ -235,7 +235,7 @@ struct Pipes {
     /// the child's copies at 0-3).
     private static func make() throws -> (Int32, Int32) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw ConfigError("pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw SpawnError(description: "could not make a pipe for the handler: \(String(cString: strerror(errno)))") }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return (fds[0], fds[1])
     }
@@ -279,4 +279,10 @@ public func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMu
     let cstrings = strings.map { strdup($0) } + [nil]
     defer { for p in cstrings { free(p) } }
     return cstrings.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// A handler process could not be started (a runtime failure of this host,
+/// not a configuration error: the job fails and is retried).
+struct SpawnError: Error, CustomStringConvertible {
+    let description: String
 }
