@@ -69,5 +69,5 @@ let package = Package(
             dependencies: ["Shared"]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -53,6 +53,7 @@ StartupChecks.warnAboutEviction(config.redis, logger: logger)
 ///    their response;
 /// 3. the process exits 0 once every connection is closed, or when
 ///    `SPOOL_API_SHUTDOWN_GRACE_MS` (counted from the signal) runs out.
+@MainActor
 func shutDown(signal: String) -> Never {
     let started = Clock.monotonicMillis()
     let deadline = started + config.shutdownGraceMs

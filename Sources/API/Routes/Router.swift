@@ -47,7 +47,7 @@ final class Router: HTTPHandler {
 
     /// One route: a method and a path pattern whose `:name` parts match any
     /// segment; the action gets the matched segments in order.
-    struct Route {
+    struct Route: Sendable {
         let method: String
         /// The path pattern as written, the `route` label of request metrics.
         let path: String
@@ -56,10 +56,10 @@ final class Router: HTTPHandler {
         /// The query parameters the route reads; any other is refused (400),
         /// so that a typo (`?wiat=5`) is an error rather than ignored.
         let query: [String]
-        let action: (Router, [Substring], HTTPRequest, Responder) -> Void
+        let action: @Sendable (Router, [Substring], HTTPRequest, Responder) -> Void
 
         init(_ method: String, _ path: String, query: [String] = [],
-             _ action: @escaping (Router, [Substring], HTTPRequest, Responder) -> Void) {
+             _ action: @escaping @Sendable (Router, [Substring], HTTPRequest, Responder) -> Void) {
             self.method = method
             self.path = "/" + path
             self.pattern = path.split(separator: "/").map { $0.first == ":" ? nil : Array($0.utf8) }

@@ -14,7 +14,7 @@ import Glibc
 /// place (SettingSource) with a message naming the setting, so this is all
 /// they need.
 public struct CommandLineOptions {
-    public struct Option {
+    public struct Option: Sendable {
         public let name: String
         public let help: String
         public let repeatable: Bool

@@ -25,7 +25,7 @@ end
 return out
 """#)
 
-    public struct Cursor: Equatable {
+    public struct Cursor: Equatable, Sendable {
         public var score: Int64?
         public var skip: Int
 

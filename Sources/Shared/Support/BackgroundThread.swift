@@ -32,7 +32,7 @@ public final class BackgroundThread {
 }
 
 /// A one-shot gate: `wait` returns once `open` was called (or the time passed).
-public final class Latch {
+public final class Latch: @unchecked Sendable {  // every access is under its mutex
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
     private var isOpen = false

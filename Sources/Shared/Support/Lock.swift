@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// A mutex for the little state that worker threads share.
-public final class Lock {
+/// `@unchecked Sendable`: the mutex is what makes sharing it across threads safe.
+public final class Lock: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
 
     public init() { pthread_mutex_init(&mutex, nil) }

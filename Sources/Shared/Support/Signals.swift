@@ -31,7 +31,8 @@ public enum Signals {
 
 public enum FileOutput {
     public static func stderr(_ line: String) {
-        let text = line + "\n"
-        _ = text.withCString { fputs($0, Glibc.stderr) }
+        // write(2) on fd 2: one call per line, and no C global to share across threads.
+        var text = line + "\n"
+        _ = text.withUTF8 { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
