@@ -38,51 +38,37 @@ struct APIConfig {
 }
 
 extension APIConfig {
-    init(_ o: APIOptions, source: SettingSource = SettingSource()) throws {
-        let addr = source.string(o.addr, flagName: "--addr", env: "SPOOL_API_ADDR", default: "127.0.0.1:8080")
-        addressOrigin = o.addr != nil ? "--addr" : "SPOOL_API_ADDR"
+    init(_ source: SettingSource) throws {
+        typealias S = APISettings
+        let addr = source.string(S.addr, default: "127.0.0.1:8080")
+        addressOrigin = source.origin(S.addr)
         guard let address = ListenAddress(parsing: addr) else {
             throw ConfigError("\(addressOrigin): '\(addr)' is not host:port")
         }
         self.address = address
-        redis = try source.redisEndpoint(o.redisURL)
-        prefix = try source.prefix(o.prefix)
-        threads = Int(try source.integer(o.threads, flagName: "--threads", env: "SPOOL_API_THREADS",
-                                         default: Int64(APIConfig.cores), range: 1...64))
-        redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
-                                            default: 2000, range: 10...60_000, unit: "milliseconds")
-        httpLimits.maxBodyBytes = Int(try source.integer(o.maxBodyBytes, flagName: "--max-body-bytes", env: "SPOOL_MAX_BODY_BYTES",
-                                                         default: 1 << 20, range: 1024...(64 << 20), unit: "bytes"))
-        httpLimits.readTimeoutMs = Int(try source.integer(o.readTimeoutMs, flagName: "--read-timeout-ms", env: "SPOOL_HTTP_READ_TIMEOUT_MS",
-                                                          default: 10_000, range: 100...600_000, unit: "milliseconds"))
-        httpLimits.writeTimeoutMs = Int(try source.integer(o.writeTimeoutMs, flagName: "--write-timeout-ms", env: "SPOOL_HTTP_WRITE_TIMEOUT_MS",
-                                                           default: 10_000, range: 100...600_000, unit: "milliseconds"))
-        let maxConnections = try source.integer(o.maxConnections, flagName: "--max-connections", env: "SPOOL_MAX_CONNECTIONS",
-                                                default: 10_000, range: 1...1_000_000)
+        redis = try source.redisEndpoint()
+        prefix = try source.prefix()
+        threads = Int(try source.integer(S.threads, default: Int64(APIConfig.cores)))
+        redisTimeoutMs = try source.integer(S.redisTimeoutMs, default: 2000)
+        httpLimits.maxBodyBytes = Int(try source.integer(S.maxBodyBytes, default: 1 << 20))
+        httpLimits.readTimeoutMs = Int(try source.integer(S.readTimeoutMs, default: 10_000))
+        httpLimits.writeTimeoutMs = Int(try source.integer(S.writeTimeoutMs, default: 10_000))
+        let maxConnections = try source.integer(S.maxConnections, default: 10_000)
         httpLimits.maxConnectionsPerLoop = max(1, Int(maxConnections) / threads)
-        maxPending = try source.integer(o.maxPending, flagName: "--max-pending", env: "SPOOL_MAX_PENDING",
-                                        default: 0, range: 0...Int64(Int32.max))
-        queueMaxPending = try APIConfig.parseQueueLimits(
-            source.raw(flag: o.queueMaxPending, flagName: "--queue-max-pending", env: "SPOOL_QUEUE_MAX_PENDING"))
-        jobDefaults.resultTTLSeconds = try source.integer(o.resultTTL, flagName: "--result-ttl-s", env: "SPOOL_RESULT_TTL_S",
-                                                          default: 86400, range: EnqueueRequest.resultTTLSeconds, unit: "seconds")
-        maxQueues = try source.integer(o.maxQueues, flagName: "--max-queues", env: "SPOOL_MAX_QUEUES",
-                                       default: 1000, range: 1...1_000_000)
-        metricsMaxQueues = Int(try source.integer(o.metricsMaxQueues, flagName: "--metrics-max-queues", env: "SPOOL_METRICS_MAX_QUEUES",
-                                                  default: 200, range: 0...100_000))
-        accessLog = try source.boolean(o.accessLog, flagName: "--access-log", env: "SPOOL_ACCESS_LOG", default: false)
-        drainMs = try source.integer(o.drainMs, flagName: "--drain-ms", env: "SPOOL_API_DRAIN_MS",
-                                     default: 2000, range: 0...600_000, unit: "milliseconds")
-        shutdownGraceMs = try source.integer(o.shutdownGraceMs, flagName: "--shutdown-grace-ms", env: "SPOOL_API_SHUTDOWN_GRACE_MS",
-                                             default: 10_000, range: 0...3_600_000, unit: "milliseconds")
-        let graceOrigin = o.shutdownGraceMs != nil ? "--shutdown-grace-ms" : "SPOOL_API_SHUTDOWN_GRACE_MS"
-        let drainOrigin = o.drainMs != nil ? "--drain-ms" : "SPOOL_API_DRAIN_MS"
+        maxPending = try source.integer(S.maxPending, default: 0)
+        queueMaxPending = try APIConfig.parseQueueLimits(source.raw(S.queueMaxPending))
+        jobDefaults.resultTTLSeconds = try source.integer(S.resultTTL, default: 86400)
+        maxQueues = try source.integer(S.maxQueues, default: 1000)
+        metricsMaxQueues = Int(try source.integer(S.metricsMaxQueues, default: 200))
+        accessLog = try source.boolean(S.accessLog, default: false)
+        drainMs = try source.integer(S.drainMs, default: 2000)
+        shutdownGraceMs = try source.integer(S.shutdownGraceMs, default: 10_000)
         guard shutdownGraceMs >= drainMs else {
-            throw ConfigError("\(graceOrigin): \(shutdownGraceMs) ms must be at least \(drainOrigin) (\(drainMs) ms): "
-                              + "the grace period includes the drain")
+            throw ConfigError("\(source.origin(S.shutdownGraceMs)): \(shutdownGraceMs) ms must be at least "
+                              + "\(source.origin(S.drainMs)) (\(drainMs) ms): the grace period includes the drain")
         }
-        logLevel = try source.logLevel(o.logLevel)
-        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.defaultFormat)
+        logLevel = try source.logLevel()
+        logFormat = try source.logFormat()
     }
 
     func pendingLimit(for queue: String) -> Int64 { queueMaxPending[queue] ?? maxPending }

@@ -9,10 +9,11 @@ import Glibc
 // spool-api: read the config, start one event loop per thread, serve until
 // SIGTERM/SIGINT, then shut down gracefully (see `shutDown`).
 
-let options = APIOptions.parseOrExit()
+let flags = CommandLineOptions.parseOrExit(program: "spool-api", abstract: "Spool HTTP API: enqueues jobs and reads their state.",
+                                           settings: APISettings.all, own: APISettings.own)
 let config: APIConfig
 do {
-    config = try APIConfig(options)
+    config = try APIConfig(SettingSource(flags: flags))
 } catch {
     FileOutput.stderr("spool-api: \(error)")
     exit(2)

@@ -7,10 +7,11 @@ import Glibc
 // spool-worker: read the config, start the loops, run until SIGTERM/SIGINT,
 // then drain and stop in order (see WorkerProcess).
 
-let options = WorkerOptions.parseOrExit()
+let flags = CommandLineOptions.parseOrExit(program: "spool-worker", abstract: "Spool worker: runs jobs from Redis queues.",
+                                           settings: WorkerSettings.all, own: WorkerSettings.own)
 let config: WorkerConfig
 do {
-    config = try WorkerConfig(options)
+    config = try WorkerConfig(SettingSource(flags: flags))
 } catch {
     FileOutput.stderr("spool-worker: \(error)")
     exit(2)

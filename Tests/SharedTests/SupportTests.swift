@@ -140,10 +140,24 @@ final class SettingSourceTests: XCTestCase {
         XCTAssertThrowsError(try s.choice(nil, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.Format.json)) {
             XCTAssertEqual("\($0)", "SPOOL_LOG_FORMAT: 'xml' is not one of json, text")
         }
-        XCTAssertThrowsError(try s.redisEndpoint(nil)) { XCTAssertTrue("\($0)".hasPrefix("REDIS_URL: 'http://h'")) }
-        XCTAssertThrowsError(try SettingSource(environment: ["SPOOL_PREFIX": "a b"]).prefix(nil)) {
+        XCTAssertThrowsError(try s.redisEndpoint()) { XCTAssertTrue("\($0)".hasPrefix("REDIS_URL: 'http://h'")) }
+        XCTAssertThrowsError(try SettingSource(environment: ["SPOOL_PREFIX": "a b"]).prefix()) {
             XCTAssertTrue("\($0)".hasPrefix("SPOOL_PREFIX:"))
         }
+    }
+
+    func testDeclaredSettingsNameTheFlagWhenGivenElseTheVariable() throws {
+        let lease = Setting("lease-ms", env: "SPOOL_LEASE_MS", default: "30000", range: 1000...60_000, unit: "milliseconds", "Lease")
+        let flags = try XCTUnwrap(try CommandLineOptions.parse(["--lease-ms", "5"], options: Setting.commandLine([lease])))
+        XCTAssertThrowsError(try SettingSource(environment: ["SPOOL_LEASE_MS": "2000"], flags: flags).integer(lease, default: 1)) {
+            XCTAssertEqual("\($0)", "--lease-ms: 5 is out of range 1000...60000 (milliseconds)")
+        }
+        XCTAssertThrowsError(try SettingSource(environment: ["SPOOL_LEASE_MS": "5"]).integer(lease, default: 1)) {
+            XCTAssertEqual("\($0)", "SPOOL_LEASE_MS: 5 is out of range 1000...60000 (milliseconds)")
+        }
+        XCTAssertEqual(try SettingSource(environment: [:]).integer(lease, default: 30_000), 30_000)
+        XCTAssertEqual(lease.option?.help, "Lease [SPOOL_LEASE_MS, default 30000]")
+        XCTAssertEqual(Setting.markdownTable([lease]).split(separator: "\n").last, "| `--lease-ms` | `SPOOL_LEASE_MS` | 30000 | Lease |")
     }
 
     func testListenAddress() {

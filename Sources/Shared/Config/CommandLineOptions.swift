@@ -32,6 +32,8 @@ public struct CommandLineOptions {
 
     private var values: [String: [String]] = [:]
 
+    public init() {}
+
     /// The value of `--name` (the last one given), or nil.
     public subscript(name: String) -> String? { values[name]?.last }
 
@@ -75,7 +77,7 @@ public struct CommandLineOptions {
     }
 
     /// The help text: the usage line, then each option with its help.
-    public static func help(program: String, abstract: String, options: [Option]) -> String {
+    public static func help(program: String, abstract: String, options: [Option], footer: [String] = []) -> String {
         var lines = ["\(abstract)", "", "USAGE: \(program) [--option value] ...", "", "OPTIONS:"]
         for o in options {
             lines.append("  --\(o.name) <value>\(o.repeatable ? " (repeatable)" : "")")
@@ -85,12 +87,35 @@ public struct CommandLineOptions {
         lines.append("        Print the version and exit.")
         lines.append("  -h, --help")
         lines.append("        Show this help.")
+        lines += footer
         return lines.joined(separator: "\n")
+    }
+
+    /// Parses the process' arguments for a binary whose settings are
+    /// `settings` (`own` are the ones not shared by both binaries): as below,
+    /// and `--settings-markdown shared|own` prints that table and exits 0.
+    public static func parseOrExit(program: String, abstract: String, settings: [Setting], own: [Setting]) -> CommandLineOptions {
+        let envOnly = settings.filter { $0.flag == nil }
+        let footer = envOnly.isEmpty ? [] : ["", "ENVIRONMENT ONLY:"] + envOnly.flatMap {
+            ["  \($0.env)", "        \($0.help) [default \($0.defaultText)]"]
+        }
+        let parsed = parseOrExit(program: program, abstract: abstract, options: Setting.commandLine(settings), footer: footer)
+        if let which = parsed["settings-markdown"] {
+            switch which {
+            case "shared": print(Setting.markdownTable(SharedSettings.all))
+            case "own": print(Setting.markdownTable(own))
+            default:
+                FileOutput.stderr("\(program): --settings-markdown: '\(which)' is not one of shared, own")
+                exit(64)
+            }
+            exit(0)
+        }
+        return parsed
     }
 
     /// Parses the process' arguments: prints the help and exits 0 for
     /// `--help`, prints the error and exits 64 (usage error) for a bad command line.
-    public static func parseOrExit(program: String, abstract: String, options: [Option]) -> CommandLineOptions {
+    public static func parseOrExit(program: String, abstract: String, options: [Option], footer: [String] = []) -> CommandLineOptions {
         do {
             if let parsed = try parse(Array(CommandLine.arguments.dropFirst()), options: options) {
                 if parsed.versionAsked {
@@ -99,7 +124,7 @@ public struct CommandLineOptions {
                 }
                 return parsed
             }
-            print(help(program: program, abstract: abstract, options: options))
+            print(help(program: program, abstract: abstract, options: options, footer: footer))
             exit(0)
         } catch {
             FileOutput.stderr("\(program): \(error)")

@@ -1,9 +1,11 @@
 import Logging
 
-
-
 extension SettingSource {
-    public func logLevel(_ flag: String?) throws -> Logger.Level {
-        try choice(flag, flagName: "--log-level", env: "SPOOL_LOG_LEVEL", default: Logger.Level.info)
+    public func logLevel() throws -> Logger.Level {
+        try choice(SharedSettings.logLevel, default: Logger.Level.info)
+    }
+
+    public func logFormat() throws -> LogSetup.Format {
+        try choice(SharedSettings.logFormat, default: LogSetup.defaultFormat)
     }
 }

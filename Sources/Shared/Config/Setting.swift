@@ -13,9 +13,12 @@ public struct ConfigError: Error, CustomStringConvertible {
 /// bad value stops the process at start with a message a person can act on.
 public struct SettingSource {
     let environment: [String: String]
+    /// The parsed command line.
+    let flags: CommandLineOptions
 
-    public init(environment: [String: String] = SettingSource.processEnvironment()) {
+    public init(environment: [String: String] = SettingSource.processEnvironment(), flags: CommandLineOptions = CommandLineOptions()) {
         self.environment = environment
+        self.flags = flags
     }
 
     public static func processEnvironment() -> [String: String] {
@@ -28,15 +31,6 @@ public struct SettingSource {
         }
         return env
     }
-
-    /// The options both binaries take, for the settings resolved below
-    /// (`redisEndpoint`, `prefix`, `logLevel`, and the log format).
-    public static let sharedOptions: [CommandLineOptions.Option] = [
-        .init("redis-url", "redis://[user[:password]@]host[:port][/db], redis://[::1]:6379, or unix://[user[:password]@]/path/redis.sock[?db=N] [REDIS_URL, default redis://127.0.0.1:6379]"),
-        .init("prefix", "Prefix of every Redis key [SPOOL_PREFIX, default spool]"),
-        .init("log-level", "trace, debug, info, notice, warning, error, critical [SPOOL_LOG_LEVEL, default info]"),
-        .init("log-format", "json or text [SPOOL_LOG_FORMAT, default: text on a terminal, else json]"),
-    ]
 
     /// The raw text of a setting and where it came from, or nil when unset.
     public func raw(flag: String?, flagName: String, env: String) -> (value: String, origin: String)? {
@@ -84,20 +78,57 @@ public struct SettingSource {
         return v
     }
 
-    public func redisEndpoint(_ flag: String?) throws -> RedisEndpoint {
-        let text = string(flag, flagName: "--redis-url", env: "REDIS_URL", default: "redis://127.0.0.1:6379")
+    /// REDIS_URL / --redis-url (SharedSettings.redisURL).
+    public func redisEndpoint() throws -> RedisEndpoint {
+        let text = string(SharedSettings.redisURL, default: "redis://127.0.0.1:6379")
         do {
             return try RedisEndpoint(url: text)
         } catch {
-            throw ConfigError("\(flag != nil ? "--redis-url" : "REDIS_URL"): '\(text)' \(error)")
+            throw ConfigError("\(origin(SharedSettings.redisURL)): '\(text)' \(error)")
         }
     }
 
-    /// A key prefix: letters, digits and `_.-`, 1 to 32 characters.
-    public func prefix(_ flag: String?) throws -> String {
-        let text = string(flag, flagName: "--prefix", env: "SPOOL_PREFIX", default: "spool")
+    // MARK: - declared settings (see Setting)
+
+    /// The raw text of a declared setting and where it came from (`--flag` or
+    /// the variable), or nil when unset.
+    public func raw(_ s: Setting) -> (value: String, origin: String)? {
+        raw(flag: s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env)
+    }
+
+    /// Where a setting comes from, as errors should name it: the flag when
+    /// given, else the environment variable.
+    public func origin(_ s: Setting) -> String {
+        if let f = s.flag, flags[f] != nil { return s.flagName }
+        return s.env
+    }
+
+    public func string(_ s: Setting, default value: String) -> String { raw(s)?.value ?? value }
+
+    /// Every value of a repeatable flag.
+    public func all(_ s: Setting) -> [String] { s.flag.map { flags.all($0) } ?? [] }
+
+    /// A whole number within the setting's range.
+    public func integer(_ s: Setting, default value: Int64) throws -> Int64 {
+        try integer(s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env, default: value,
+                    range: s.range ?? Int64.min...Int64.max, unit: s.unit)
+    }
+
+    public func boolean(_ s: Setting, default value: Bool) throws -> Bool {
+        try boolean(s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env, default: value)
+    }
+
+    public func choice<T: RawRepresentable & CaseIterable>(_ s: Setting, default value: T) throws -> T where T.RawValue == String {
+        try choice(s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env, default: value)
+    }
+
+    // MARK: - the shared settings
+
+    /// A key prefix: letters, digits and `_.-`, 1 to 32 characters (SharedSettings.prefix).
+    public func prefix() throws -> String {
+        let text = string(SharedSettings.prefix, default: "spool")
         guard Validation.isValidQueueName(text), text.utf8.count <= 32 else {
-            throw ConfigError("\(flag != nil ? "--prefix" : "SPOOL_PREFIX"): '\(text)' must be 1 to 32 of A-Z a-z 0-9 _ . -")
+            throw ConfigError("\(origin(SharedSettings.prefix)): '\(text)' must be 1 to 32 of A-Z a-z 0-9 _ . -")
         }
         return text
     }

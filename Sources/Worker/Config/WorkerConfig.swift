@@ -30,61 +30,51 @@ struct WorkerConfig {
 }
 
 extension WorkerConfig {
-    init(_ o: WorkerOptions, source: SettingSource = SettingSource()) throws {
-        let queueText = source.string(o.queues, flagName: "--queues", env: "SPOOL_QUEUES", default: "default")
+    init(_ source: SettingSource) throws {
+        typealias S = WorkerSettings
+        let queueText = source.string(S.queues, default: "default")
         queues = queueText.split(separator: ",").map { String($0).trimmingCharacters(in: " ") }
-        let queueOrigin = o.queues != nil ? "--queues" : "SPOOL_QUEUES"
+        let queueOrigin = source.origin(S.queues)
         guard !queues.isEmpty else { throw ConfigError("\(queueOrigin): give at least one queue") }
         for q in queues where !Validation.isValidQueueName(q) {
             throw ConfigError("\(queueOrigin): queue '\(q)' must match [A-Za-z0-9_.-]{1,64}")
         }
         guard Set(queues).count == queues.count else { throw ConfigError("\(queueOrigin): a queue is named twice") }
-        concurrency = Int(try source.integer(o.concurrency, flagName: "--concurrency", env: "SPOOL_CONCURRENCY",
-                                             default: 8, range: 1...1024))
-        commands = try WorkerConfig.parseHandlers(o.handler, env: source.raw(flag: nil, flagName: "", env: "SPOOL_HANDLERS")?.value,
-                                                  json: source.raw(flag: nil, flagName: "", env: "SPOOL_HANDLERS_JSON")?.value,
-                                                  file: source.raw(flag: o.handlersFile, flagName: "--handlers-file", env: "SPOOL_HANDLERS_FILE"))
-        redis = try source.redisEndpoint(o.redisURL)
-        prefix = try source.prefix(o.prefix)
-        leaseMs = try source.integer(o.leaseMs, flagName: "--lease-ms", env: "SPOOL_LEASE_MS",
-                                     default: 30_000, range: 1000...86_400_000, unit: "milliseconds")
-        heartbeatMs = try source.integer(o.heartbeatMs, flagName: "--heartbeat-ms", env: "SPOOL_HEARTBEAT_MS",
-                                         default: min(5000, leaseMs / 3), range: 100...3_600_000, unit: "milliseconds")
-        let heartbeatOrigin = o.heartbeatMs != nil ? "--heartbeat-ms" : "SPOOL_HEARTBEAT_MS"
-        let leaseOrigin = o.leaseMs != nil ? "--lease-ms" : "SPOOL_LEASE_MS"
+        concurrency = Int(try source.integer(S.concurrency, default: 8))
+        commands = try WorkerConfig.parseHandlers(source.all(S.handler), env: source.raw(flag: nil, flagName: "", env: S.handler.env)?.value,
+                                                  json: source.raw(S.handlersJSON)?.value, file: source.raw(S.handlersFile))
+        redis = try source.redisEndpoint()
+        prefix = try source.prefix()
+        leaseMs = try source.integer(S.leaseMs, default: 30_000)
+        heartbeatMs = try source.integer(S.heartbeatMs, default: min(5000, leaseMs / 3))
         guard heartbeatMs * 2 < leaseMs else {
-            throw ConfigError("\(heartbeatOrigin): \(heartbeatMs) ms must be below half the lease (\(leaseOrigin) \(leaseMs) ms), or leases expire between heartbeats")
+            throw ConfigError("\(source.origin(S.heartbeatMs)): \(heartbeatMs) ms must be below half the lease "
+                              + "(\(source.origin(S.leaseMs)) \(leaseMs) ms), or leases expire between heartbeats")
         }
-        shutdownGraceMs = try source.integer(o.shutdownGraceMs, flagName: "--shutdown-grace-ms", env: "SPOOL_SHUTDOWN_GRACE_MS",
-                                             default: 25_000, range: 0...3_600_000, unit: "milliseconds")
-        childLimits.killGraceMs = try source.integer(o.killGraceMs, flagName: "--kill-grace-ms", env: "SPOOL_KILL_GRACE_MS",
-                                                     default: min(5000, leaseMs / 6), range: 0...600_000, unit: "milliseconds")
-        childLimits.maxStdoutBytes = Int(try source.integer(o.maxOutputBytes, flagName: "--max-output-bytes", env: "SPOOL_MAX_OUTPUT_BYTES",
-                                                            default: 1 << 20, range: 1024...(64 << 20), unit: "bytes"))
-        deadTTLSeconds = try source.integer(o.deadTTL, flagName: "--dead-ttl-s", env: "SPOOL_DEAD_TTL_S",
-                                            default: 604_800, range: 1...31_536_000, unit: "seconds")
-        deadMax = Int(try source.integer(o.deadMax, flagName: "--dead-max", env: "SPOOL_DEAD_MAX",
-                                         default: 10_000, range: 1...10_000_000))
+        shutdownGraceMs = try source.integer(S.shutdownGraceMs, default: 25_000)
+        childLimits.killGraceMs = try source.integer(S.killGraceMs, default: min(5000, leaseMs / 6))
+        childLimits.maxStdoutBytes = Int(try source.integer(S.maxOutputBytes, default: 1 << 20))
+        deadTTLSeconds = try source.integer(S.deadTTL, default: 604_800)
+        deadMax = Int(try source.integer(S.deadMax, default: 10_000))
         // A call stuck that long must leave time to renew a lease, and to stop
         // a job whose lease cannot be renewed before it expires (LeaseWatchdog).
-        redisTimeoutMs = try source.integer(o.redisTimeoutMs, flagName: "--redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS",
-                                            default: min(5000, leaseMs / 4), range: 10...60_000, unit: "milliseconds")
+        redisTimeoutMs = try source.integer(S.redisTimeoutMs, default: min(5000, leaseMs / 4))
         guard redisTimeoutMs * 3 <= leaseMs else {
-            let origin = o.redisTimeoutMs != nil ? "--redis-timeout-ms" : "SPOOL_REDIS_TIMEOUT_MS"
-            throw ConfigError("\(origin): \(redisTimeoutMs) ms must be at most a third of the lease (\(leaseOrigin) \(leaseMs) ms): "
-                              + "a Redis call stuck that long must leave time to renew leases and to stop jobs whose lease cannot be renewed")
+            throw ConfigError("\(source.origin(S.redisTimeoutMs)): \(redisTimeoutMs) ms must be at most a third of the lease "
+                              + "(\(source.origin(S.leaseMs)) \(leaseMs) ms): a Redis call stuck that long must leave time "
+                              + "to renew leases and to stop jobs whose lease cannot be renewed")
         }
-        processes = Int(try source.integer(o.processes, flagName: "--processes", env: "SPOOL_PROCESSES", default: 1, range: 1...256))
+        processes = Int(try source.integer(S.processes, default: 1))
+        // Set by the supervisor for its children, not by people.
         processIndex = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_INDEX").flatMap { Int($0.value) }
         siblingProcesses = source.raw(flag: nil, flagName: "", env: "SPOOL_PROCESS_COUNT").flatMap { Int($0.value) }
             .map { max(1, $0) } ?? 1
-        if let (_, origin) = source.raw(flag: o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT") {
-            healthPortOrigin = origin
-            healthPort = Int(try source.integer(o.healthPort, flagName: "--health-port", env: "SPOOL_HEALTH_PORT",
-                                                default: 0, range: 1...65535))
+        if source.raw(S.healthPort) != nil {
+            healthPortOrigin = source.origin(S.healthPort)
+            healthPort = Int(try source.integer(S.healthPort, default: 0))
         }
-        logLevel = try source.logLevel(o.logLevel)
-        logFormat = try source.choice(o.logFormat, flagName: "--log-format", env: "SPOOL_LOG_FORMAT", default: LogSetup.defaultFormat)
+        logLevel = try source.logLevel()
+        logFormat = try source.logFormat()
     }
 
     /// Handlers (job type → command) from, in this order, each later one

@@ -1,0 +1,79 @@
+/// One setting, declared once: its flag and environment variable, its default
+/// as the docs state it, the range and unit of a number, and what it means.
+/// Parsing (`SettingSource`), `--help` and the README's settings tables
+/// (`--settings-markdown`, checked by Tests/e2e/test_settings_tables.py) all
+/// come from these declarations, so they cannot drift apart.
+public struct Setting: Sendable {
+    /// The flag without its dashes; nil for a setting with an environment variable only.
+    public let flag: String?
+    public let env: String
+    /// The default as documented ("30000", "min(5000, lease/3)", "off").
+    public let defaultText: String
+    /// The accepted range of a whole-number setting.
+    public let range: ClosedRange<Int64>?
+    /// The unit of a number ("milliseconds"), named in errors.
+    public let unit: String
+    public let help: String
+    /// A flag that may be given several times (each value kept).
+    public let repeatable: Bool
+
+    public init(_ flag: String?, env: String, default defaultText: String, range: ClosedRange<Int64>? = nil,
+                unit: String = "", repeatable: Bool = false, _ help: String) {
+        self.flag = flag
+        self.env = env
+        self.defaultText = defaultText
+        self.range = range
+        self.unit = unit
+        self.help = help
+        self.repeatable = repeatable
+    }
+
+    /// `--name`, as errors and help show it.
+    public var flagName: String { flag.map { "--" + $0 } ?? "" }
+
+    /// The command-line option, with the help `--help` prints.
+    public var option: CommandLineOptions.Option? {
+        flag.map { CommandLineOptions.Option($0, "\(help) [\(env), default \(defaultText)]", repeatable: repeatable) }
+    }
+
+    /// The settings as a Markdown table: flag, environment variable, default, meaning.
+    public static func markdownTable(_ settings: [Setting]) -> String {
+        var lines = ["| flag | env | default | meaning |", "|---|---|---|---|"]
+        for s in settings {
+            let flag = s.flag.map { "`--\($0)`" } ?? "–"
+            lines.append("| \(flag) | `\(s.env)` | \(s.defaultText) | \(s.help.replacingPipes) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The options of a binary's command line: its settings' flags, and the
+    /// one that prints the tables.
+    public static func commandLine(_ settings: [Setting]) -> [CommandLineOptions.Option] {
+        settings.compactMap(\.option) + [
+            .init("settings-markdown", "Print the settings as a Markdown table and exit: 'shared' (both binaries) or 'own'"),
+        ]
+    }
+}
+
+/// The settings both binaries take.
+public enum SharedSettings {
+    public static let redisURL = Setting(
+        "redis-url", env: "REDIS_URL", default: "`redis://127.0.0.1:6379`",
+        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`. Percent-encode `@ : / ?` in a password. No TLS yet")
+    public static let prefix = Setting(
+        "prefix", env: "SPOOL_PREFIX", default: "`spool`", "Prefix of every Redis key: 1 to 32 of A-Z a-z 0-9 _ . -")
+    public static let logLevel = Setting(
+        "log-level", env: "SPOOL_LOG_LEVEL", default: "`info`", "trace, debug, info, notice, warning, error, critical")
+    public static let logFormat = Setting(
+        "log-format", env: "SPOOL_LOG_FORMAT", default: "`text` on a terminal, else `json`", "`json` (one object per line) or `text`")
+    public static let all = [redisURL, prefix, logLevel, logFormat]
+}
+
+extension String {
+    /// The text with `|` escaped, for a Markdown table cell.
+    var replacingPipes: String {
+        var out = ""
+        for c in self { out += c == "|" ? "\\|" : String(c) }
+        return out
+    }
+}
