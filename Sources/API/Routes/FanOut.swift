@@ -6,7 +6,7 @@ extension Router {
     /// order, or with the first failure. A chunk's replies are handled in one
     /// pass of the loop, so a listing or a scrape of many items holds the
     /// loop for one chunk at a time; other requests are served in between.
-    func fanOut<Item, Output>(_ items: [Item], chunk: Int = 250,
+    func fanOut<Item, Output>(_ items: [Item], chunk: Int = 100,
                               _ call: @escaping (Item, @escaping (Result<Output, Error>) -> Void) -> Void,
                               done: @escaping (Result<[Output], Error>) -> Void) {
         var results: [Output] = []

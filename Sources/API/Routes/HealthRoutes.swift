@@ -20,20 +20,36 @@ extension Router {
                                         contentType: "text/plain; version=0.0.4; charset=utf-8"))
         }
         guard redis.isUp else { return send("") }
-        queueNames { [self] names in
+        queueNames(sorted: false) { [self] names in
             guard case .success(let names) = names else { return send("") }
             gatherStats(names) { [self] stats in
-                guard case .success(var all) = stats else { return send("") }
-                let cap = config.metricsMaxQueues
-                var omitted = 0
-                if all.count > cap {
-                    all.sort { ($0.pendingTotal, $0.running, $0.name) > ($1.pendingTotal, $1.running, $1.name) }
-                    omitted = all.count - cap
-                    all = Array(all.prefix(cap)).sorted { $0.name < $1.name }
-                }
-                send(APIMetrics.queueSeries(all, omitted: omitted))
+                guard case .success(let all) = stats else { return send("") }
+                let shown = Router.deepest(all, count: config.metricsMaxQueues)
+                send(APIMetrics.queueSeries(shown, omitted: all.count - shown.count))
             }
         }
+    }
+
+    /// The `count` deepest queues (most pending, then most running), by name.
+    /// One pass keeping the top ones: sorting thousands of queues on every
+    /// scrape would hold the event loop.
+    static func deepest(_ all: [QueueStatsCall.Stats], count: Int) -> [QueueStatsCall.Stats] {
+        guard all.count > count else { return all.sorted { $0.name < $1.name } }
+        var top: [(key: (Int64, Int64), stats: QueueStatsCall.Stats)] = []
+        top.reserveCapacity(count + 1)
+        for s in all {
+            let key = (s.pendingTotal, s.running)
+            if top.count == count, let last = top.last, !(key > last.key) { continue }
+            // Insert after every entry at least as deep (the first seen wins ties).
+            var lo = 0, hi = top.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if top[mid].key >= key { lo = mid + 1 } else { hi = mid }
+            }
+            top.insert((key, s), at: lo)
+            if top.count > count { top.removeLast() }
+        }
+        return top.map(\.stats).sorted { $0.name < $1.name }
     }
 
     /// `GET /readyz`: 200 when Redis takes writes now, else 503 naming the

@@ -24,7 +24,7 @@ extension Router {
         guard prefix.isEmpty || Validation.isValidQueueName(prefix) else {
             return responder.send(.error(400, "invalid_field", "prefix: must match [A-Za-z0-9_.-]{1,64}"))
         }
-        queueNames { [self] result in
+        queueNames(sorted: true) { [self] result in
             switch result {
             case .failure(let e): responder.send(failure(e))
             case .success(let all):
@@ -50,11 +50,12 @@ extension Router {
         }
     }
 
-    /// Every known queue name, sorted.
-    func queueNames(_ done: @escaping (Result<[String], Error>) -> Void) {
+    /// Every known queue name (sorted when asked: a listing pages by name).
+    func queueNames(sorted: Bool, _ done: @escaping (Result<[String], Error>) -> Void) {
         redis.send(["SMEMBERS", schema.queues]) { result in
             done(result.map { reply in
-                (reply.array ?? []).compactMap(\.string).filter(Validation.isValidQueueName).sorted()
+                let names = (reply.array ?? []).compactMap(\.string).filter(Validation.isValidQueueName)
+                return sorted ? names.sorted() : names
             }.mapError { $0 as Error })
         }
     }
