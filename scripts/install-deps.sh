@@ -15,13 +15,8 @@ if [[ " ${missing[*]} " == *" python3-pytest "* ]] && python3 -c 'import pytest'
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  SUDO=""
-  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/apt-install.sh"
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
 if ! command -v swift >/dev/null; then
   echo "error: swift is not on PATH; install the Swift 6 toolchain for Debian 12 from swift.org" >&2

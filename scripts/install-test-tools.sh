@@ -7,10 +7,5 @@ missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v jq >/dev/null || missing+=(jq)
 command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-  echo "installing (apt): ${missing[*]}"
-  SUDO=""
-  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/apt-install.sh"
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
