@@ -20,13 +20,7 @@ PINS=(
   "pytest==9.2.0"
 )
 
-SUDO=""
-[[ $(id -u) -ne 0 ]] && SUDO="sudo"
-apt_install() {
-  echo "installing (apt): $*"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+source scripts/apt-install.sh
 
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null; then
