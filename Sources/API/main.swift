@@ -1,4 +1,3 @@
-import CLibevent
 import Logging
 import Shared
 import Synchronization
@@ -24,7 +23,7 @@ MetricsSetup.bootstrap()
 APIMetrics.bootstrap()
 let logger = Logger(label: "spool.api")
 Signals.blockTerminationSignals()
-evthread_use_pthreads()
+LibeventLoop.enableThreads()
 
 let problems = RedisProblemLog(logger: logger)
 let serverErrors = ServerErrorLog(logger: logger)

@@ -1,4 +1,3 @@
-import CLibevent
 import Logging
 import Shared
 
@@ -8,7 +7,7 @@ import Shared
 /// pipeline by themselves), and a pub/sub connection that tells waiting
 /// requests when their job finished.
 final class EventLoop {
-    let base: OpaquePointer
+    let loop: LibeventLoop
     let redis: AsyncRedisConnection
     let events: AsyncRedisConnection
     let router: Router
@@ -16,15 +15,15 @@ final class EventLoop {
 
     /// `index` 0 is the first loop: its listener checks that the address is free.
     init(index: Int, config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) throws {
-        guard let base = EventBase.make() else { throw ConfigError("could not create an event loop") }
-        self.base = base
-        redis = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
-        events = AsyncRedisConnection(endpoint: config.redis, base: base, commandTimeoutMs: config.redisTimeoutMs)
-        let waiters = JobWaiters(base: base)
+        let loop = try LibeventLoop()
+        self.loop = loop
+        redis = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
+        events = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
+        let waiters = JobWaiters(loop: loop)
         let coalescer = EnqueueCoalescer(redis: redis, schema: KeySchema(prefix: config.prefix))
         router = Router(redis: redis, waiters: waiters, coalescer: coalescer, config: config, logger: logger,
                         problems: problems, serverErrors: serverErrors)
-        listener = try HTTPListener(base: base, address: config.address, limits: config.httpLimits, handler: router,
+        listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: config.addressOrigin, exclusive: index == 0)
         listener.onRefused = { [serverErrors] in serverErrors.connectionRefused() }
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }
@@ -43,20 +42,11 @@ final class EventLoop {
     func run() {
         redis.start()
         events.start()
-        event_base_dispatch(base)
+        loop.run()
     }
 
     /// Runs `block` on this loop's thread (from any thread).
-    func perform(_ block: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Block(block)).toOpaque()
-        var now = timeval(tv_sec: 0, tv_usec: 0)
-        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
-            Unmanaged<Block>.fromOpaque(arg!).takeRetainedValue().run()
-        }, box, &now)
-        // Fails only without memory; the loop then misses this call, and the
-        // shutdown's deadline still ends the process.
-        if rc != 0 { Unmanaged<Block>.fromOpaque(box).release() }
-    }
+    func perform(_ block: @escaping () -> Void) { loop.perform(block) }
 
     /// Shutdown, on the loop thread: the listener closes, every waiting
     /// long-poll is answered with its job's current state, idle keep-alive
@@ -66,10 +56,5 @@ final class EventLoop {
         router.answerAllWaiters()
     }
 
-    func stop() { event_base_loopexit(base, nil) }
-
-    private final class Block {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
+    func stop() { loop.stop() }
 }

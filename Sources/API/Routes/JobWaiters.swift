@@ -1,4 +1,3 @@
-import CLibevent
 import Shared
 
 /// Requests waiting for jobs to finish (`GET /v1/jobs/{id}?wait=S`), on one loop.
@@ -20,15 +19,11 @@ final class JobWaiters {
     var answer: ((JobID, [Waiter]) -> Void)?
     private var byJob: [String: [Waiter]] = [:]
     private var nextToken = 0
-    private var timer: OpaquePointer?
+    private var timer: RepeatingTimer?
     static let tickMs = 50
 
-    init(base: OpaquePointer) {
-        timer = event_new(base, -1, Int16(EV_PERSIST), { _, _, arg in
-            Unmanaged<JobWaiters>.fromOpaque(arg!).takeUnretainedValue().expire()
-        }, Unmanaged.passUnretained(self).toOpaque())
-        var tv = timeval(tv_sec: 0, tv_usec: JobWaiters.tickMs * 1000)
-        event_add(timer, &tv)
+    init(loop: LibeventLoop) {
+        timer = loop.every(milliseconds: JobWaiters.tickMs) { [unowned self] in expire() }
     }
 
     /// Registers a waiter; the token removes exactly this one later.

@@ -34,9 +34,9 @@ public final class HTTPListener {
     public var onRefused: (() -> Void)?
 
     /// `setting` names the configuration that gave the address, for errors.
-    public init(base: OpaquePointer, address: ListenAddress, limits: HTTPLimits, handler: HTTPHandler,
+    public init(loop: LibeventLoop, address: ListenAddress, limits: HTTPLimits, handler: HTTPHandler,
                 setting: String, exclusive: Bool = true, backlog: Int32 = 1024) throws {
-        self.base = base
+        self.base = loop.base
         self.limits = limits
         self.handler = handler
         var hints = addrinfo()
@@ -52,7 +52,7 @@ public final class HTTPListener {
             try HTTPListener.checkFree(ai.pointee, address: address, setting: setting)
         }
         let flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC
-        listener = evconnlistener_new_bind(base, { _, fd, _, _, ctx in
+        listener = evconnlistener_new_bind(loop.base, { _, fd, _, _, ctx in
             Unmanaged<HTTPListener>.fromOpaque(ctx!).takeUnretainedValue().accept(fd)
         }, Unmanaged.passUnretained(self).toOpaque(), flags, backlog, ai.pointee.ai_addr, Int32(ai.pointee.ai_addrlen))
         guard listener != nil else {

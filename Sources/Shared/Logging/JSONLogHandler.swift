@@ -101,7 +101,7 @@ enum LogOutput {
 
 /// Sets up swift-log for a binary: JSON lines, or text for people.
 public enum LogSetup {
-    public enum Format: String, CaseIterable { case json, text }
+    public enum Format: String, CaseIterable, Sendable { case json, text }
 
     /// JSON lines for machines, unless stdout is a terminal (a person runs it).
     public static var defaultFormat: Format { isatty(1) == 1 ? .text : .json }

@@ -44,9 +44,9 @@ public final class AsyncRedisConnection {
     static let maxReconnectDelayMs: Int64 = 1000
     static let tickMs = 20
 
-    public init(endpoint: RedisEndpoint, base: OpaquePointer, commandTimeoutMs: Int64) {
+    public init(endpoint: RedisEndpoint, loop: LibeventLoop, commandTimeoutMs: Int64) {
         self.endpoint = endpoint
-        self.base = base
+        self.base = loop.base
         self.commandTimeoutMs = commandTimeoutMs
     }
 

@@ -16,4 +16,27 @@ public final class Lock: @unchecked Sendable {
         defer { pthread_mutex_unlock(&mutex) }
         return try body()
     }
+
+    /// For code that must let go of the lock in the middle (see
+    /// CompletionBatcher); prefer `locked` everywhere else.
+    public func lock() { pthread_mutex_lock(&mutex) }
+    public func unlock() { pthread_mutex_unlock(&mutex) }
+
+    /// Waits for `condition` to be signalled: releases the lock meanwhile and
+    /// holds it again on return. Call with the lock held, in a loop that
+    /// re-checks what it waits for (wake-ups can be spurious).
+    public func wait(_ condition: Condition) {
+        pthread_cond_wait(&condition.cond, &mutex)
+    }
+}
+
+/// A condition variable to wait on with a `Lock` held (`Lock.wait`).
+public final class Condition: @unchecked Sendable {
+    fileprivate var cond = pthread_cond_t()
+
+    public init() { pthread_cond_init(&cond, nil) }
+    deinit { pthread_cond_destroy(&cond) }
+
+    /// Wakes one thread waiting on it.
+    public func signal() { pthread_cond_signal(&cond) }
 }

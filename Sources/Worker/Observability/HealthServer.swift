@@ -1,4 +1,3 @@
-import CLibevent
 import Shared
 
 /// The worker's optional HTTP port (`--health-port`), on its own thread and
@@ -10,24 +9,23 @@ import Shared
 /// The first two answer with the worker's id, uptime, counters, running jobs and queues.
 final class HealthServer: HTTPHandler {
     private let worker: WorkerContext
-    private let base: OpaquePointer
+    private let loop: LibeventLoop
     private var listener: HTTPListener!
     private var thread: BackgroundThread?
 
     init(worker: WorkerContext, port: Int) throws {
-        guard let base = EventBase.make() else { throw ConfigError("could not create an event loop") }
-        self.base = base
+        loop = try LibeventLoop()
         self.worker = worker
         var limits = HTTPLimits()
         limits.maxBodyBytes = 1024
         limits.maxConnectionsPerLoop = 64
-        listener = try HTTPListener(base: base, address: ListenAddress(host: "0.0.0.0", port: port), limits: limits,
+        listener = try HTTPListener(loop: loop, address: ListenAddress(host: "0.0.0.0", port: port), limits: limits,
                                     handler: self, setting: worker.config.healthPortOrigin)
     }
 
     func start() {
-        let base = self.base
-        thread = BackgroundThread(name: "spool-health") { event_base_dispatch(base) }
+        let loop = self.loop
+        thread = BackgroundThread(name: "spool-health") { loop.run() }
     }
 
     func handle(_ request: HTTPRequest, _ responder: Responder) {

@@ -23,13 +23,9 @@ final class CompletionBatcher {
         /// Its loop is sending a batch that did not take this request (more
         /// than 64 queued): it needs no wake-up to lead.
         var loopIsLeading = false
-        var cond = pthread_cond_t()
+        let answered = Condition()
 
-        init(_ completion: CompleteCall) {
-            self.completion = completion
-            pthread_cond_init(&cond, nil)
-        }
-        deinit { pthread_cond_destroy(&cond) }
+        init(_ completion: CompleteCall) { self.completion = completion }
     }
 
     /// The worker's first queue: the one whose successes are batched.
@@ -41,24 +37,22 @@ final class CompletionBatcher {
     /// (measured, drain 2 processes × 16: 29k jobs/s with two, 32.6k with
     /// one; 1 × 16: 30k with two, 26k with one).
     private let maxInFlight: Int
-    private var mutex = pthread_mutex_t()
+    private let mutex = Lock()
     private var queued: [Request] = []
     private var inFlight = 0
 
     init(queue: String, maxInFlight: Int = 2) {
         self.queue = queue
         self.maxInFlight = maxInFlight
-        pthread_mutex_init(&mutex, nil)
     }
-    deinit { pthread_mutex_destroy(&mutex) }
 
     /// Records the success of a job in the first queue and claims the
     /// caller's next job there (nil: none ready; the loop looks for itself).
     /// Throws when the call carrying it failed; the caller retries.
     func complete(_ completion: CompleteCall, via connection: ClaimingConnection) throws -> (stored: Bool, next: FetchCall.Outcome?) {
         let me = Request(completion)
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         queued.append(me)
         while me.answer == nil {
             if inFlight < maxInFlight && !queued.isEmpty {
@@ -66,7 +60,7 @@ final class CompletionBatcher {
                 lead(via: connection)
                 me.loopIsLeading = false
             } else {
-                pthread_cond_wait(&me.cond, &mutex)
+                mutex.wait(me.answered)
             }
         }
         return try me.answer!.get()
@@ -78,9 +72,9 @@ final class CompletionBatcher {
         let batch = Array(queued.prefix(CompleteAndFetchCall.maxBatch))
         queued.removeFirst(batch.count)
         inFlight += 1
-        pthread_mutex_unlock(&mutex)
+        mutex.unlock()
         let answers = send(batch, via: connection)
-        pthread_mutex_lock(&mutex)
+        mutex.lock()
         inFlight -= 1
         for (request, answer) in zip(batch, answers) { request.answer = answer }
         // Reports that queued up meanwhile: their first loop leads next.
@@ -88,10 +82,10 @@ final class CompletionBatcher {
         // Woken after the unlock, so that they do not wake only to wait for
         // the mutex (that contention showed in profiles). Each re-checks its
         // answer under the mutex, so no wake-up is lost.
-        pthread_mutex_unlock(&mutex)
-        for request in batch { pthread_cond_signal(&request.cond) }
-        if let nextLeader { pthread_cond_signal(&nextLeader.cond) }
-        pthread_mutex_lock(&mutex)
+        mutex.unlock()
+        for request in batch { request.answered.signal() }
+        nextLeader?.answered.signal()
+        mutex.lock()
     }
 
     private func send(_ batch: [Request], via connection: ClaimingConnection)
