@@ -1,7 +1,7 @@
 # Spool — the two commands of the README, and the heavier targets.
 #   make run    install what is missing, build (release), start Redis + API + worker
 #   make test   install what is missing, run every test (unit, scripts, end to end,
-#               deploy manifests, short chaos); about 6 minutes on 2 cores
+#               deploy manifests, short chaos, no compiler warnings); about 7 minutes on 2 cores
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 .PHONY: run test deps validators build build-release warnings unit e2e deploy-test chaos-short chaos bench clean
