@@ -36,10 +36,12 @@ fi
 
 export SPOOL_API_ADDR=${SPOOL_API_ADDR:-127.0.0.1:8080}
 mkdir -p .spool/logs
-$bin/spool-api --log-format "${SPOOL_LOG_FORMAT:-json}" > >(tee -a .spool/logs/api.log) 2>&1 &
+# tee ignores Ctrl-C (it ends when its writer does), so the API's and the
+# worker's shutdown lines still reach the terminal and the log files.
+$bin/spool-api --log-format "${SPOOL_LOG_FORMAT:-json}" > >(trap '' INT; exec tee -a .spool/logs/api.log) 2>&1 &
 pids+=($!)
 $bin/spool-worker --log-format "${SPOOL_LOG_FORMAT:-json}" --queues "${SPOOL_QUEUES:-default}" \
-  > >(tee -a .spool/logs/worker.log) 2>&1 &
+  > >(trap '' INT; exec tee -a .spool/logs/worker.log) 2>&1 &
 pids+=($!)
 sleep 1
 
