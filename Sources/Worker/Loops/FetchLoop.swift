@@ -29,13 +29,13 @@ final class FetchLoop {
     func run() {
         var failures = 0
         // A job already claimed by the script that recorded the previous one.
-        var next: Job?
+        var next: Claim?
         // A job already claimed when shutdown began is run, not dropped.
         while next != nil || !worker.stopFetching.isSet {
             do {
-                if let job = try next ?? fetchNext() {
+                if let claim = try next ?? fetchNext() {
                     worker.redisHealth.succeeded()
-                    next = runner.run(job)
+                    next = runner.run(claim)
                 } else {
                     worker.redisHealth.succeeded()
                 }
@@ -50,12 +50,12 @@ final class FetchLoop {
     }
 
     /// A job to run, or nil after waiting idle for work.
-    private func fetchNext() throws -> Job? {
+    private func fetchNext() throws -> Claim? {
         var waitMs = FetchLoop.maxIdleWaitMs
         for queue in 0..<connection.queueCount {
             switch try connection.fetch(queue: queue) {
             case .job(let job):
-                return job
+                return Claim(job: job, sentAt: connection.lastSentAt)
             case .damaged(let id, let attempt, let error):
                 runner.failDamaged(id, attempt: attempt, error: error)
                 return nil

@@ -30,6 +30,10 @@ final class ClaimingConnection {
 
     var queueCount: Int { fetchCalls.count }
 
+    /// When the call whose answer was returned last was sent (monotonic ms):
+    /// the leases of the jobs it claimed started no earlier.
+    private(set) var lastSentAt: Int64 = 0
+
     /// Claims the next job of the worker's queue number `index`.
     func fetch(queue index: Int) throws -> FetchCall.Outcome {
         // After a lost reply the call is settled (what it claimed given back),
@@ -70,7 +74,9 @@ final class ClaimingConnection {
             let sentAt = Clock.monotonicMillis()
             sends += 1
             do {
-                return try redis.run(build(stamped))
+                let output = try redis.run(build(stamped))
+                lastSentAt = sentAt
+                return output
             } catch let error as RedisError {
                 if case .server = error { throw error }
                 switch settle(stamped, sentAt: sentAt) {

@@ -19,13 +19,21 @@ final class CompletionBatcher {
     /// One loop's report, and the answer it waits for.
     private final class Request {
         let completion: CompleteCall
-        var answer: Result<(stored: Bool, next: FetchCall.Outcome?), Error>?
+        var answer: Result<Answer, Error>?
         /// Its loop is sending a batch that did not take this request (more
         /// than 64 queued): it needs no wake-up to lead.
         var loopIsLeading = false
         let answered = Condition()
 
         init(_ completion: CompleteCall) { self.completion = completion }
+    }
+
+    /// Whether a success was stored, and the job claimed for the caller's
+    /// loop by the same call (nil: none), with when that call was sent.
+    struct Answer {
+        let stored: Bool
+        let next: FetchCall.Outcome?
+        let sentAt: Int64
     }
 
     /// The worker's first queue: the one whose successes are batched.
@@ -49,7 +57,7 @@ final class CompletionBatcher {
     /// Records the success of a job in the first queue and claims the
     /// caller's next job there (nil: none ready; the loop looks for itself).
     /// Throws when the call carrying it failed; the caller retries.
-    func complete(_ completion: CompleteCall, via connection: ClaimingConnection) throws -> (stored: Bool, next: FetchCall.Outcome?) {
+    func complete(_ completion: CompleteCall, via connection: ClaimingConnection) throws -> Answer {
         let me = Request(completion)
         mutex.lock()
         defer { mutex.unlock() }
@@ -88,8 +96,7 @@ final class CompletionBatcher {
         mutex.lock()
     }
 
-    private func send(_ batch: [Request], via connection: ClaimingConnection)
-        -> [Result<(stored: Bool, next: FetchCall.Outcome?), Error>] {
+    private func send(_ batch: [Request], via connection: ClaimingConnection) -> [Result<Answer, Error>] {
         do {
             let out = try connection.completeAndFetch(batch.map(\.completion), claimLimit: batch.count)
             // Claimed jobs go to the first loops; the others (or all, when the
@@ -99,7 +106,8 @@ final class CompletionBatcher {
                 if case .paused = $0 { return false }
                 return true
             }.makeIterator()
-            return out.stored.map { .success((stored: $0, next: jobs.next())) }
+            let sentAt = connection.lastSentAt
+            return out.stored.map { .success(Answer(stored: $0, next: jobs.next(), sentAt: sentAt)) }
         } catch {
             return Array(repeating: .failure(error), count: batch.count)
         }

@@ -25,16 +25,15 @@ final class JobRunner {
         self.connection = connection
     }
 
-    /// Runs `job` and records its outcome. After a success in the worker's
-    /// first queue, the same script call also claims the loop's next job, returned.
-    func run(_ job: Job) -> Job? {
+    /// Runs the claimed job and records its outcome. After a success in the
+    /// worker's first queue, the same script call also claims the loop's next
+    /// job: that claim is returned.
+    func run(_ claim: Claim) -> Claim? {
+        let job = claim.job
         let attempt = job.attempts
         let context = JobContext(attempt: attempt, timeoutMs: job.options.timeoutMs)
         let meta = worker.metadata(job, attempt: attempt)
-        // The claiming call took at most the Redis timeout: the lease Redis set
-        // ends no earlier than that before now plus the lease.
-        worker.running.add(job, context, claimedAt: Clock.monotonicMillis() - worker.config.redisTimeoutMs,
-                           leaseMs: worker.config.leaseMs)
+        worker.running.add(job, context, claimedAt: claim.sentAt, leaseMs: worker.config.leaseMs)
         defer { worker.running.remove(job.id) }
         worker.logger.info("job started", metadata: meta)
         let metrics = self.metrics(job.id.queue)
@@ -103,15 +102,15 @@ final class JobRunner {
 
     /// Records a success; when the job's queue is the first one (and the
     /// worker is not stopping), the call also claims the loop's next job.
-    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata) -> Job? {
+    private func complete(_ job: Job, attempt: Int, result: String, meta: Logger.Metadata) -> Claim? {
         let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: attempt, resultJSON: result)
-        var next: Job?
+        var next: Claim?
         let stored: Bool
         if job.id.queue == worker.completions.queue && !worker.stopFetching.isSet {
             guard let both = report(meta: meta, { try worker.completions.complete(call, via: connection) }) else { return nil }
             stored = both.stored
             switch both.next {
-            case .job(let j)?: next = j
+            case .job(let j)?: next = Claim(job: j, sentAt: both.sentAt)
             case .damaged(let id, let attempt, let error)?: failDamaged(id, attempt: attempt, error: error)
             case .empty?, .paused?, nil: break
             }
