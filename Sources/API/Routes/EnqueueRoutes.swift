@@ -28,28 +28,28 @@ extension Router {
         let minimal = Router.prefersMinimal(request)
         let limit = config.pendingLimit(for: queue)
         checkQueue(queue, responder) { [self] in
-        coalescer.submit(queue: queue, items: items, pendingLimit: limit) { [self] result in
-            switch result {
-            case .failure(let e):
-                responder.send(failure(e))
-            case .success(.queueFull(let pending)):
-                responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
-                                      headers: [("Retry-After", "1")]))
-            case .success(.idempotencyConflict(let index, let existing)):
-                let field = batch ? "jobs[\(index)].idempotency_key" : "idempotency_key"
-                let key = items[index].job.idempotencyKey ?? ""
-                responder.send(.error(409, "idempotency_conflict",
-                                      "\(field): '\(key.prefix(200))' was first used for job \(existing) with a different request "
-                                      + "(type, payload, priority or options differ); use a new key for a new job"))
-            case .success(.enqueued(let entries)):
-                registerQueue(queue)
-                let created = entries.filter { if case .created = $0 { return true } else { return false } }.count
-                if created > 0 { APIMetrics.enqueued(queue, count: created) }
-                var response = batch ? batchResponse(entries, minimal: minimal) : singleResponse(entries[0], minimal: minimal)
-                if minimal { response.headers.append(("Preference-Applied", "return=minimal")) }
-                responder.send(response)
+            coalescer.submit(queue: queue, items: items, pendingLimit: limit) { [self] result in
+                switch result {
+                case .failure(let e):
+                    responder.send(failure(e))
+                case .success(.queueFull(let pending)):
+                    responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
+                                          headers: [("Retry-After", "1")]))
+                case .success(.idempotencyConflict(let index, let existing)):
+                    let field = batch ? "jobs[\(index)].idempotency_key" : "idempotency_key"
+                    let key = items[index].job.idempotencyKey ?? ""
+                    responder.send(.error(409, "idempotency_conflict",
+                                          "\(field): '\(key.prefix(200))' was first used for job \(existing) with a different request "
+                                          + "(type, payload, priority or options differ); use a new key for a new job"))
+                case .success(.enqueued(let entries)):
+                    registerQueue(queue)
+                    let created = entries.filter { if case .created = $0 { return true } else { return false } }.count
+                    if created > 0 { APIMetrics.enqueued(queue, count: created) }
+                    var response = batch ? batchResponse(entries, minimal: minimal) : singleResponse(entries[0], minimal: minimal)
+                    if minimal { response.headers.append(("Preference-Applied", "return=minimal")) }
+                    responder.send(response)
+                }
             }
-        }
         }
     }
 
@@ -119,12 +119,7 @@ extension Router {
     /// entry and metric series, so they are bounded. Skipped for a queue this
     /// loop registered within the last few seconds.
     private func checkQueue(_ queue: String, _ responder: Responder, then: @escaping () -> Void) {
-        let epoch = Router.queueDeletions.load(ordering: .acquiring)
-        if epoch != registrationEpoch {
-            registeredQueues.removeAll()
-            registrationEpoch = epoch
-        }
-        if let at = registeredQueues[queue], Clock.monotonicMillis() - at < Router.registrationTTLMs { return then() }
+        if registeredRecently(queue) { return then() }
         redis.run(CheckQueueCall(schema: schema, queue: queue)) { [self] result in
             switch result {
             case .failure(let e): responder.send(failure(e))
@@ -141,11 +136,22 @@ extension Router {
     /// request changes nothing). Not part of the enqueue script: the registry
     /// has no `{queue}` hash tag, and a script must stay within one queue's slot.
     private func registerQueue(_ queue: String) {
-        let now = Clock.monotonicMillis()
-        if let at = registeredQueues[queue], now - at < Router.registrationTTLMs { return }
-        registeredQueues[queue] = now
+        if registeredRecently(queue) { return }
+        registeredQueues[queue] = Clock.monotonicMillis()
         redis.send(["SADD", schema.queues, queue]) { [self] result in
             if case .failure = result { registeredQueues[queue] = nil }
         }
+    }
+
+    /// Whether this loop registered the queue within `registrationTTLMs`,
+    /// since the last queue deletion in this process (which forgets them all).
+    private func registeredRecently(_ queue: String) -> Bool {
+        let epoch = Router.queueDeletions.load(ordering: .acquiring)
+        if epoch != registrationEpoch {
+            registeredQueues.removeAll()
+            registrationEpoch = epoch
+        }
+        guard let at = registeredQueues[queue] else { return false }
+        return Clock.monotonicMillis() - at < Router.registrationTTLMs
     }
 }

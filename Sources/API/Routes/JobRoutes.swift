@@ -113,7 +113,7 @@ extension Router {
         redis.run(CancelCall(schema: schema, jobID: id)) { [self] result in
             switch result {
             case .failure(let e): responder.send(failure(e))
-            case .success(.missing): responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
+            case .success(.missing): responder.send(Router.noSuchJob(id))
             case .success(.conflict(let state)):
                 responder.send(.error(409, "conflict", "job \(id) already ended \(state); it cannot be cancelled"))
             case .success(.cancelled):
@@ -138,7 +138,7 @@ extension Router {
                 }
             case .success(let outcome):
                 if outcome.refusedState == "missing" {
-                    responder.send(.error(404, "not_found", "no job \(id) (unknown, or its result expired)"))
+                    responder.send(Router.noSuchJob(id))
                 } else {
                     responder.send(.error(409, "conflict", "job \(id) is \(outcome.refusedState ?? "not dead"); only dead jobs can be retried"))
                 }

@@ -166,7 +166,7 @@ extension Router {
             case .success(.deleted):
                 redis.send(["SREM", schema.queues, queue]) { [self] result in
                     if case .failure(let e) = result { return responder.send(failure(e)) }
-                    registeredQueues[queue] = nil
+                    // Every loop of this process forgets its registrations (see registeredRecently).
                     Router.queueDeletions.add(1, ordering: .releasing)
                     logger.info("queue deleted", metadata: ["queue": "\(queue)", "jobs_deleted": .stringConvertible(purged)])
                     responder.send(.json(200) { w in

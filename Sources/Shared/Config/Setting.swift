@@ -93,15 +93,19 @@ public struct SettingSource {
     /// The raw text of a declared setting and where it came from (`--flag` or
     /// the variable), or nil when unset.
     public func raw(_ s: Setting) -> (value: String, origin: String)? {
-        raw(flag: s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env)
+        raw(flag: flagValue(s), flagName: s.flagName, env: s.env)
     }
+
+    /// The value of the setting's flag on the command line, if given.
+    private func flagValue(_ s: Setting) -> String? { s.flag.flatMap { flags[$0] } }
+
+    /// The value of the setting's environment variable alone, if set (for a
+    /// setting whose flag and variable take different forms, as `--handler`).
+    public func environmentValue(_ s: Setting) -> String? { environment[s.env] }
 
     /// Where a setting comes from, as errors should name it: the flag when
     /// given, else the environment variable.
-    public func origin(_ s: Setting) -> String {
-        if let f = s.flag, flags[f] != nil { return s.flagName }
-        return s.env
-    }
+    public func origin(_ s: Setting) -> String { raw(s)?.origin ?? s.env }
 
     public func string(_ s: Setting, default value: String) -> String { raw(s)?.value ?? value }
 
@@ -110,16 +114,16 @@ public struct SettingSource {
 
     /// A whole number within the setting's range.
     public func integer(_ s: Setting, default value: Int64) throws -> Int64 {
-        try integer(s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env, default: value,
+        try integer(flagValue(s), flagName: s.flagName, env: s.env, default: value,
                     range: s.range ?? Int64.min...Int64.max, unit: s.unit)
     }
 
     public func boolean(_ s: Setting, default value: Bool) throws -> Bool {
-        try boolean(s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env, default: value)
+        try boolean(flagValue(s), flagName: s.flagName, env: s.env, default: value)
     }
 
     public func choice<T: RawRepresentable & CaseIterable>(_ s: Setting, default value: T) throws -> T where T.RawValue == String {
-        try choice(s.flag.flatMap { flags[$0] }, flagName: s.flagName, env: s.env, default: value)
+        try choice(flagValue(s), flagName: s.flagName, env: s.env, default: value)
     }
 
     // MARK: - the shared settings

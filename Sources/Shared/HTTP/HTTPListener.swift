@@ -110,12 +110,6 @@ public final class HTTPListener {
     /// Open connections, readable from any thread.
     public var connectionCount: Int { openCount.load(ordering: .relaxed) }
 
-    /// Stops accepting new connections; safe from another thread once
-    /// `evthread_use_pthreads()` was called.
-    public func stopAccepting() {
-        if let listener { evconnlistener_disable(listener) }
-    }
-
     /// For shutdown, on the loop thread: no new connections, idle keep-alive
     /// connections closed now, busy ones after their current response.
     public func closeConnections() {

@@ -153,7 +153,8 @@ public final class AsyncRedisConnection {
         _ = redisLibeventAttach(ac, base)
         redisAsyncSetConnectCallback(ac) { ac, status in
             let me = AsyncRedisConnection.owner(of: ac)
-            if status == REDIS_OK { me?.socketConnected() } else { me?.connectFailed(ac) }
+            // Connected: the handshake (sent already) decides whether the connection is up.
+            if status != REDIS_OK { me?.connectFailed(ac) }
         }
         redisAsyncSetDisconnectCallback(ac) { ac, _ in
             AsyncRedisConnection.owner(of: ac)?.didDisconnect()
@@ -173,8 +174,7 @@ public final class AsyncRedisConnection {
             case .failure:
                 break  // the connection went away; the disconnect handles it
             case .success(.error(let message)) where command[0] != "ROLE" || !RedisProblem.roleMayBeDenied(message):
-                let shown = command[0] == "AUTH" ? "AUTH" : command.joined(separator: " ")
-                self.refuse(.connection("\(shown) failed on \(self.endpoint.address): \(message)"))
+                self.refuse(.connection(self.endpoint.handshakeFailure(command, message)))
             case .success(let reply):
                 if command[0] == "ROLE" {
                     if let why = RedisProblem.refusal(ofRole: reply, address: self.endpoint.address) {
@@ -215,9 +215,6 @@ public final class AsyncRedisConnection {
         reconnectDelayMs = 50
         onStateChange?(true)
     }
-
-    /// TCP connected: the handshake decides whether the connection is up.
-    private func socketConnected() {}
 
     /// hiredis frees the context itself after this callback.
     private func didDisconnect() {

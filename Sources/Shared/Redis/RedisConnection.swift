@@ -46,7 +46,7 @@ public final class RedisConnection {
         for cmd in endpoint.handshake {
             if case .error(let e) = try command(cmd) {
                 disconnect()
-                throw RedisError.connection("\(cmd[0] == "AUTH" ? "AUTH" : cmd.joined(separator: " ")) failed on \(endpoint.address): \(e)")
+                throw RedisError.connection(endpoint.handshakeFailure(cmd, e))
             }
         }
         // A replica (a stale address after a failover, or a demoted primary

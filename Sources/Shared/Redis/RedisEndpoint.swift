@@ -146,6 +146,12 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         String(s.unicodeScalars.map { $0.value < 0x20 ? "?" : Character($0) })
     }
 
+    /// What a refused handshake command says, for both kinds of connection;
+    /// AUTH is named without its arguments (they hold the password).
+    func handshakeFailure(_ command: [String], _ reply: String) -> String {
+        "\(command[0] == "AUTH" ? "AUTH" : command.joined(separator: " ")) failed on \(address): \(reply)"
+    }
+
     /// Commands to send right after connecting (AUTH, SELECT).
     var handshake: [[String]] {
         var cmds: [[String]] = []

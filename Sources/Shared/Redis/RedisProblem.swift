@@ -75,34 +75,23 @@ public enum RedisProblem {
 
 /// Logs Redis problems at most once per kind per interval (an outage must
 /// not flood the log) and counts every one of them.
-public final class RedisProblemLog: @unchecked Sendable {
+public final class RedisProblemLog: Sendable {
     private let logger: Logger
-    private let intervalMs: Int64
-    private let lock = Lock()
-    private var lastLogged: [String: Int64] = [:]
-    private var suppressed: [String: Int] = [:]
+    private let throttle: LogThrottle<String>
 
     public init(logger: Logger, intervalMs: Int64 = 10_000) {
         self.logger = logger
-        self.intervalMs = intervalMs
+        throttle = LogThrottle(intervalMs: intervalMs)
     }
 
     /// Counts the problem and logs it unless one of its kind was logged within the interval.
     public func report(_ error: Error, context: String) {
         let kind = RedisProblem.kind(of: error)
         Counter(label: SpoolMetric.redisErrors, dimensions: [("kind", kind)]).increment()
-        let now = Clock.monotonicMillis()
-        let skipped: Int? = lock.locked {
-            if let last = lastLogged[kind], now - last < intervalMs {
-                suppressed[kind, default: 0] += 1
-                return nil
-            }
-            lastLogged[kind] = now
-            return suppressed.removeValue(forKey: kind) ?? 0
-        }
-        guard let skipped else { return }
+        guard let count = throttle.occurred(kind) else { return }
         var metadata: Logger.Metadata = ["kind": "\(kind)", "error": "\(error)"]
-        if skipped > 0 { metadata["suppressed"] = .stringConvertible(skipped) }
+        // The ones since the last line, this one aside, were not logged.
+        if count > 1 { metadata["suppressed"] = .stringConvertible(count - 1) }
         logger.error("\(context)", metadata: metadata)
     }
 }

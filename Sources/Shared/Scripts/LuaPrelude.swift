@@ -107,6 +107,13 @@ local function wake(wake_key, count)
   if redis.call('LPUSH', wake_key, unpack(tokens)) > 64 then redis.call('LTRIM', wake_key, 0, 63) end
 end
 
+-- Marks a job that was running as queued again: who ran it, since when and
+-- how far belong to the lost run, not to the next one.
+local function queue_again(key)
+  redis.call('HSET', key, 'state', 'queued')
+  redis.call('HDEL', key, 'started_at', 'worker', 'progress')
+end
+
 -- Returns a job this worker holds (this attempt) to the head of its pending
 -- list without counting the attempt; false when it is no longer the worker's.
 -- q: {job_prefix, lease, pending = {4 lists}, wake}
@@ -114,8 +121,7 @@ local function give_back(q, id, worker, attempt)
   local key = q.job_prefix .. id
   if not holds_lease(q.lease, key, id, worker, attempt) then return false end
   redis.call('ZREM', q.lease, id)
-  redis.call('HSET', key, 'state', 'queued')
-  redis.call('HDEL', key, 'started_at', 'worker', 'progress')
+  queue_again(key)
   redis.call('HINCRBY', key, 'attempts', -1)
   redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', key, 'priority'))], id)
   wake(q.wake)

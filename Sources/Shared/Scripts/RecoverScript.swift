@@ -36,9 +36,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
       table.insert(out, id); table.insert(out, 'dead')
     else
       local prio = priority_rank(f[4])
-      redis.call('HSET', key, 'state', 'queued')
-      -- Queued again: who ran it, since when and how far belong to the lost run.
-      redis.call('HDEL', key, 'started_at', 'worker', 'progress')
+      queue_again(key)
       redis.call('LPUSH', KEYS[prio], id)
       wake(KEYS[8])
       table.insert(out, id); table.insert(out, 'requeued')

@@ -41,7 +41,7 @@ extension WorkerConfig {
         }
         guard Set(queues).count == queues.count else { throw ConfigError("\(queueOrigin): a queue is named twice") }
         concurrency = Int(try source.integer(S.concurrency, default: 8))
-        commands = try WorkerConfig.parseHandlers(source.all(S.handler), env: source.raw(flag: nil, flagName: "", env: S.handler.env)?.value,
+        commands = try WorkerConfig.parseHandlers(source.all(S.handler), env: source.environmentValue(S.handler),
                                                   json: source.raw(S.handlersJSON)?.value, file: source.raw(S.handlersFile))
         redis = try source.redisEndpoint()
         prefix = try source.prefix()

@@ -81,12 +81,16 @@ final class ChildProcess {
                 exitSeenAt = Clock.monotonicMillis()
             }
             let now = Clock.monotonicMillis()
+            // Stopping, and the kill grace is over (or the lease allows no more).
+            func graceOver() -> Bool {
+                termSentAt.map { now - $0 >= limits.killGraceMs || now >= context.killDeadline ?? .max } ?? false
+            }
             if exited {
-                if let t = termSentAt {
+                if termSentAt != nil {
                     // Stopping: a shell (`sh -c script`) dies of SIGTERM at once,
                     // before the script it started; the script's own clean-up
                     // still gets the kill grace, until its group is empty.
-                    if !groupAlive() || now - t >= limits.killGraceMs || now >= context.killDeadline ?? .max { break }
+                    if graceOver() || !groupAlive() { break }
                 } else if pipes.allReadClosed || now - exitSeenAt > 200 {
                     // After the handler exits, a grandchild that still holds its
                     // pipes gets a short while, then the group is killed.
@@ -99,7 +103,7 @@ final class ChildProcess {
                 termSentAt = now
                 if context.stopReason == .shutdown { signalGroup(SIGKILL) }
             }
-            if let t = termSentAt, now - t >= limits.killGraceMs || now >= context.killDeadline ?? .max { signalGroup(SIGKILL) }
+            if graceOver() { signalGroup(SIGKILL) }
 
             var fds = pipes.pollSet(wantWrite: written < input.count)
             // With every pipe closed, only the exit is awaited: check often, so

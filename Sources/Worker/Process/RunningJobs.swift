@@ -34,7 +34,7 @@ final class RunningJobs {
         }
     }
 
-    /// The entry of a job still running here with this attempt.
+    /// The entry of a job still running here (its id as Redis gave it).
     func entry(_ id: String) -> Entry? {
         lock.locked { entries.first(where: { $0.key.text == id })?.value }
     }
@@ -44,10 +44,6 @@ final class RunningJobs {
     /// (id, attempt) of the running jobs, grouped by queue.
     var byQueue: [String: [(JobID, Int)]] {
         Dictionary(grouping: snapshot.map { ($0.job.id, $0.context.attempt) }, by: { $0.0.queue })
-    }
-
-    func stop(_ id: String, _ reason: StopReason) {
-        lock.locked { entries.first(where: { $0.key.text == id })?.value.context.stop(reason) }
     }
 
     func stopAll(_ reason: StopReason) {
