@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 
 from harness import API, Process, Redis, Worker, wait_for, free_port, BIN_DIR  # noqa: E402
 from figures import Figures  # noqa: E402
+from helpers import percentile, rss_mb  # noqa: E402  (shared with the e2e tests)
 
 SCALE = os.environ.get("CHAOS_SCALE", "short").strip().lower() or "short"
 if SCALE not in ("short", "full"):
@@ -193,13 +194,6 @@ def parse_ts(ts):
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-def percentile(values, p):
-    if not values:
-        return None
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
-    return s[k]
-
 
 def ms(seconds):
     return None if seconds is None else round(seconds * 1000.0, 1)
@@ -269,15 +263,6 @@ def children_of(ppid):
                 out.append(int(d.name))
     return out
 
-
-def rss_mb(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def pgrep(pattern):

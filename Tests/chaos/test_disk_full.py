@@ -14,6 +14,7 @@ import time
 import pytest
 
 from harness import API, Redis, wait_for
+from helpers import metric_sum
 
 QUEUE = "disk"
 
@@ -37,10 +38,6 @@ class DiskRedis(Redis):
     def start(self):
         self.dir = self.fixed_dir
         super().start()
-
-
-def metric_sum(text, name, label):
-    return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + "{") and label in l)
 
 
 def test_a_full_disk_is_503_misconf_and_recovers(small_disk, kit, figures):

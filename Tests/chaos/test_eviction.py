@@ -2,7 +2,6 @@
 silently. Spool cannot bring evicted jobs back, but it must not hide it: both
 binaries warn at start, every id found without its job hash is dropped (none
 stays in a list or set for ever), counted, exported and logged."""
-import time
 
 QUEUE = "evict"
 

@@ -8,8 +8,6 @@ once their leases expire. Every run of the handler writes its start and end
 time; a run of B must start after A's run of the same job ended."""
 import time
 
-import pytest
-
 from tcp_proxy import TCPProxy
 
 LEASE_MS = 3000
@@ -36,7 +34,7 @@ echo "end $SPOOL_JOB_ID $SPOOL_WORKER_NAME $(date +%s%N)" >> {runs}
         t_cut = time.time()  # wall clock, as the handler's `date` records
         proxy.partition()
         time.sleep(0.3)
-        b = spawn.worker(queues="cut", concurrency=2, env={**ENV, "SPOOL_WORKER_NAME": "B"}, args=["--handler", f"long={handler}"])
+        spawn.worker(queues="cut", concurrency=2, env={**ENV, "SPOOL_WORKER_NAME": "B"}, args=["--handler", f"long={handler}"])
         kit.wait_for(lambda: runs.read_text().count("start") >= 4, timeout=LEASE_MS / 1000 + 8, what="B to re-run both jobs")
         time.sleep(2.0)  # the partition lasts on while B runs the jobs
         stopped_lines = kit.log_lines_with([a], "lease about to expire", contains=True)

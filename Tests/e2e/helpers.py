@@ -132,10 +132,37 @@ def ms_between(a, b):
     return (fb - fa).total_seconds() * 1000
 
 
+def percentile(values, p):
+    """The p-th percentile (nearest rank) of `values`, None when there are none."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[k]
+
+
 def percentile_ms(seconds, q):
     """The q-th percentile of durations given in seconds, in milliseconds."""
-    values = sorted(seconds)
-    if not values:
-        return 0.0
-    k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
-    return values[k] * 1000
+    return (percentile(seconds, q) or 0.0) * 1000
+
+
+def rss_mb(pid):
+    """Resident memory of a process in MB, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def metric_lines(text, name):
+    """The sample lines of metric `name` in a Prometheus text exposition."""
+    return [l for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " ")]
+
+
+def metric_sum(text, name, label=""):
+    """The sum of the samples of `name` whose labels contain `label`."""
+    return sum(float(l.split()[-1]) for l in metric_lines(text, name) if label in l)

@@ -1,20 +1,18 @@
 """What an operator sees (issue 11): metrics outside tools accept, Redis trouble
 named and never a 500, busy ports refused, graceful API shutdown, Redis URLs as
 users write them, replicas refused."""
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from harness import API, BIN_DIR, Process, Redis, Worker, free_port, wait_for
-from helpers import assert_error, log_lines_with
+from harness import API, BIN_DIR, Redis, Worker, free_port, wait_for
+from helpers import assert_error, log_lines_with, metric_lines
 
 
 def promtool():
@@ -22,10 +20,6 @@ def promtool():
     if path is None:
         pytest.fail("promtool is missing: `make e2e` installs Debian's prometheus package (scripts/install-test-tools.sh)")
     return path
-
-
-def metric_lines(text, name):
-    return [l for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " ")]
 
 
 def metric_value(text, name):
@@ -288,7 +282,7 @@ def test_readyz_fails_when_redis_refuses_writes(spawn, redis):
     assert api.get("/readyz")[0] == 200
     redis.cli("CONFIG", "SET", "maxmemory", "1")
     try:
-        err = assert_error(api.get("/readyz"), 503, "redis_unavailable", mentions=["OOM"])
+        assert_error(api.get("/readyz"), 503, "redis_unavailable", mentions=["OOM"])
         assert_error(api.post("/v1/queues/q/jobs", {"type": "noop"}), 503, "redis_unavailable", mentions=["OOM"])
         _, _, text = api.get("/metrics")
         assert any('kind="oom"' in l and float(l.split()[-1]) >= 1 for l in metric_lines(text, "spool_redis_errors_total"))

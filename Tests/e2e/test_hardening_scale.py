@@ -2,15 +2,7 @@
 import threading
 import time
 
-from helpers import percentile_ms
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+from helpers import percentile_ms, rss_mb
 
 
 def test_ten_thousand_queues_scrape_fast_and_keep_health_probes_fast(spawn, redis):

@@ -5,7 +5,6 @@ import json
 import socket
 import time
 
-from harness import wait_for
 from helpers import ms_between, parse_response, script
 
 WORKER_ENV = {"SPOOL_SHUTDOWN_GRACE_MS": "1000", "SPOOL_KILL_GRACE_MS": "300"}

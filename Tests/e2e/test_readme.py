@@ -59,7 +59,7 @@ def test_every_readme_example_runs_as_written(spawn, tmp_path):
     assert out.returncode == 0, f"a README example failed (exit {out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-2000:]}"
     # No example may answer an error: they show what works.
     errors = [l for l in out.stdout.splitlines() if re.search(r'"error":\s*\{"code"', l)]
-    assert not errors, f"README examples answered errors:\n" + "\n".join(errors[:5])
+    assert not errors, "README examples answered errors:\n" + "\n".join(errors[:5])
     sections = out.stdout.split("=== README line ")
     quick_start = sections[1]
     assert '"state": "succeeded"' in quick_start and '"hello": "world"' in quick_start, quick_start
