@@ -31,6 +31,9 @@ def test_sigkilled_workers_job_is_recovered_and_runs_again(spawn, redis):
     done = api.wait_state(job["id"], "succeeded", timeout=10)
     assert done["attempts"] == 2
     assert done["worker"] == second_id != first_id
+    # The worker logs the success once Redis answered its report, which can be
+    # a moment after the API already shows the job succeeded.
+    wait_log(second, "job succeeded", job["id"], timeout=5)
     assert len(log_lines_with(second, "job succeeded", job["id"])) == 1
     s = [q for q in api.get("/v1/queues")[2]["queues"] if q["name"] == "default"][0]
     assert s["running"] == 0 and s["pending_total"] == 0 and s["dead"] == 0 and s["processed_total"] == 1
