@@ -74,12 +74,12 @@ final class SettleScriptTests: ScriptTestCase {
     func testAFetchThatFindsNothingLeavesNoReceipt() throws {
         let empty = loopFetch("1")
         _ = try redis.run(empty)
-        XCTAssertEqual(try redis.command(["EXISTS", empty.receiptKey]).int, 0)
+        XCTAssertEqual(try redis.command(["EXISTS", empty.receiptKey!]).int, 0)
         XCTAssertEqual(try redis.run(SettleCall(lost: empty)), .notRun)
         _ = try created(try enqueue())
         let claiming = loopFetch("2")
         _ = try redis.run(claiming)
-        let ttl = try XCTUnwrap(try redis.command(["PTTL", claiming.receiptKey]).int)
+        let ttl = try XCTUnwrap(try redis.command(["PTTL", claiming.receiptKey!]).int)
         XCTAssertTrue((1...30_000).contains(ttl), "the receipt is kept one lease, not forever: \(ttl)")
     }
 }

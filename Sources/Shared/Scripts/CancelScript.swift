@@ -2,32 +2,31 @@
 /// a running job loses its lease, so its worker stops it at the next heartbeat
 /// and any result it still reports is dropped.
 public struct CancelCall: ScriptCall {
-    public static let script = LuaPrelude.script("cancel", #"""
--- KEYS[1]    job hash
--- KEYS[2..5] pending lists (urgent, high, normal, low)
--- KEYS[6]    scheduled zset
--- KEYS[7]    lease zset
--- ARGV[1]    job id
--- ARGV[2]    idempotency key prefix
--- ARGV[3]    waiting key prefix
--- ARGV[4]    finished channel
+    public static let script = LuaScript(name: "cancel", uses: [CommonLua.clock, CommonLua.defaults, CommonLua.queueKeys,
+                                                                CommonLua.priority, CommonLua.finishing], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]   job hash
+-- ARGV[6]    job id
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
-local state = redis.call('HGET', KEYS[1], 'state')
+local q = queue_keys()
+local key, id = KEYS[11], ARGV[6]
+local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s')
+local state = f[1]
 if not state then return {'missing'} end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then return {'conflict', state} end
 if state == 'queued' then
   -- O(position in the list); cancelling is rare, and leaving the id behind
   -- would keep it counted as pending (and scaling workers) until popped.
-  redis.call('LREM', KEYS[1 + priority_rank(redis.call('HGET', KEYS[1], 'priority'))], 1, ARGV[1])
+  redis.call('LREM', q.pending[priority_rank(f[2])], 1, id)
 elseif state == 'scheduled' then
-  redis.call('ZREM', KEYS[6], ARGV[1])
+  redis.call('ZREM', q.scheduled, id)
 elseif state == 'running' then
-  redis.call('ZREM', KEYS[7], ARGV[1])
+  redis.call('ZREM', q.lease, id)
 end
 local _, _, now_us_text = clock()
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', now_us_text)
-expire_job(KEYS[1], ARGV[2], tonumber(redis.call('HGET', KEYS[1], 'result_ttl_s')) or DEFAULT_RESULT_TTL)
-notify_finished(ARGV[3], ARGV[4], ARGV[1])
+redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now_us_text)
+expire_job(q, key, tonumber(f[3]) or DEFAULT_RESULT_TTL)
+notify_finished(q, id)
 return {'cancelled', state}
 """#)
 
@@ -47,13 +46,8 @@ return {'cancelled', state}
     }
 
     public var script: LuaScript { CancelCall.script }
-    public var keys: [String] {
-        let q = jobID.queue
-        return [schema.job(jobID)] + schema.pendingLists(q) + [schema.scheduled(q), schema.lease(q)]
-    }
-    public var args: [String] {
-        [jobID.text, schema.idempotencyPrefix(jobID.queue), schema.waitingPrefix(jobID.queue), schema.finishedChannel]
-    }
+    public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
+    public var args: [String] { schema.queueKeys(jobID.queue).args + [jobID.text] }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let kind = parts.first?.string else { throw unexpected(reply) }

@@ -1,29 +1,53 @@
 /// Marks a job succeeded with its result, if the caller still holds its lease.
 public struct CompleteCall: ScriptCall {
-    public static let script = LuaPrelude.script("complete", #"""
--- KEYS[1]  job hash
--- KEYS[2]  lease zset
--- KEYS[3]  stats hash
--- ARGV[1]  job id
--- ARGV[2]  worker id
--- ARGV[3]  attempt number the worker ran
--- ARGV[4]  result (JSON text)
--- ARGV[5..9] job, idempotency, throughput and waiting key prefixes; finished channel
+    public static let script = LuaScript(name: "complete", uses: [CommonLua.clock, CommonLua.queueKeys, completeJob],
+                                         body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]   job hash
+-- ARGV[6]    job id
+-- ARGV[7]    worker id
+-- ARGV[8]    attempt number the worker ran
+-- ARGV[9]    result (JSON text)
 -- Output:  1 stored (now, or by this same report sent before: a worker sends
 --          it again when the reply was lost), or 0 when the lease was lost (the
 --          job was recovered and runs, or ran, elsewhere, or was cancelled):
 --          nothing changes then
 local now, _, now_us_text = clock()
-local q = {job_prefix = ARGV[5], idem_prefix = ARGV[6], throughput_prefix = ARGV[7], waiting_prefix = ARGV[8],
-           channel = ARGV[9], lease = KEYS[2], stats = KEYS[3]}
-if not complete_job(q, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_us_text) then
+local q = queue_keys()
+if not complete_job(q, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now_us_text) then
   -- Only this worker's run of this attempt can have made it succeeded.
-  local f = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts')
-  if f[1] == 'succeeded' and f[2] == ARGV[2] and f[3] == ARGV[3] then return 1 end
+  local f = redis.call('HMGET', KEYS[11], 'state', 'worker', 'attempts')
+  if f[1] == 'succeeded' and f[2] == ARGV[7] and f[3] == ARGV[8] then return 1 end
   return 0
 end
 count_successes(q, 1, now)
 return 1
+"""#)
+
+    /// Also used by CompleteAndFetchCall, for a batch of successes.
+    static let completeJob = LuaPiece("complete_job", uses: [CommonLua.defaults, CommonLua.finishing], #"""
+-- Records a job's success if this worker still holds its lease (else the job
+-- was recovered or cancelled, and this result is stale: nothing changes).
+-- The caller counts the stored ones (count_successes), once per call.
+local function complete_job(q, id, worker, attempt, result, now_us_text)
+  local key = q.job_prefix .. id
+  local f = redis.call('HMGET', key, 'state', 'worker', 'attempts', 'result_ttl_s', 'idem')
+  if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then return false end
+  if redis.call('ZREM', q.lease, id) == 0 then return false end
+  redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now_us_text, 'result', result)
+  local ttl = tonumber(f[4]) or DEFAULT_RESULT_TTL
+  redis.call('EXPIRE', key, ttl)
+  if f[5] then redis.call('EXPIRE', q.idem_prefix .. f[5], ttl) end
+  notify_finished(q, id)
+  return true
+end
+
+-- Adds `n` stored successes to the queue's counters.
+local function count_successes(q, n, now)
+  if n < 1 then return end
+  redis.call('HINCRBY', q.stats, 'processed', n)
+  count_minute(q, 'processed', now, n)
+end
 """#)
 
     public let jobID: JobID
@@ -41,20 +65,12 @@ return 1
     }
 
     public var script: LuaScript { CompleteCall.script }
-    public var keys: [String] { [schema.job(jobID), schema.lease(jobID.queue), schema.stats(jobID.queue)] }
-    public var args: [String] { [jobID.text, workerID, String(attempt), resultJSON] + schema.finishPrefixes(jobID.queue) }
+    public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
+    public var args: [String] { schema.queueKeys(jobID.queue).args + [jobID.text, workerID, String(attempt), resultJSON] }
 
     /// True when stored; false when the lease was lost and the result dropped.
     public func parse(_ reply: RedisReply) throws -> Bool {
         guard let n = reply.int, n == 0 || n == 1 else { throw unexpected(reply) }
         return n == 1
-    }
-}
-
-extension KeySchema {
-    /// What a script that finishes jobs needs to derive their keys: the job,
-    /// idempotency, throughput and waiting key prefixes, and the finished channel.
-    func finishPrefixes(_ q: String) -> [String] {
-        [jobPrefix(q), idempotencyPrefix(q), throughputPrefix(q), waitingPrefix(q), finishedChannel]
     }
 }

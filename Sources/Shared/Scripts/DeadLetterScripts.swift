@@ -4,23 +4,23 @@
 /// how many jobs at exactly that time were already returned, so pages neither
 /// repeat nor skip jobs when new ones die meanwhile.
 public struct DeadListCall: ScriptCall {
-    public static let script = LuaPrelude.script("dead_list", #"""
--- KEYS[1]  dead zset
--- ARGV[1]  job key prefix
--- ARGV[2]  highest score to return ('+inf' for the first page)
--- ARGV[3]  how many jobs at exactly that score to skip
--- ARGV[4]  page size
+    public static let script = LuaScript(name: "dead_list", uses: [CommonLua.queueKeys], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]  highest score to return ('+inf' for the first page)
+-- ARGV[7]  how many jobs at exactly that score to skip
+-- ARGV[8]  page size
 -- Output:  {1 when more jobs follow this page else 0, then id, score, HGETALL of the job, ...}
 -- One id past the page is read to tell whether another page follows, so the
 -- last page says so even when it is exactly full.
-local limit = tonumber(ARGV[4])
-local page = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', tonumber(ARGV[3]), limit + 1)
+local q = queue_keys()
+local limit = tonumber(ARGV[8])
+local page = redis.call('ZREVRANGEBYSCORE', q.dead, ARGV[6], '-inf', 'WITHSCORES', 'LIMIT', tonumber(ARGV[7]), limit + 1)
 local more = #page > 2 * limit
 local out = {more and 1 or 0}
 for i = 1, math.min(#page, 2 * limit), 2 do
   table.insert(out, page[i])
   table.insert(out, page[i + 1])
-  table.insert(out, redis.call('HGETALL', ARGV[1] .. page[i]))
+  table.insert(out, redis.call('HGETALL', q.job_prefix .. page[i]))
 end
 return out
 """#)
@@ -64,9 +64,9 @@ return out
     }
 
     public var script: LuaScript { DeadListCall.script }
-    public var keys: [String] { [schema.dead(queue)] }
+    public var keys: [String] { schema.queueKeys(queue).keys }
     public var args: [String] {
-        [schema.jobPrefix(queue), cursor.score.map(String.init) ?? "+inf", String(cursor.skip), String(limit)]
+        schema.queueKeys(queue).args + [cursor.score.map(String.init) ?? "+inf", String(cursor.skip), String(limit)]
     }
 
     public func parse(_ reply: RedisReply) throws -> Page {
@@ -91,33 +91,31 @@ return out
 /// Puts dead jobs back to queued with their attempts reset: the given ids, or
 /// (with no ids) up to `limit` of the oldest.
 public struct RetryDeadCall: ScriptCall {
-    public static let script = LuaPrelude.script("retry_dead", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    dead zset
--- KEYS[6]    wake list
--- ARGV[1]    job key prefix
--- ARGV[2]    idempotency key prefix
--- ARGV[3]    most jobs to retry when no ids are given
--- ARGV[4..]  job ids (none: the oldest dead jobs)
+    public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake],
+                                         body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]    most jobs to retry when no ids are given
+-- ARGV[7..]  job ids (none: the oldest dead jobs)
 -- Output:    {retried count, state of the first id when it was not dead or '', ids examined}
+local q = queue_keys()
 local ids = {}
-for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
-if #ids == 0 then ids = redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[3]) - 1) end
+for i = 7, #ARGV do table.insert(ids, ARGV[i]) end
+if #ids == 0 then ids = redis.call('ZRANGE', q.dead, 0, tonumber(ARGV[6]) - 1) end
 local retried, refused = 0, ''
 for _, id in ipairs(ids) do
-  local key = ARGV[1] .. id
+  local key = q.job_prefix .. id
   local f = redis.call('HMGET', key, 'state', 'priority', 'idem')
   if f[1] == 'dead' then
-    redis.call('ZREM', KEYS[5], id)
+    redis.call('ZREM', q.dead, id)
     redis.call('HSET', key, 'state', 'queued', 'attempts', 0)
     redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result', 'progress')
     redis.call('PERSIST', key)
-    if f[3] then redis.call('PERSIST', ARGV[2] .. f[3]) end
-    redis.call('RPUSH', KEYS[priority_rank(f[2])], id)
-    wake(KEYS[6])
+    if f[3] then redis.call('PERSIST', q.idem_prefix .. f[3]) end
+    redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
+    wake(q.wake)
     retried = retried + 1
   else
-    redis.call('ZREM', KEYS[5], id)
+    redis.call('ZREM', q.dead, id)
     if refused == '' then refused = f[1] or 'missing' end
   end
 end
@@ -152,10 +150,8 @@ return {retried, refused, #ids}
     }
 
     public var script: LuaScript { RetryDeadCall.script }
-    public var keys: [String] { schema.pendingLists(queue) + [schema.dead(queue), schema.wake(queue)] }
-    public var args: [String] {
-        [schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(limit)] + ids.map(\.text)
-    }
+    public var keys: [String] { schema.queueKeys(queue).keys }
+    public var args: [String] { schema.queueKeys(queue).args + [String(limit)] + ids.map(\.text) }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, parts.count == 3, let n = parts[0].int, let examined = parts[2].int else {
@@ -168,19 +164,18 @@ return {retried, refused, #ids}
 
 /// Deletes up to `limit` of a queue's dead jobs (hashes and idempotency keys).
 public struct PurgeDeadCall: ScriptCall {
-    public static let script = LuaPrelude.script("purge_dead", #"""
--- KEYS[1]  dead zset
--- ARGV[1]  job key prefix
--- ARGV[2]  idempotency key prefix
--- ARGV[3]  most jobs to delete in this call
+    public static let script = LuaScript(name: "purge_dead", uses: [CommonLua.queueKeys], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]  most jobs to delete in this call
 -- Output:  how many were deleted
-local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local q = queue_keys()
+local ids = redis.call('ZRANGE', q.dead, 0, tonumber(ARGV[6]) - 1)
 for _, id in ipairs(ids) do
-  local key = ARGV[1] .. id
+  local key = q.job_prefix .. id
   local idem = redis.call('HGET', key, 'idem')
-  if idem then redis.call('DEL', ARGV[2] .. idem) end
+  if idem then redis.call('DEL', q.idem_prefix .. idem) end
   redis.call('DEL', key)
-  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', q.dead, id)
 end
 return #ids
 """#)
@@ -196,8 +191,8 @@ return #ids
     }
 
     public var script: LuaScript { PurgeDeadCall.script }
-    public var keys: [String] { [schema.dead(queue)] }
-    public var args: [String] { [schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(limit)] }
+    public var keys: [String] { schema.queueKeys(queue).keys }
+    public var args: [String] { schema.queueKeys(queue).args + [String(limit)] }
 
     public func parse(_ reply: RedisReply) throws -> Int {
         guard let n = reply.int else { throw unexpected(reply) }

@@ -1,13 +1,10 @@
 /// Enqueues a batch of jobs (one or many) into one queue, all or none.
 public struct EnqueueCall: ScriptCall {
-    public static let script = LuaPrelude.script("enqueue", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    scheduled zset
--- KEYS[6]    wake list
--- ARGV[1]    pending limit for the queue (0 = none)
--- ARGV[2]    job key prefix
--- ARGV[3]    idempotency key prefix
--- ARGV[4]    number of jobs n, then per job:
+    public static let script = LuaScript(name: "enqueue", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.wake],
+                                         body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]    pending limit for the queue (0 = none)
+-- ARGV[7]    number of jobs n, then per job:
 --            id, priority (1-4), run_at ms (0 = none), delay ms, idempotency key ('' = none),
 --            type, payload, count m of other fields, then m strings: field, value, ...
 --            (type and payload by position: field names sent for every job of
@@ -15,12 +12,14 @@ public struct EnqueueCall: ScriptCall {
 -- Output:    {'full', pending}           when the jobs would cross the pending limit (nothing stored)
 --            {'conflict', j, existing id} when job j reuses an idempotency key for a
 --                                        different request (nothing stored)
---            {now µs, entry1, ..., entryN}  otherwise; entry = 'new', or for an idempotency hit
+--            {now µs, entry1, ..., entryN}  otherwise; entry = 'new' (queued), the run time in
+--                                        ms (scheduled), or for an idempotency hit
 --                                        {existing id, HGETALL of the existing job}
 local now, now_us, now_us_text = clock()
-local limit = tonumber(ARGV[1])
-local job_prefix, idem_prefix = ARGV[2], ARGV[3]
-local n = tonumber(ARGV[4])
+local q = queue_keys()
+local limit = tonumber(ARGV[6])
+local job_prefix, idem_prefix = q.job_prefix, q.idem_prefix
+local n = tonumber(ARGV[7])
 
 -- What makes two enqueues with one idempotency key the same request: the
 -- stored fields (options at their default are not stored, on either side).
@@ -38,7 +37,7 @@ local function same_request(a, b)
 end
 
 -- First pass: parse, resolve idempotency hits, count what would become pending.
-local jobs, seen, immediate, i = {}, {}, 0, 5
+local jobs, seen, immediate, i = {}, {}, 0, 8
 for j = 1, n do
   local job = { id = ARGV[i], prio = tonumber(ARGV[i + 1]), run_at = tonumber(ARGV[i + 2]),
                 delay = tonumber(ARGV[i + 3]), idem = ARGV[i + 4], type = ARGV[i + 5], payload = ARGV[i + 6],
@@ -71,7 +70,7 @@ end
 
 if limit > 0 and immediate > 0 then
   local pending = 0
-  for p = 1, 4 do pending = pending + redis.call('LLEN', KEYS[p]) end
+  for p = 1, 4 do pending = pending + redis.call('LLEN', q.pending[p]) end
   if pending + immediate > limit then return {'full', pending} end
 end
 
@@ -91,8 +90,9 @@ for j = 1, n do
                     'state', 'queued'}
     if job.at then
       fields[9], fields[10], fields[11] = 'scheduled', 'run_at', job.at * 1000
-      redis.call('ZADD', KEYS[5], job.at, job.id)
+      redis.call('ZADD', q.scheduled, job.at, job.id)
       scheduled_any = true
+      out[j + 1] = job.at
     else
       local list = ready[job.prio]
       list[#list + 1] = job.id
@@ -100,17 +100,17 @@ for j = 1, n do
     for k = job.first, job.first + job.m - 1 do fields[#fields + 1] = ARGV[k] end
     redis.call('HSET', unpack(fields))
     if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end
-    out[j + 1] = 'new'
+    out[j + 1] = out[j + 1] or 'new'
   end
 end
 for p = 1, 4 do
-  if #ready[p] > 0 then redis.call('RPUSH', KEYS[p], unpack(ready[p])) end
+  if #ready[p] > 0 then redis.call('RPUSH', q.pending[p], unpack(ready[p])) end
 end
 -- Immediate jobs wake a worker each; a scheduled job wakes one, so that an
 -- idle worker shortens its wait to the new earliest run time.
 local wakes = immediate
 if wakes == 0 and scheduled_any then wakes = 1 end
-wake(KEYS[6], wakes)
+wake(q.wake, wakes)
 return out
 """#)
 
@@ -142,23 +142,26 @@ return out
         case existing(Job)
     }
 
-    public let queue: String
+    public var queue: String { queueKeys.queue }
     public let items: [Item]
     public let pendingLimit: Int64
-    let schema: KeySchema
+    let queueKeys: QueueKeys
 
-    public init(schema: KeySchema, queue: String, items: [Item], pendingLimit: Int64) {
-        self.schema = schema
-        self.queue = queue
+    public init(queue: QueueKeys, items: [Item], pendingLimit: Int64) {
+        self.queueKeys = queue
         self.items = items
         self.pendingLimit = pendingLimit
     }
 
+    public init(schema: KeySchema, queue: String, items: [Item], pendingLimit: Int64) {
+        self.init(queue: schema.queueKeys(queue), items: items, pendingLimit: pendingLimit)
+    }
+
     public var script: LuaScript { EnqueueCall.script }
-    public var keys: [String] { schema.pendingLists(queue) + [schema.scheduled(queue), schema.wake(queue)] }
+    public var keys: [String] { queueKeys.keys }
     public var args: [String] {
-        var a = [String(pendingLimit), schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(items.count)]
-        a.reserveCapacity(4 + items.count * 26)
+        var a = queueKeys.args + [String(pendingLimit), String(items.count)]
+        a.reserveCapacity(a.count + items.count * 26)
         for item in items {
             let fields = item.job.optionalFields
             a += [item.job.id.text, String(item.job.priority.index), String(item.runAt), String(item.delayMs),
@@ -176,18 +179,19 @@ return out
             return .idempotencyConflict(index: Int(j) - 1, existing: existing)
         }
         guard let nowUs = head.int, parts.count == items.count + 1 else { throw unexpected(reply) }
-        let now = nowUs / 1000
         var entries: [Entry] = []
         entries.reserveCapacity(items.count)
         for (item, part) in zip(items, parts.dropFirst()) {
             if part.string == "new" {
                 var job = item.job
                 job.createdUs = nowUs
-                let at = item.runAt > 0 ? item.runAt : (item.delayMs > 0 ? now + item.delayMs : 0)
-                if at > now {
-                    job.state = .scheduled
-                    job.runAtUs = at * 1000
-                }
+                entries.append(.created(job))
+            } else if let runAtMs = part.int {
+                // The script scheduled it, for this time.
+                var job = item.job
+                job.createdUs = nowUs
+                job.state = .scheduled
+                job.runAtUs = runAtMs * 1000
                 entries.append(.created(job))
             } else if let pair = part.array, pair.count == 2, let idText = pair[0].string, let id = JobID(parsing: idText) {
                 entries.append(.existing(try Job(id: id, hash: pair[1].hash)))

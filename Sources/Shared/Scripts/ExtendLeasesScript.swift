@@ -1,24 +1,26 @@
 /// The heartbeat's lease extension: pushes forward the deadlines of every job a
 /// worker runs in one queue, and reports the ones it no longer holds.
 public struct ExtendLeasesCall: ScriptCall {
-    public static let script = LuaPrelude.script("extend_leases", #"""
--- KEYS[1]  lease zset
--- ARGV[1]  job key prefix
--- ARGV[2]  lease length ms
--- ARGV[3]  worker id
--- ARGV[4..] job id, attempt, job id, attempt, ...
+    public static let script = LuaScript(name: "extend_leases", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease],
+                                         body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]   lease length ms
+-- ARGV[7]   worker id
+-- ARGV[8..] job id, attempt, job id, attempt, ...
 -- Output:  flat list of id, state for the jobs this worker no longer holds
 --          (state 'cancelled', or whatever it is now: recovered, gone): the
 --          worker should stop running them
 local now = now_ms()
+local q = queue_keys()
+local deadline = now + tonumber(ARGV[6])
 local lost = {}
-for i = 4, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local id = ARGV[i]
-  if holds_lease(KEYS[1], ARGV[1] .. id, id, ARGV[3], ARGV[i + 1]) then
-    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id)
+  if holds_lease(q, id, ARGV[7], ARGV[i + 1]) then
+    redis.call('ZADD', q.lease, 'XX', deadline, id)
   else
     table.insert(lost, id)
-    table.insert(lost, redis.call('HGET', ARGV[1] .. id, 'state') or 'gone')
+    table.insert(lost, redis.call('HGET', q.job_prefix .. id, 'state') or 'gone')
   end
 end
 return lost
@@ -40,9 +42,9 @@ return lost
     }
 
     public var script: LuaScript { ExtendLeasesCall.script }
-    public var keys: [String] { [schema.lease(queue)] }
+    public var keys: [String] { schema.queueKeys(queue).keys }
     public var args: [String] {
-        [schema.jobPrefix(queue), String(leaseMs), workerID] + jobs.flatMap { [$0.0.text, String($0.1)] }
+        schema.queueKeys(queue).args + [String(leaseMs), workerID] + jobs.flatMap { [$0.0.text, String($0.1)] }
     }
 
     /// A job this worker no longer holds, and whether that is because it was cancelled.

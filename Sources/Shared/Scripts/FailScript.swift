@@ -1,41 +1,64 @@
 /// Records a failed attempt: schedules a retry, or moves the job to the dead
 /// set when it is out of attempts (or the failure is final).
 public struct FailCall: ScriptCall {
-    public static let script = LuaPrelude.script("fail", #"""
--- KEYS[1]  job hash
--- KEYS[2]  lease zset
--- KEYS[3]  scheduled zset
--- KEYS[4]  dead zset
--- KEYS[5]  stats hash
--- KEYS[6]  wake list
--- ARGV[1]  job id
--- ARGV[2]  worker id
--- ARGV[3]  attempt number the worker ran
--- ARGV[4]  error (JSON text: {"message": ..., "attempt": n})
--- ARGV[5]  retry delay ms (the worker computes backoff and jitter); -1 = do not retry
--- ARGV[6]  dead TTL seconds
--- ARGV[7]  dead set cap
--- ARGV[8..12] job, idempotency, throughput and waiting key prefixes; finished channel
+    public static let script = LuaScript(name: "fail", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease,
+                                                              CommonLua.wake, bury], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]  job hash
+-- ARGV[6]   job id
+-- ARGV[7]   worker id
+-- ARGV[8]   attempt number the worker ran
+-- ARGV[9]   error (JSON text: {"message": ..., "attempt": n})
+-- ARGV[10]  retry delay ms (the worker computes backoff and jitter); -1 = do not retry
+-- ARGV[11]  dead TTL seconds
+-- ARGV[12]  dead set cap
 -- Output:  'retry' | 'dead' | 'stale' (lease lost: nothing changed)
-if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 'stale' end
+local q = queue_keys()
+local key, id = KEYS[11], ARGV[6]
+if not holds_lease(q, id, ARGV[7], ARGV[8]) then return 'stale' end
 local now = now_ms()
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'error', ARGV[4])
-redis.call('HINCRBY', KEYS[5], 'failed', 1)
-count_minute(ARGV[10], 'failed', now)
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts')) or 1
-local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts')) or DEFAULT_MAX_ATTEMPTS
-local delay = tonumber(ARGV[5])
+redis.call('ZREM', q.lease, id)
+redis.call('HSET', key, 'error', ARGV[9])
+redis.call('HINCRBY', q.stats, 'failed', 1)
+count_minute(q, 'failed', now)
+local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
+local attempts = tonumber(f[1]) or 1
+local max_attempts = tonumber(f[2]) or DEFAULT_MAX_ATTEMPTS
+local delay = tonumber(ARGV[10])
 if delay >= 0 and attempts < max_attempts then
-  redis.call('HSET', KEYS[1], 'state', 'scheduled', 'run_at', (now + delay) * 1000)
-  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
-  redis.call('HINCRBY', KEYS[5], 'retried', 1)
+  redis.call('HSET', key, 'state', 'scheduled', 'run_at', (now + delay) * 1000)
+  redis.call('ZADD', q.scheduled, now + delay, id)
+  redis.call('HINCRBY', q.stats, 'retried', 1)
   -- An idle worker shortens its wait to this retry's time.
-  wake(KEYS[6])
+  wake(q.wake)
   return 'retry'
 end
-bury(KEYS[4], KEYS[5], KEYS[1], ARGV[8], ARGV[9], ARGV[1], now, tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[11], ARGV[12])
+bury(q, id, now, tonumber(ARGV[11]), tonumber(ARGV[12]))
 return 'dead'
+"""#)
+
+    /// Also used by RecoverCall, for a job whose lease ran out on its last attempt.
+    static let bury = LuaPiece("bury", uses: [CommonLua.defaults, CommonLua.finishing], #"""
+-- Moves a job to the dead set, kept dead_ttl seconds and at most dead_max
+-- per queue (oldest dropped first, together with their hashes).
+local function bury(q, id, now, dead_ttl, dead_max)
+  local key = q.job_prefix .. id
+  redis.call('HSET', key, 'state', 'dead', 'finished_at', now * 1000)
+  notify_finished(q, id)
+  redis.call('ZADD', q.dead, now, id)
+  expire_job(q, key, dead_ttl)
+  redis.call('HINCRBY', q.stats, 'dead', 1)
+  redis.call('ZREMRANGEBYSCORE', q.dead, '-inf', now - dead_ttl * 1000)
+  local extra = redis.call('ZCARD', q.dead) - dead_max
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', q.dead, 0, extra - 1)) do
+      local old_idem = redis.call('HGET', q.job_prefix .. old, 'idem')
+      if old_idem then redis.call('DEL', q.idem_prefix .. old_idem) end
+      redis.call('DEL', q.job_prefix .. old)
+    end
+    redis.call('ZREMRANGEBYRANK', q.dead, 0, extra - 1)
+  end
+end
 """#)
 
     public enum Outcome: String { case retry, dead, stale }
@@ -63,13 +86,11 @@ return 'dead'
     }
 
     public var script: LuaScript { FailCall.script }
-    public var keys: [String] {
-        let q = jobID.queue
-        return [schema.job(jobID), schema.lease(q), schema.scheduled(q), schema.dead(q), schema.stats(q), schema.wake(q)]
-    }
+    public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
     public var args: [String] {
-        [jobID.text, workerID, String(attempt), errorJSON, String(retryDelayMs ?? -1), String(deadTTLSeconds),
-         String(deadMax)] + schema.finishPrefixes(jobID.queue)
+        schema.queueKeys(jobID.queue).args
+            + [jobID.text, workerID, String(attempt), errorJSON, String(retryDelayMs ?? -1), String(deadTTLSeconds),
+               String(deadMax)]
     }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {

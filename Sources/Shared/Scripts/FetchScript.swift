@@ -1,30 +1,130 @@
 /// Takes the next job of a queue for a worker, in one round trip: promotes due
 /// scheduled jobs, pops by priority, leases the job and returns its fields.
 public struct FetchCall: ScriptCall {
-    public static let script = LuaPrelude.script("fetch", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    scheduled zset
--- KEYS[6]    lease zset
--- KEYS[7]    paused flag
--- KEYS[8]    wake list
--- KEYS[9]    stats hash (counts ids found without their job hash: 'missing')
--- ARGV[1]    job key prefix
--- ARGV[2]    lease length ms
--- ARGV[3]    worker id
--- ARGV[4]    most scheduled jobs to promote in this call
--- ARGV[5]    receipt key of the calling loop ('' for none), see KeySchema.receipt
--- ARGV[6]    this call's token, written to the receipt
--- Output:    {'jobs', now µs, id, HGETALL of the job before the claim}  now running under this worker's lease
---            {'empty', next due ms or -1, now ms}                         nothing to run
---            {'paused', -1, now ms}                                       the queue is paused
+    public static let script = LuaScript(name: "fetch", uses: [claimJobs], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11], ARGV[6..9]    the claim's own (see claim_args)
+-- Output:    {'jobs', id, HGETALL of the job}   now running under this worker's lease
+--            {'empty', next due ms or -1, now ms}  nothing to run
+--            {'paused', -1, now ms}                the queue is paused
 -- (CompleteAndFetchCall claims several jobs with the same reply: 'jobs' then
 -- one id and field list per job.)
-local now, now_us, now_us_text = clock()
-local q = {job_prefix = ARGV[1], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5],
-           lease = KEYS[6], paused = KEYS[7], wake = KEYS[8], stats = KEYS[9],
-           receipt = {key = ARGV[5], token = ARGV[6], ttl_ms = ARGV[2], flags = '-'}}
-if fenced(q.receipt) then return redis.error_reply('FENCED call settled as not run') end
-return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_us, now_us_text)
+local now, _, now_us_text = clock()
+local q, claim = queue_keys(), claim_args()
+if fenced(claim.receipt) then return redis.error_reply('FENCED call settled as not run') end
+return fetch_jobs(q, claim, 1, now, now_us_text)
+"""#)
+
+    /// The claim algorithm, shared with CompleteAndFetchCall.
+    static let claimJobs = LuaPiece("claim_jobs", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.priority,
+                                                         CommonLua.countText, CommonLua.wake, SettleCall.receipts], #"""
+-- The arguments of a claiming call (fetch, complete_and_fetch), after the queue's:
+-- KEYS[11]  receipt key of the calling loop (absent: the caller keeps none), see KeySchema.receipt
+-- ARGV[6]   lease length ms (also how long the receipt is kept)
+-- ARGV[7]   worker id
+-- ARGV[8]   most scheduled jobs to promote in this call
+-- ARGV[9]   this call's token, written to the receipt
+local function claim_args()
+  return {lease_ms = tonumber(ARGV[6]), worker = ARGV[7], promote_limit = tonumber(ARGV[8]),
+          receipt = {key = KEYS[11], token = ARGV[9], ttl_ms = ARGV[6], flags = '-'}}
+end
+
+-- Applies a claim to a job's fields as HGETALL returned them (a flat field,
+-- value list), in one pass: returns the state and attempts read, and a
+-- function that writes the claimed values into the list, so the reply carries
+-- the job as it is now and the worker need not work them out again.
+local CLAIMED = {state = true, attempts = true, started_at = true, worker = true}
+local function read_for_claim(flat)
+  local at = {}
+  for i = 1, #flat, 2 do
+    if CLAIMED[flat[i]] then at[flat[i]] = i + 1 end
+  end
+  local function put(field, value)
+    local i = at[field]
+    if i then flat[i] = value else flat[#flat + 1] = field; flat[#flat + 1] = value end
+  end
+  return at.state and flat[at.state], at.attempts and flat[at.attempts], put
+end
+
+-- Claims up to `want` jobs of a queue for a worker: promotes due scheduled
+-- jobs, pops by priority, leases the jobs. Returns the fetch reply (see
+-- FetchCall), each job's fields as they are after the claim.
+local function fetch_jobs(q, claim, want, now, now_us_text)
+  -- Ids whose job hash is gone (evicted under a maxmemory policy, deleted by
+  -- hand) are dropped as they come up, and counted in the queue's stats.
+  local missing = 0
+  local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, claim.promote_limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', q.scheduled, id)
+    local key = q.job_prefix .. id
+    local f = redis.call('HMGET', key, 'state', 'priority')
+    if f[1] == 'scheduled' then
+      redis.call('HSET', key, 'state', 'queued')
+      redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
+    elseif not f[1] and not f[2] then
+      missing = missing + 1
+    end
+  end
+  if #due > 0 then wake(q.wake) end
+  local function count_missing()
+    if missing > 0 then redis.call('HINCRBY', q.stats, 'missing', missing) end
+  end
+
+  local claims = {}
+  if redis.call('EXISTS', q.paused) == 1 then
+    count_missing()
+    leave_receipt(claim.receipt, claims)
+    return {'paused', -1, now}
+  end
+
+  -- Ids whose job was cancelled or has expired are dropped as they come up;
+  -- the bound keeps one call short even after a mass cancel. LMPOP (Redis 7)
+  -- takes from the most urgent non-empty list in one command.
+  local reply = {'jobs'}
+  local leases = {}
+  local deadline = tostring(now + claim.lease_ms)
+  local claimed, skipped = 0, 0
+  while claimed < want and skipped < 1000 do
+    local popped = redis.call('LMPOP', 4, q.pending[1], q.pending[2], q.pending[3], q.pending[4], 'LEFT',
+                              'COUNT', want - claimed)
+    if not popped then break end
+    for _, id in ipairs(popped[2]) do
+      local key = q.job_prefix .. id
+      local job = redis.call('HGETALL', key)
+      local state, attempts, put = read_for_claim(job)
+      -- A hash without a state is damaged: hand it out so the worker fails it
+      -- with a clear error instead of dropping it silently.
+      if state == 'queued' or (not state and #job > 0) then
+        attempts = count_text((tonumber(attempts) or 0) + 1)
+        redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker',
+                   claim.worker)
+        if state then put('state', 'running') end
+        put('attempts', attempts)
+        put('started_at', now_us_text)
+        put('worker', claim.worker)
+        claims[#claims + 1] = id
+        claims[#claims + 1] = attempts
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
+        reply[#reply + 1] = id
+        reply[#reply + 1] = job
+        claimed = claimed + 1
+      else
+        skipped = skipped + 1
+        if #job == 0 then missing = missing + 1 end
+      end
+    end
+  end
+  count_missing()
+  leave_receipt(claim.receipt, claims)
+  if claimed > 0 then
+    redis.call('ZADD', q.lease, unpack(leases))
+    return reply
+  end
+
+  local next_due = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
+  return {'empty', next_due[2] or -1, now}
+end
 """#)
 
     public enum Outcome {
@@ -38,70 +138,63 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
         case paused
     }
 
-    public let queue: String
+    public var queue: String { queueKeys.queue }
     public let workerID: String
     public let leaseMs: Int64
     public let promoteLimit: Int
-    /// The calling loop's receipt key ("" when the caller keeps none).
-    public let receiptKey: String
+    /// The calling loop's receipt key (nil when the caller keeps none).
+    public let receiptKey: String?
     /// Names one sending of this call in the receipt: a caller with a loop
     /// sets a new, larger one for every call (a decimal number), so that a
     /// lost reply can be settled (SettleCall).
     public var token = ""
-    let schema: KeySchema
+    let queueKeys: QueueKeys
     /// Built once: a worker keeps one call per queue and sends it for every
     /// job (rebuilding the key names showed in profiles).
     public let keys: [String]
-    /// Job prefix, lease ms, worker id, promote limit, receipt key.
-    let fixedArgs: [String]
 
     /// `loop` names the worker's loop that sends the call (unique within the
     /// worker); with one, each call leaves a receipt under that name.
     public init(schema: KeySchema, queue: String, workerID: String, leaseMs: Int64, promoteLimit: Int = 100,
                 loop: String? = nil) {
-        self.schema = schema
-        self.queue = queue
+        queueKeys = schema.queueKeys(queue)
         self.workerID = workerID
         self.leaseMs = leaseMs
         self.promoteLimit = promoteLimit
-        receiptKey = loop.map { schema.receipt(queue, caller: "\(workerID)/\($0)") } ?? ""
-        keys = schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.paused(queue), schema.wake(queue),
-                                             schema.stats(queue)]
-        fixedArgs = [schema.jobPrefix(queue), String(leaseMs), workerID, String(promoteLimit), receiptKey]
+        receiptKey = loop.map { schema.receipt(queue, caller: "\(workerID)/\($0)") }
+        keys = queueKeys.keys + (receiptKey.map { [$0] } ?? [])
     }
 
-    public var args: [String] { fixedArgs + [checkedToken] }
-
-    /// The token, which a call that leaves a receipt must have.
-    var checkedToken: String {
-        precondition(receiptKey.isEmpty || !token.isEmpty, "a call that leaves a receipt needs a token")
-        return token
+    /// ARGV as claim_args reads it, after the queue's.
+    public var args: [String] {
+        precondition(receiptKey == nil || !token.isEmpty, "a call that leaves a receipt needs a token")
+        return queueKeys.args + [String(leaseMs), workerID, String(promoteLimit), token]
     }
 
     public var script: LuaScript { FetchCall.script }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
-        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts[...], workerID: workerID),
-              let first = outcomes.first else { throw unexpected(reply) }
+        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts[...]), let first = outcomes.first else {
+            throw unexpected(reply)
+        }
         return first
     }
 
     /// Reads a fetch reply (shared with CompleteAndFetchCall): one outcome per
-    /// claimed job, or a single `.empty` or `.paused`. The jobs' fields come as
-    /// they were before the claim, so the claim's changes are applied here:
-    /// running, one more attempt, started now, by this worker.
-    static func outcomes(_ parts: ArraySlice<RedisReply>, workerID: String) -> [Outcome]? {
-        guard parts.count >= 2, let kind = parts.first?.string else { return nil }
+    /// claimed job, or a single `.empty` or `.paused`. The jobs' fields come
+    /// as the claim left them.
+    static func outcomes(_ parts: ArraySlice<RedisReply>) -> [Outcome]? {
+        guard let kind = parts.first?.string else { return nil }
         let rest = parts.dropFirst()
         switch kind {
         case "jobs":
-            guard let nowUs = rest.first?.int, rest.count >= 3, rest.count % 2 == 1 else { return nil }
+            guard !rest.isEmpty, rest.count % 2 == 0 else { return nil }
             var claimed: [Outcome] = []
             claimed.reserveCapacity(rest.count / 2)
-            var i = rest.startIndex + 1
+            var i = rest.startIndex
             while i < rest.endIndex {
                 guard let idText = rest[i].string, let id = JobID(parsing: idText) else { return nil }
-                claimed.append(claim(id, hash: rest[i + 1].hash, nowUs: nowUs, workerID: workerID))
+                claimed.append(claim(id, hash: rest[i + 1].hash))
                 i += 2
             }
             return claimed
@@ -115,17 +208,11 @@ return fetch_jobs(q, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), 1, now, now_
         }
     }
 
-    private static func claim(_ id: JobID, hash: [String: String], nowUs: Int64, workerID: String) -> Outcome {
-        let attempt = (Int(hash[JobField.attempts] ?? "") ?? 0) + 1
+    private static func claim(_ id: JobID, hash: [String: String]) -> Outcome {
         do {
-            var job = try Job(id: id, hash: hash)
-            job.state = .running
-            job.attempts = attempt
-            job.startedUs = nowUs
-            job.worker = workerID
-            return .job(job)
+            return .job(try Job(id: id, hash: hash))
         } catch {
-            return .damaged(id, attempt: attempt, error: "\(error)")
+            return .damaged(id, attempt: Int(hash[JobField.attempts] ?? "") ?? 1, error: "\(error)")
         }
     }
 }

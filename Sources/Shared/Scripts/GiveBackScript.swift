@@ -1,37 +1,49 @@
 /// At shutdown, returns jobs a worker could not finish in its grace period to
 /// the head of their pending lists, without counting the interrupted attempt.
 public struct GiveBackCall: ScriptCall {
-    public static let script = LuaPrelude.script("give_back", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    lease zset
--- KEYS[6]    wake list
--- ARGV[1]    job key prefix
--- ARGV[2]    worker id
--- ARGV[3..]  job id, attempt, job id, attempt, ...
+    public static let script = LuaScript(name: "give_back", uses: [CommonLua.queueKeys, giveBack], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]    worker id
+-- ARGV[7..]  job id, attempt, job id, attempt, ...
 -- Output:    the ids given back (the others had already left this worker)
-local q = {job_prefix = ARGV[1], lease = KEYS[5], wake = KEYS[6], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}}
+local q = queue_keys()
 local out = {}
-for i = 3, #ARGV, 2 do
-  if give_back(q, ARGV[i], ARGV[2], ARGV[i + 1]) then table.insert(out, ARGV[i]) end
+for i = 7, #ARGV, 2 do
+  if give_back(q, ARGV[i], ARGV[6], ARGV[i + 1]) then table.insert(out, ARGV[i]) end
 end
 return out
 """#)
 
-    public let queue: String
+    /// Also used by SettleCall, for the jobs a lost call claimed.
+    static let giveBack = LuaPiece("give_back", uses: [CommonLua.lease, CommonLua.priority, CommonLua.wake], #"""
+-- Returns a job this worker holds (this attempt) to the head of its pending
+-- list without counting the attempt; false when it is no longer the worker's.
+local function give_back(q, id, worker, attempt)
+  local key = q.job_prefix .. id
+  if not holds_lease(q, id, worker, attempt) then return false end
+  redis.call('ZREM', q.lease, id)
+  queue_again(key)
+  redis.call('HINCRBY', key, 'attempts', -1)
+  redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', key, 'priority'))], id)
+  wake(q.wake)
+  return true
+end
+"""#)
+
+    public var queue: String { queueKeys.queue }
     public let workerID: String
     public let jobs: [(JobID, Int)]
-    let schema: KeySchema
+    let queueKeys: QueueKeys
 
     public init(schema: KeySchema, queue: String, workerID: String, jobs: [(JobID, Int)]) {
-        self.schema = schema
-        self.queue = queue
+        queueKeys = schema.queueKeys(queue)
         self.workerID = workerID
         self.jobs = jobs
     }
 
     public var script: LuaScript { GiveBackCall.script }
-    public var keys: [String] { schema.pendingLists(queue) + [schema.lease(queue), schema.wake(queue)] }
-    public var args: [String] { [schema.jobPrefix(queue), workerID] + jobs.flatMap { [$0.0.text, String($0.1)] } }
+    public var keys: [String] { queueKeys.keys }
+    public var args: [String] { queueKeys.args + [workerID] + jobs.flatMap { [$0.0.text, String($0.1)] } }
 
     public func parse(_ reply: RedisReply) throws -> [String] {
         guard let items = reply.array else { throw unexpected(reply) }

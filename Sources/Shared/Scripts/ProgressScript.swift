@@ -1,15 +1,15 @@
 /// Stores a running job's latest progress, if the worker still holds it.
 public struct ProgressCall: ScriptCall {
-    public static let script = LuaPrelude.script("progress", #"""
--- KEYS[1]  job hash
--- KEYS[2]  lease zset
--- ARGV[1]  job id
--- ARGV[2]  worker id
--- ARGV[3]  attempt
--- ARGV[4]  progress (JSON text)
+    public static let script = LuaScript(name: "progress", uses: [CommonLua.queueKeys, CommonLua.lease], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]  job hash
+-- ARGV[6]   job id
+-- ARGV[7]   worker id
+-- ARGV[8]   attempt
+-- ARGV[9]   progress (JSON text)
 -- Output:  1 stored, 0 not (the lease was lost)
-if not holds_lease(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[4])
+if not holds_lease(queue_keys(), ARGV[6], ARGV[7], ARGV[8]) then return 0 end
+redis.call('HSET', KEYS[11], 'progress', ARGV[9])
 return 1
 """#)
 
@@ -28,8 +28,8 @@ return 1
     }
 
     public var script: LuaScript { ProgressCall.script }
-    public var keys: [String] { [schema.job(jobID), schema.lease(jobID.queue)] }
-    public var args: [String] { [jobID.text, workerID, String(attempt), progressJSON] }
+    public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
+    public var args: [String] { schema.queueKeys(jobID.queue).args + [jobID.text, workerID, String(attempt), progressJSON] }
 
     public func parse(_ reply: RedisReply) throws -> Bool {
         guard let n = reply.int else { throw unexpected(reply) }

@@ -45,43 +45,36 @@ return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
 /// name from the registry afterwards. Finished jobs are not in any list or
 /// set: their hashes expire with their result TTL as usual.
 public struct DeleteQueueCall: ScriptCall {
-    public static let script = LuaScript(name: "delete_queue", source: #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    scheduled zset
--- KEYS[6]    lease zset
--- KEYS[7]    dead zset
--- KEYS[8]    stats hash
--- KEYS[9]    paused flag
--- KEYS[10]   wake list
--- ARGV[1]    job key prefix
--- ARGV[2]    idempotency key prefix
--- ARGV[3]    jobs to delete in this call when purging (0 = do not purge)
+    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]    jobs to delete in this call when purging (0 = do not purge)
 -- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
+local q = queue_keys()
 local pending = 0
-for p = 1, 4 do pending = pending + redis.call('LLEN', KEYS[p]) end
-local scheduled, running, dead = redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6]), redis.call('ZCARD', KEYS[7])
+for p = 1, 4 do pending = pending + redis.call('LLEN', q.pending[p]) end
+local scheduled, running, dead = redis.call('ZCARD', q.scheduled), redis.call('ZCARD', q.lease), redis.call('ZCARD', q.dead)
 if pending + scheduled + running + dead == 0 then
-  redis.call('DEL', KEYS[8], KEYS[9], KEYS[10])
+  redis.call('DEL', q.stats, q.paused, q.wake)
   return {'deleted'}
 end
-local batch = tonumber(ARGV[3])
+local batch = tonumber(ARGV[6])
 if batch == 0 then return {'not_empty', pending, scheduled, running, dead} end
 local function drop(id)
-  local key = ARGV[1] .. id
+  local key = q.job_prefix .. id
   local idem = redis.call('HGET', key, 'idem')
-  if idem then redis.call('DEL', ARGV[2] .. idem) end
+  if idem then redis.call('DEL', q.idem_prefix .. idem) end
   redis.call('DEL', key)
 end
 local removed = 0
 for k = 1, 4 do
   if removed < batch then
-    local ids = redis.call('LPOP', KEYS[k], batch - removed)
+    local ids = redis.call('LPOP', q.pending[k], batch - removed)
     if ids then for _, id in ipairs(ids) do drop(id) end; removed = removed + #ids end
   end
 end
-for k = 5, 7 do
+for _, set in ipairs({q.scheduled, q.lease, q.dead}) do
   if removed < batch then
-    local popped = redis.call('ZPOPMIN', KEYS[k], batch - removed)
+    local popped = redis.call('ZPOPMIN', set, batch - removed)
     for i = 1, #popped, 2 do drop(popped[i]) end
     removed = removed + #popped / 2
   end
@@ -106,11 +99,8 @@ return {'purged', removed}
     }
 
     public var script: LuaScript { DeleteQueueCall.script }
-    public var keys: [String] {
-        schema.pendingLists(queue) + [schema.scheduled(queue), schema.lease(queue), schema.dead(queue),
-                                      schema.stats(queue), schema.paused(queue), schema.wake(queue)]
-    }
-    public var args: [String] { [schema.jobPrefix(queue), schema.idempotencyPrefix(queue), String(purgeBatch)] }
+    public var keys: [String] { schema.queueKeys(queue).keys }
+    public var args: [String] { schema.queueKeys(queue).args + [String(purgeBatch)] }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let tag = parts.first?.string else { throw unexpected(reply) }

@@ -1,22 +1,18 @@
 /// Reads one queue's counts in one atomic step (so the numbers agree).
 public struct QueueStatsCall: ScriptCall {
-    public static let script = LuaPrelude.script("queue_stats", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    scheduled zset
--- KEYS[6]    lease zset
--- KEYS[7]    dead zset
--- KEYS[8]    stats hash
--- KEYS[9]    paused flag
+    public static let script = LuaScript(name: "queue_stats", uses: [CommonLua.queueKeys], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1), missing}
+local q = queue_keys()
 local out = {}
-for p = 1, 4 do out[p] = redis.call('LLEN', KEYS[p]) end
-out[5] = redis.call('ZCARD', KEYS[5])
-out[6] = redis.call('ZCARD', KEYS[6])
-out[7] = redis.call('ZCARD', KEYS[7])
-local s = redis.call('HMGET', KEYS[8], 'processed', 'failed', 'missing')
+for p = 1, 4 do out[p] = redis.call('LLEN', q.pending[p]) end
+out[5] = redis.call('ZCARD', q.scheduled)
+out[6] = redis.call('ZCARD', q.lease)
+out[7] = redis.call('ZCARD', q.dead)
+local s = redis.call('HMGET', q.stats, 'processed', 'failed', 'missing')
 out[8] = tonumber(s[1]) or 0
 out[9] = tonumber(s[2]) or 0
-out[10] = redis.call('EXISTS', KEYS[9])
+out[10] = redis.call('EXISTS', q.paused)
 out[11] = tonumber(s[3]) or 0
 return out
 """#)
@@ -64,11 +60,8 @@ return out
     }
 
     public var script: LuaScript { QueueStatsCall.script }
-    public var keys: [String] {
-        schema.pendingLists(queue)
-            + [schema.scheduled(queue), schema.lease(queue), schema.dead(queue), schema.stats(queue), schema.paused(queue)]
-    }
-    public var args: [String] { [] }
+    public var keys: [String] { schema.queueKeys(queue).keys }
+    public var args: [String] { schema.queueKeys(queue).args }
 
     public func parse(_ reply: RedisReply) throws -> Stats {
         guard let v = reply.array?.compactMap({ $0.int }), v.count == 11 else { throw unexpected(reply) }

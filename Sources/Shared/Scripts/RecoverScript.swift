@@ -2,43 +2,37 @@
 /// the head of their pending list, or to the dead set when out of attempts.
 /// Idempotent: any number of workers may run it at once.
 public struct RecoverCall: ScriptCall {
-    public static let script = LuaPrelude.script("recover", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    lease zset
--- KEYS[6]    dead zset
--- KEYS[7]    stats hash
--- KEYS[8]    wake list
--- ARGV[1]    job key prefix
--- ARGV[2]    most jobs to recover in this call
--- ARGV[3]    dead TTL seconds
--- ARGV[4]    dead set cap
--- ARGV[5]    idempotency key prefix
--- ARGV[6]    waiting key prefix
--- ARGV[7]    finished channel
+    public static let script = LuaScript(name: "recover", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease,
+                                                                 CommonLua.priority, CommonLua.wake, FailCall.bury],
+                                         body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- ARGV[6]    most jobs to recover in this call
+-- ARGV[7]    dead TTL seconds
+-- ARGV[8]    dead set cap
 -- Output:    flat list: id, outcome ('requeued' | 'dead'), attempt, worker, ...
 local now = now_ms()
-local job_prefix = ARGV[1]
+local q = queue_keys()
+local dead_ttl, dead_max = tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {}
 -- Dead ids whose hashes expired leave the dead set here too, not only when
 -- another job dies, so counts and bulk retries never see them.
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[3]) * 1000)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
-  redis.call('ZREM', KEYS[5], id)
-  local key = job_prefix .. id
+redis.call('ZREMRANGEBYSCORE', q.dead, '-inf', now - dead_ttl * 1000)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', q.lease, '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))) do
+  redis.call('ZREM', q.lease, id)
+  local key = q.job_prefix .. id
   local f = redis.call('HMGET', key, 'state', 'attempts', 'max_attempts', 'priority', 'worker')
   if f[1] == 'running' then
     local attempts = tonumber(f[2]) or 1
     local message = 'lease expired: worker ' .. (f[5] or '?') .. ' stopped heartbeating (crashed, killed or frozen)'
     redis.call('HSET', key, 'error', cjson.encode({message = message, attempt = attempts}))
-    redis.call('HINCRBY', KEYS[7], 'recovered', 1)
+    redis.call('HINCRBY', q.stats, 'recovered', 1)
     if attempts >= (tonumber(f[3]) or DEFAULT_MAX_ATTEMPTS) then
-      bury(KEYS[6], KEYS[7], key, job_prefix, ARGV[5], id, now, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6], ARGV[7])
+      bury(q, id, now, dead_ttl, dead_max)
       table.insert(out, id); table.insert(out, 'dead')
     else
-      local prio = priority_rank(f[4])
       queue_again(key)
-      redis.call('LPUSH', KEYS[prio], id)
-      wake(KEYS[8])
+      redis.call('LPUSH', q.pending[priority_rank(f[4])], id)
+      wake(q.wake)
       table.insert(out, id); table.insert(out, 'requeued')
     end
     table.insert(out, attempts); table.insert(out, f[5] or '')
@@ -69,13 +63,8 @@ return out
     }
 
     public var script: LuaScript { RecoverCall.script }
-    public var keys: [String] {
-        schema.pendingLists(queue) + [schema.lease(queue), schema.dead(queue), schema.stats(queue), schema.wake(queue)]
-    }
-    public var args: [String] {
-        [schema.jobPrefix(queue), String(limit), String(deadTTLSeconds), String(deadMax), schema.idempotencyPrefix(queue),
-         schema.waitingPrefix(queue), schema.finishedChannel]
-    }
+    public var keys: [String] { schema.queueKeys(queue).keys }
+    public var args: [String] { schema.queueKeys(queue).args + [String(limit), String(deadTTLSeconds), String(deadMax)] }
 
     public func parse(_ reply: RedisReply) throws -> [Recovered] {
         guard let items = reply.array, items.count % 4 == 0 else { throw unexpected(reply) }

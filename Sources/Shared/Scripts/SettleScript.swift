@@ -14,36 +14,62 @@
 ///
 /// Idempotent: settling again returns the same answer and gives back nothing more.
 public struct SettleCall: ScriptCall {
-    public static let script = LuaPrelude.script("settle", #"""
--- KEYS[1..4] pending lists (urgent, high, normal, low)
--- KEYS[5]    lease zset
--- KEYS[6]    wake list
--- ARGV[1]    job key prefix
--- ARGV[2]    worker id
--- ARGV[3]    receipt key of the calling loop
--- ARGV[4]    token of the call whose reply was lost
--- ARGV[5]    lease length ms (how long the receipt is kept)
+    public static let script = LuaScript(name: "settle", uses: [CommonLua.queueKeys, GiveBackCall.giveBack, receipts],
+                                         body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]   receipt key of the calling loop
+-- ARGV[6]    worker id
+-- ARGV[7]    token of the call whose reply was lost
+-- ARGV[8]    lease length ms (how long the receipt is kept)
 -- Output:    {0}                              the call did not run, and now never will
 --            {1, stored flags or '-', {ids given back}}   it ran
+local q = queue_keys()
+local receipt, worker, token = KEYS[11], ARGV[6], ARGV[7]
 local parts = {}
-for word in string.gmatch(redis.call('GET', ARGV[3]) or '', '%S+') do parts[#parts + 1] = word end
-if parts[1] ~= ARGV[4] then
+for word in string.gmatch(redis.call('GET', receipt) or '', '%S+') do parts[#parts + 1] = word end
+if parts[1] ~= token then
   -- Not run yet. It may still arrive (a delayed packet on the old
   -- connection): the fence makes it change nothing then.
-  redis.call('SET', ARGV[3], ARGV[4] .. ' void', 'PX', ARGV[5])
+  redis.call('SET', receipt, token .. ' void', 'PX', ARGV[8])
   return {0}
 end
 if parts[2] == 'void' then return {0} end
-local q = {job_prefix = ARGV[1], lease = KEYS[5], wake = KEYS[6], pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}}
 local given = {}
 -- Last claimed first: each goes to the head of its list, so they end up in
 -- the order they were claimed.
 for i = #parts - 1, 3, -2 do
-  if give_back(q, parts[i], ARGV[2], parts[i + 1]) then table.insert(given, 1, parts[i]) end
+  if give_back(q, parts[i], worker, parts[i + 1]) then table.insert(given, 1, parts[i]) end
 end
 -- Settled: the receipt keeps the answer but no longer lists the claims.
-if #parts > 2 then redis.call('SET', ARGV[3], parts[1] .. ' ' .. parts[2], 'KEEPTTL') end
+if #parts > 2 then redis.call('SET', receipt, parts[1] .. ' ' .. parts[2], 'KEEPTTL') end
 return {1, parts[2], given}
+"""#)
+
+    /// The receipt protocol's writing side, used by the claiming calls
+    /// (FetchCall, CompleteAndFetchCall); this script is its reading side.
+    static let receipts = LuaPiece("receipts", #"""
+-- Receipts of the calls that claim jobs (see KeySchema.receipt):
+-- "<token> <stored flags, or -> <id> <attempt> ...", kept one lease, written
+-- when a call claimed jobs or reported completions, so that a loop whose reply
+-- was lost can learn whether the call ran, and give back what it claimed.
+-- A settle that found the call had not run leaves "<token> void": a fence.
+-- receipt: {key (nil for none), token, ttl_ms (text), flags}
+
+-- True when the receipt names this call's token or a later one: the call was
+-- settled as not run (its loop gave up on it, and may have sent later ones),
+-- so it arrives late and must change nothing.
+local function fenced(receipt)
+  if not receipt.key then return false end
+  local last = redis.call('GET', receipt.key)
+  return last ~= false and tonumber(string.match(last, '^%d+')) >= tonumber(receipt.token)
+end
+
+local function leave_receipt(receipt, claims)
+  if not receipt.key or (#claims == 0 and receipt.flags == '-') then return end
+  local text = receipt.token .. ' ' .. receipt.flags
+  if #claims > 0 then text = text .. ' ' .. table.concat(claims, ' ') end
+  redis.call('SET', receipt.key, text, 'PX', receipt.ttl_ms)
+end
 """#)
 
     public enum Settlement: Equatable {
@@ -61,17 +87,14 @@ return {1, parts[2], given}
     /// or the one inside the lost CompleteAndFetchCall (which carries its
     /// receipt key and token). It must have a receipt key.
     public init(lost: FetchCall) {
-        precondition(!lost.receiptKey.isEmpty, "only a call that leaves a receipt can be settled")
+        precondition(lost.receiptKey != nil, "only a call that leaves a receipt can be settled")
         self.lost = lost
     }
 
     public var script: LuaScript { SettleCall.script }
-    public var keys: [String] {
-        lost.schema.pendingLists(lost.queue) + [lost.schema.lease(lost.queue), lost.schema.wake(lost.queue)]
-    }
-    public var args: [String] {
-        [lost.schema.jobPrefix(lost.queue), lost.workerID, lost.receiptKey, lost.token, String(lost.leaseMs)]
-    }
+    /// The queue's keys and the receipt: the lost fetch's keys.
+    public var keys: [String] { lost.keys }
+    public var args: [String] { lost.queueKeys.args + [lost.workerID, lost.token, String(lost.leaseMs)] }
 
     public func parse(_ reply: RedisReply) throws -> Settlement {
         guard let parts = reply.array, let ran = parts.first?.int else { throw unexpected(reply) }

@@ -1,13 +1,13 @@
 /// Jobs processed and failed in each of the last 60 minutes of a queue.
 public struct ThroughputCall: ScriptCall {
-    public static let script = LuaPrelude.script("throughput", #"""
--- KEYS[1]  a key of the queue's slot (the stats hash), for cluster routing
--- ARGV[1]  throughput key prefix
+    public static let script = LuaScript(name: "throughput", uses: [CommonLua.clock, CommonLua.queueKeys], body: #"""
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- Output:  {first minute (epoch ms / 60000), processed, failed, processed, failed, ...}, oldest first
+local q = queue_keys()
 local minute = math.floor(now_ms() / 60000)
 local out = {minute - 59}
 for m = minute - 59, minute do
-  local f = redis.call('HMGET', ARGV[1] .. m, 'processed', 'failed')
+  local f = redis.call('HMGET', q.throughput_prefix .. m, 'processed', 'failed')
   table.insert(out, tonumber(f[1]) or 0)
   table.insert(out, tonumber(f[2]) or 0)
 end
@@ -29,8 +29,8 @@ return out
     }
 
     public var script: LuaScript { ThroughputCall.script }
-    public var keys: [String] { [schema.stats(queue)] }
-    public var args: [String] { [schema.throughputPrefix(queue)] }
+    public var keys: [String] { schema.queueKeys(queue).keys }
+    public var args: [String] { schema.queueKeys(queue).args }
 
     public func parse(_ reply: RedisReply) throws -> [Minute] {
         guard let v = reply.array?.compactMap(\.int), v.count == 121 else { throw unexpected(reply) }

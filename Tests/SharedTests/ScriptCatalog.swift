@@ -1,0 +1,33 @@
+@testable import Shared
+
+/// One call of every script Spool has, for tests that check them all (keys,
+/// loading). A new script belongs here.
+enum ScriptCatalog {
+    static func calls(_ k: KeySchema, queue q: String) -> [any ScriptCall] {
+        let id = JobID.generate(queue: q)
+        var loopFetch = FetchCall(schema: k, queue: q, workerID: "w", leaseMs: 1000, loop: "0")
+        loopFetch.token = "1"
+        let complete = CompleteCall(schema: k, jobID: id, workerID: "w", attempt: 1, resultJSON: "null")
+        return [
+            EnqueueCall(schema: k, queue: q, items: [], pendingLimit: 0),
+            FetchCall(schema: k, queue: q, workerID: "w", leaseMs: 1000),
+            loopFetch,
+            CompleteAndFetchCall(completions: [complete], fetch: loopFetch, claimLimit: 1),
+            SettleCall(lost: loopFetch),
+            complete,
+            FailCall(schema: k, jobID: id, workerID: "w", attempt: 1, errorJSON: "{}", retryDelayMs: nil, deadTTLSeconds: 1, deadMax: 1),
+            RecoverCall(schema: k, queue: q, deadTTLSeconds: 1, deadMax: 1),
+            ExtendLeasesCall(schema: k, queue: q, workerID: "w", leaseMs: 1, jobs: []),
+            GiveBackCall(schema: k, queue: q, workerID: "w", jobs: []),
+            ProgressCall(schema: k, jobID: id, workerID: "w", attempt: 1, progressJSON: "{}"),
+            CancelCall(schema: k, jobID: id),
+            QueueStatsCall(schema: k, queue: q),
+            ThroughputCall(schema: k, queue: q),
+            DeadListCall(schema: k, queue: q, cursor: .start, limit: 10),
+            RetryDeadCall(schema: k, queue: q),
+            PurgeDeadCall(schema: k, queue: q),
+            DeleteQueueCall(schema: k, queue: q, purgeBatch: 0),
+            CheckQueueCall(schema: k, queue: q),
+        ]
+    }
+}
