@@ -17,8 +17,11 @@ final class EnqueueScriptTests: ScriptTestCase {
         let job = try created(try enqueue(delayMs: 150))
         XCTAssertEqual(job.state, .scheduled)
         XCTAssertEqual(try state(job.id), "scheduled")
+        let runAt = try XCTUnwrap(job.runAtUs), created = try XCTUnwrap(job.createdUs)
+        XCTAssertTrue((149_000...150_000).contains(runAt - created), "runs 150 ms after it was created: \(runAt - created) µs")
+        XCTAssertEqual(try redis.command(["HGET", schema.job(job.id), "run_at"]).string, String(runAt), "the reply shows what was stored")
         XCTAssertNil(try fetch())
-        usleep(200_000)
+        try makeDue(job.id)
         XCTAssertEqual(try XCTUnwrap(try fetch()).id, job.id)
     }
 

@@ -54,7 +54,7 @@ final class FailScriptTests: ScriptTestCase {
             _ = try fetch()
             _ = try redis.run(FailCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, errorJSON: "{}",
                                        retryDelayMs: 0, deadTTLSeconds: 60, deadMax: 2))
-            usleep(2000)
+            try age(schema.dead("q"), ids.suffix(2), byMs: 10)
         }
         XCTAssertEqual(try redis.command(["ZCARD", schema.dead("q")]).int, 2)
         XCTAssertEqual(try redis.command(["EXISTS", schema.job(ids[0])]).int, 0, "the oldest dead job is dropped whole")

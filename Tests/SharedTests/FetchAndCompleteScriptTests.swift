@@ -24,6 +24,27 @@ final class FetchAndCompleteScriptTests: ScriptTestCase {
         XCTAssertNil(try fetch(), "nothing left to run")
     }
 
+    func testTheClaimedJobIsTheJobAsStoredAfterTheClaim() throws {
+        let job = try created(try enqueue("echo"))
+        let fetched = try XCTUnwrap(try fetch())
+        let stored = try Job(id: job.id, hash: try redis.command(["HGETALL", schema.job(job.id)]).hash)
+        XCTAssertEqual(fetched.json, stored.json, "the worker reads the claim's fields from the reply, not by working them out")
+        XCTAssertNotNil(fetched.startedUs)
+    }
+
+    func testADamagedAttemptsCountIsReportedWithTheAttemptTheClaimCounted() throws {
+        let id = JobID.generate(queue: "q")
+        try redis.command(["HSET", schema.job(id), "type", "noop", "state", "queued", "attempts", "x"])
+        try redis.command(["RPUSH", schema.pending("q", .normal), id.text])
+        guard case .damaged(let damaged, let attempt, let error) = try redis.run(FetchCall(schema: schema, queue: "q", workerID: "w", leaseMs: 1000)) else {
+            return XCTFail("expected a damaged job")
+        }
+        XCTAssertEqual(damaged, id)
+        XCTAssertEqual(attempt, 1)
+        XCTAssertTrue(error.contains("attempts"), error)
+        XCTAssertEqual(try redis.command(["HGET", schema.job(id), "attempts"]).string, "1", "leased as attempt 1, so the failure report holds the lease")
+    }
+
     func testDamagedHashIsHandedOutForFailing() throws {
         let id = JobID.generate(queue: "q")
         try redis.command(["HSET", schema.job(id), "payload", "{not json"])
@@ -50,7 +71,7 @@ final class FetchAndCompleteScriptTests: ScriptTestCase {
         let later = try created(try enqueue(delayMs: 1))
         let kept = try created(try enqueue())
         try redis.command(["DEL", schema.job(gone.id), schema.job(later.id)])
-        usleep(3000)
+        try makeDue(later.id)
         XCTAssertEqual(try XCTUnwrap(try fetch()).id, kept.id)
         XCTAssertNil(try fetch())
         XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "missing"]).int, 2)

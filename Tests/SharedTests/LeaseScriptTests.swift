@@ -5,8 +5,8 @@ import XCTest
 final class LeaseScriptTests: ScriptTestCase {
     func testRecoverRequeuesExpiredLeaseAndDropsTheLateResult() throws {
         let job = try created(try enqueue())
-        _ = try fetch(worker: "crashed", leaseMs: 1)
-        usleep(5000)
+        _ = try fetch(worker: "crashed")
+        try expireLease(job.id)
         let recovered = try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10))
         XCTAssertEqual(recovered, [.init(id: job.id.text, dead: false, attempt: 1, worker: "crashed")])
         XCTAssertEqual(try state(job.id), "queued")
@@ -24,8 +24,8 @@ final class LeaseScriptTests: ScriptTestCase {
 
     func testRecoverBuriesWhenOutOfAttempts() throws {
         let job = try created(try enqueue(maxAttempts: 1))
-        _ = try fetch(leaseMs: 1)
-        usleep(5000)
+        _ = try fetch()
+        try expireLease(job.id)
         let recovered = try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10))
         XCTAssertEqual(recovered.first?.dead, true)
         XCTAssertEqual(try state(job.id), "dead")
@@ -70,12 +70,12 @@ final class LeaseScriptTests: ScriptTestCase {
         let given = try created(try enqueue())
         let recovered = try created(try enqueue())
         _ = try fetch(worker: "w1")
-        _ = try fetch(worker: "crashed", leaseMs: 1)
+        _ = try fetch(worker: "crashed")
+        try expireLease(recovered.id)
         for id in [given.id, recovered.id] {
             try redis.command(["HSET", schema.job(id), "progress", #"{"current":1}"#])
         }
         XCTAssertEqual(try redis.run(GiveBackCall(schema: schema, queue: "q", workerID: "w1", jobs: [(given.id, 1)])), [given.id.text])
-        usleep(5000)
         XCTAssertEqual(try redis.run(RecoverCall(schema: schema, queue: "q", deadTTLSeconds: 60, deadMax: 10)).map(\.id), [recovered.id.text])
         for id in [given.id, recovered.id] {
             let fields = try redis.command(["HMGET", schema.job(id), "state", "started_at", "worker", "progress"]).array ?? []

@@ -44,6 +44,20 @@ class ScriptTestCase: XCTestCase {
         return nil
     }
 
+    // MARK: time without sleeping: the scripts read Redis' clock, so a test
+    // moves a job's time into the past instead of waiting for it to pass.
+
+    /// A scheduled job's run time is now past.
+    func makeDue(_ id: JobID) throws { try redis.command(["ZADD", schema.scheduled(id.queue), "XX", "0", id.text]) }
+
+    /// A running job's lease ran out.
+    func expireLease(_ id: JobID) throws { try redis.command(["ZADD", schema.lease(id.queue), "XX", "0", id.text]) }
+
+    /// The jobs of a sorted set (dead, scheduled) are older by `ms`.
+    func age(_ key: String, _ ids: [JobID], byMs ms: Int64) throws {
+        for id in ids { try redis.command(["ZINCRBY", key, String(-ms), id.text]) }
+    }
+
     func state(_ id: JobID) throws -> String? { try redis.command(["HGET", schema.job(id), "state"]).string }
 
     /// A fetch of loop 0 of worker w1, sent with `token`: the call a test

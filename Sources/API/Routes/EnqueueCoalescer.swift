@@ -39,6 +39,10 @@ final class EnqueueCoalescer {
     private var waiting: [String: [Request]] = [:]
     private var order: [String] = []
     private var inFlight = 0
+    /// Key names by queue, built once per queue rather than per call; cleared
+    /// past `maxCachedQueues` (queues are bounded by SPOOL_MAX_QUEUES anyway).
+    private var queueKeys: [String: QueueKeys] = [:]
+    static let maxCachedQueues = 4096
 
     init(redis: AsyncRedisConnection, schema: KeySchema) {
         self.redis = redis
@@ -47,7 +51,7 @@ final class EnqueueCoalescer {
 
     func submit(queue: String, items: [EnqueueCall.Item], pendingLimit: Int64, _ completion: @escaping Completion) {
         guard pendingLimit == 0, !items.contains(where: { $0.job.idempotencyKey != nil }) else {
-            return redis.run(EnqueueCall(schema: schema, queue: queue, items: items, pendingLimit: pendingLimit), completion)
+            return redis.run(EnqueueCall(queue: keys(queue), items: items, pendingLimit: pendingLimit), completion)
         }
         if waiting[queue] == nil { order.append(queue) }
         waiting[queue, default: []].append(Request(items: items, completion: completion))
@@ -80,9 +84,17 @@ final class EnqueueCoalescer {
         }
     }
 
+    private func keys(_ queue: String) -> QueueKeys {
+        if let k = queueKeys[queue] { return k }
+        if queueKeys.count >= EnqueueCoalescer.maxCachedQueues { queueKeys.removeAll() }
+        let k = schema.queueKeys(queue)
+        queueKeys[queue] = k
+        return k
+    }
+
     /// One script call for `group`; its entries are handed back per request, in order.
     private func send(_ queue: String, _ group: [Request]) {
-        let call = EnqueueCall(schema: schema, queue: queue, items: group.flatMap(\.items), pendingLimit: 0)
+        let call = EnqueueCall(queue: keys(queue), items: group.flatMap(\.items), pendingLimit: 0)
         inFlight += 1
         redis.run(call) { [self] result in
             inFlight -= 1

@@ -4,11 +4,11 @@ public struct FetchCall: ScriptCall {
     public static let script = LuaScript(name: "fetch", uses: [claimJobs], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11], ARGV[6..9]    the claim's own (see claim_args)
--- Output:    {'jobs', id, HGETALL of the job}   now running under this worker's lease
+-- Output:    {'jobs', id, attempt, HGETALL of the job}  now running under this worker's lease
 --            {'empty', next due ms or -1, now ms}  nothing to run
 --            {'paused', -1, now ms}                the queue is paused
 -- (CompleteAndFetchCall claims several jobs with the same reply: 'jobs' then
--- one id and field list per job.)
+-- one id, attempt and field list per job.)
 local now, _, now_us_text = clock()
 local q, claim = queue_keys(), claim_args()
 if fenced(claim.receipt) then return redis.error_reply('FENCED call settled as not run') end
@@ -95,11 +95,14 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
       -- A hash without a state is damaged: hand it out so the worker fails it
       -- with a clear error instead of dropping it silently.
       if state == 'queued' or (not state and #job > 0) then
+        local readable = not attempts or tonumber(attempts)
         attempts = count_text((tonumber(attempts) or 0) + 1)
         redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker',
                    claim.worker)
+        -- A field the hash had damaged stays so in the reply: the worker
+        -- fails the job for it rather than run it on a guessed value.
         if state then put('state', 'running') end
-        put('attempts', attempts)
+        if readable then put('attempts', attempts) end
         put('started_at', now_us_text)
         put('worker', claim.worker)
         claims[#claims + 1] = id
@@ -107,6 +110,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
         leases[#leases + 1] = deadline
         leases[#leases + 1] = id
         reply[#reply + 1] = id
+        reply[#reply + 1] = attempts
         reply[#reply + 1] = job
         claimed = claimed + 1
       else
@@ -188,14 +192,15 @@ end
         let rest = parts.dropFirst()
         switch kind {
         case "jobs":
-            guard !rest.isEmpty, rest.count % 2 == 0 else { return nil }
+            guard !rest.isEmpty, rest.count % 3 == 0 else { return nil }
             var claimed: [Outcome] = []
-            claimed.reserveCapacity(rest.count / 2)
+            claimed.reserveCapacity(rest.count / 3)
             var i = rest.startIndex
             while i < rest.endIndex {
-                guard let idText = rest[i].string, let id = JobID(parsing: idText) else { return nil }
-                claimed.append(claim(id, hash: rest[i + 1].hash))
-                i += 2
+                guard let idText = rest[i].string, let id = JobID(parsing: idText),
+                      let attempt = rest[i + 1].string.flatMap({ Int($0) }) else { return nil }
+                claimed.append(claim(id, attempt: attempt, hash: rest[i + 2].hash))
+                i += 3
             }
             return claimed
         case "empty":
@@ -208,11 +213,11 @@ end
         }
     }
 
-    private static func claim(_ id: JobID, hash: [String: String]) -> Outcome {
+    private static func claim(_ id: JobID, attempt: Int, hash: [String: String]) -> Outcome {
         do {
             return .job(try Job(id: id, hash: hash))
         } catch {
-            return .damaged(id, attempt: Int(hash[JobField.attempts] ?? "") ?? 1, error: "\(error)")
+            return .damaged(id, attempt: attempt, error: "\(error)")
         }
     }
 }

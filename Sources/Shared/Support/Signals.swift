@@ -20,7 +20,15 @@ public enum Signals {
         return sig == SIGTERM ? "SIGTERM" : "SIGINT"
     }
 
-    public static func terminationSet() -> sigset_t {
+    /// Waits up to `timeoutMs` for SIGTERM or SIGINT: the signal, or nil.
+    public static func waitForTermination(timeoutMs: Int) -> Int32? {
+        var set = terminationSet()
+        var timeout = timespec(tv_sec: timeoutMs / 1000, tv_nsec: (timeoutMs % 1000) * 1_000_000)
+        let sig = sigtimedwait(&set, nil, &timeout)
+        return sig == SIGTERM || sig == SIGINT ? sig : nil
+    }
+
+    static func terminationSet() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)

@@ -4,7 +4,8 @@ import Shared
 /// One of a worker's `--concurrency` loops, on its own thread with its own
 /// blocking Redis connection:
 /// - takes the next job from its queues in order (one script call per queue tried);
-/// - runs it and reports the outcome (JobRunner);
+/// - runs it (JobRunner) and has its outcome stored (JobReporter, which
+///   also claims the jobs);
 /// - when there is nothing to do, blocks on the queues' wake lists until an
 ///   enqueue pushes a token, the next scheduled job is due, or a second passes;
 /// - on Redis trouble, backs off with jitter and tries again; it never exits
@@ -15,15 +16,16 @@ final class FetchLoop {
     static let maxIdleWaitMs: Int64 = 1000
 
     private let worker: WorkerContext
-    private let connection: ClaimingConnection
-    private var redis: RedisConnection { connection.redis }
+    private let reporter: JobReporter
+    private var redis: RedisConnection { reporter.redis }
     private let runner: JobRunner
 
     /// `index` numbers the loop within its worker.
     init(worker: WorkerContext, index: Int) {
         self.worker = worker
-        connection = ClaimingConnection(worker: worker, loop: index)
-        runner = JobRunner(worker: worker, connection: connection)
+        let metrics = LoopMetrics()
+        reporter = JobReporter(worker: worker, loop: index, metrics: metrics)
+        runner = JobRunner(worker: worker, reporter: reporter, metrics: metrics)
     }
 
     func run() {
@@ -35,7 +37,7 @@ final class FetchLoop {
             do {
                 if let claim = try next ?? fetchNext() {
                     worker.redisHealth.succeeded()
-                    next = runner.run(claim)
+                    next = reporter.record(runner.run(claim))
                 } else {
                     worker.redisHealth.succeeded()
                 }
@@ -52,14 +54,13 @@ final class FetchLoop {
     /// A job to run, or nil after waiting idle for work.
     private func fetchNext() throws -> Claim? {
         var waitMs = FetchLoop.maxIdleWaitMs
-        for queue in 0..<connection.queueCount {
-            switch try connection.fetch(queue: queue) {
-            case .job(let job):
-                return Claim(job: job, sentAt: connection.lastSentAt)
-            case .damaged(let id, let attempt, let error):
-                runner.failDamaged(id, attempt: attempt, error: error)
+        for queue in 0..<reporter.queueCount {
+            switch try reporter.fetch(queue: queue) {
+            case .claimed(let claim):
+                return claim
+            case .failedDamaged:
                 return nil
-            case .empty(let nextDue):
+            case .nothing(let nextDue):
                 if let due = nextDue { waitMs = min(waitMs, due) }
             case .paused:
                 continue

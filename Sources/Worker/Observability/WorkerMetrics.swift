@@ -5,7 +5,7 @@ import Shared
 /// Prometheus registry on the health port's `/metrics`).
 ///
 /// Handles are made once per queue and kept (HandleCache). Each
-/// fetch loop also keeps the ones it uses (`JobRunner.metrics`), so that
+/// fetch loop also keeps the ones it uses (LoopMetrics), so that
 /// sixteen loops do not queue on this table's lock for every job.
 enum WorkerMetrics {
     final class QueueHandles {
@@ -78,7 +78,7 @@ enum WorkerMetrics {
     nonisolated(unsafe) private static var knownTypes: Set<String> = []
 
     /// The handles of a job type (`other` for a type without a handler here).
-    /// Fetch loops keep what this returns (JobRunner), as for queues.
+    /// Fetch loops keep what this returns (LoopMetrics), as for queues.
     static func type(_ name: String) -> TypeHandles { typeHandles[knownTypes.contains(name) ? name : "other"] }
 
     /// Makes every series of the configured queues and handler types, at 0,

@@ -41,34 +41,26 @@ final class Supervisor {
     func run() -> Int32 {
         for i in 0..<count { start(i) }
         logger.info("supervisor started", metadata: ["processes": .stringConvertible(count), "pid": .stringConvertible(Int(getpid()))])
-        var signals = Signals.terminationSet()
-        var timeout = timespec(tv_sec: 0, tv_nsec: 100_000_000)
         while true {
-            let sig = sigtimedwait(&signals, nil, &timeout)
-            if sig == SIGTERM || sig == SIGINT { return stop(signal: sig) }
+            if let sig = Signals.waitForTermination(timeoutMs: 100) { return stop(signal: sig) }
             reapAndRestart()
         }
     }
 
     private func start(_ i: Int) {
         var args = CommandLine.arguments
-        args[0] = Supervisor.executablePath
+        args[0] = Spawn.executablePath
         args += ["--processes", "1"]
         let env = SettingSource.processEnvironment().filter { $0.key != "SPOOL_PROCESS_INDEX" && $0.key != "SPOOL_PROCESS_COUNT" }
             .map { "\($0.key)=\($0.value)" } + ["SPOOL_PROCESS_INDEX=\(i)", "SPOOL_PROCESS_COUNT=\(count)"]
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // The child takes termination signals itself (the supervisor blocks them).
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK))
-        var pid: pid_t = 0
-        let rc = withCStrings(args) { argv in withCStrings(env) { envp in posix_spawn(&pid, args[0], nil, &attr, argv, envp) } }
+        // The child takes termination signals itself (Spawn empties the mask
+        // the supervisor blocks them with).
+        let started = Result { try Spawn.start(args[0], arguments: args, environment: env) }
         let now = Clock.monotonicMillis()
-        if rc != 0 {
-            logger.error("could not start worker process", metadata: ["index": .stringConvertible(i), "error": "\(String(cString: strerror(rc)))"])
+        guard case .success(let pid) = started else {
+            if case .failure(let error) = started {
+                logger.error("could not start worker process", metadata: ["index": .stringConvertible(i), "error": "\(error)"])
+            }
             scheduleRestart(i, now: now)
             return
         }
@@ -79,15 +71,13 @@ final class Supervisor {
     }
 
     private func reapAndRestart() {
-        var status: Int32 = 0
-        while true {
-            let pid = waitpid(-1, &status, WNOHANG)
-            guard pid > 0, let i = children.firstIndex(where: { $0.pid == pid }) else { break }
+        while let (pid, status) = ExitStatus.ended(-1) {
+            guard let i = children.firstIndex(where: { $0.pid == pid }) else { continue }
             children[i].pid = 0
             let now = Clock.monotonicMillis()
             let ranMs = now - children[i].startedAt
             logger.error("worker process exited; restarting", metadata: [
-                "index": .stringConvertible(i), "pid": .stringConvertible(Int(pid)), "status": "\(Supervisor.describe(status))",
+                "index": .stringConvertible(i), "pid": .stringConvertible(Int(pid)), "status": "\(status)",
                 "ran_ms": .stringConvertible(ranMs),
             ])
             if ranMs >= Supervisor.healthyRunMs { children[i].failures = 0 }
@@ -112,9 +102,7 @@ final class Supervisor {
         // Each child drains within its own grace; past that (plus slack) it is killed.
         let deadline = Clock.monotonicMillis() + shutdownGraceMs + 10_000
         while children.contains(where: { $0.pid > 0 }) {
-            var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
-            if pid > 0, let i = children.firstIndex(where: { $0.pid == pid }) {
+            if let (pid, _) = ExitStatus.ended(-1), let i = children.firstIndex(where: { $0.pid == pid }) {
                 children[i].pid = 0
                 continue
             }
@@ -125,15 +113,5 @@ final class Supervisor {
         }
         logger.info("supervisor stopped")
         return 0
-    }
-
-    static var executablePath: String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        return n > 0 ? String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
-    }
-
-    static func describe(_ status: Int32) -> String {
-        (status & 0x7f) == 0 ? "exit code \((status >> 8) & 0xff)" : "killed by signal \(status & 0x7f)"
     }
 }

@@ -14,9 +14,9 @@ final class WorkerContext {
     let stopFetching = StopFlag()
     let redisHealth: RedisHealth
     let dueTimer = DueTimer()
-    /// Batches the successes reported in the first queue with the claims of
-    /// the loops' next jobs.
-    let completions: CompletionBatcher
+    /// Batches each queue's successes (in the first queue, with the claims
+    /// of the loops' next jobs), by queue name.
+    let completions: [String: CompletionBatcher]
     let logger: Logger
     let startedAt = Clock.nowMillis()
 
@@ -27,7 +27,12 @@ final class WorkerContext {
         self.handlers = handlers
         self.logger = logger
         self.redisHealth = RedisHealth(logger: logger)
-        self.completions = CompletionBatcher(queue: config.queues[0], maxInFlight: config.siblingProcesses > 1 ? 1 : 2)
+        var batchers: [String: CompletionBatcher] = [:]
+        for (index, queue) in config.queues.enumerated() {
+            batchers[queue] = CompletionBatcher(queue: queue, claimsNextJobs: index == 0,
+                                                maxInFlight: config.siblingProcesses > 1 ? 1 : 2)
+        }
+        self.completions = batchers
     }
 
     func newConnection() -> RedisConnection {

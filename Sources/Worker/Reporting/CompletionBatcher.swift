@@ -1,21 +1,26 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Shared
 
-/// Group commit for a worker's busy loops: the successes that loops report
-/// while another report is on its way to Redis are sent together in the next
-/// one, which also claims each of those loops its next job
-/// (CompleteAndFetchCall).
+/// Group commit for the successes of one queue: those that a worker's loops
+/// report while another report of the queue is on its way to Redis are sent
+/// together in the next one (CompleteAndFetchCall).
 ///
 /// Why: per job, the round trip (two system calls on each side and a wake-up)
 /// and the script's fixed cost weighed more than the job's own Redis work. A
 /// lone report is never delayed: it goes out at once when no other is in flight.
 ///
 /// There is no thread of its own. The loop that finds no report in flight
-/// leads: it sends the waiting reports on its own connection, hands each loop
-/// its answer, and passes the lead on if more reports queued up meanwhile.
+/// leads: its JobReporter sends the waiting reports (its own and other loops')
+/// on its own connection, the batcher hands each loop its answer, and passes
+/// the lead on if more reports queued up meanwhile.
 final class CompletionBatcher {
+    /// What a loop gets back for its success.
+    struct Answer {
+        /// Stored, or dropped because the lease was lost.
+        let stored: Bool
+        /// A job the same call claimed for the loop (only with `claimsNextJobs`).
+        let next: Claim?
+    }
+
     /// One loop's report, and the answer it waits for.
     private final class Request {
         let completion: CompleteCall
@@ -28,16 +33,11 @@ final class CompletionBatcher {
         init(_ completion: CompleteCall) { self.completion = completion }
     }
 
-    /// Whether a success was stored, and the job claimed for the caller's
-    /// loop by the same call (nil: none), with when that call was sent.
-    struct Answer {
-        let stored: Bool
-        let next: FetchCall.Outcome?
-        let sentAt: Int64
-    }
-
-    /// The worker's first queue: the one whose successes are batched.
     let queue: String
+    /// Whether the call that records a batch also claims one next job per
+    /// report. Only in the worker's first queue: a claim in another queue would
+    /// run its job before the first queue's, which the worker's order forbids.
+    let claimsNextJobs: Bool
     /// Reports in flight at once (each on its leader's connection). A lone
     /// process needs two, to keep Redis busy while the previous answer is
     /// handed out. Under a supervisor the sibling processes' calls do that,
@@ -49,15 +49,19 @@ final class CompletionBatcher {
     private var queued: [Request] = []
     private var inFlight = 0
 
-    init(queue: String, maxInFlight: Int = 2) {
+    init(queue: String, claimsNextJobs: Bool, maxInFlight: Int = 2) {
         self.queue = queue
+        self.claimsNextJobs = claimsNextJobs
         self.maxInFlight = maxInFlight
     }
 
-    /// Records the success of a job in the first queue and claims the
-    /// caller's next job there (nil: none ready; the loop looks for itself).
+    /// The function a leading loop sends a batch with: one answer per
+    /// completion, in order (JobReporter.sendBatch).
+    typealias Send = (CompletionBatcher, [CompleteCall]) throws -> [Answer]
+
+    /// Records a success of this queue, with others when they come together.
     /// Throws when the call carrying it failed; the caller retries.
-    func complete(_ completion: CompleteCall, via connection: ClaimingConnection) throws -> Answer {
+    func complete(_ completion: CompleteCall, send: Send) throws -> Answer {
         let me = Request(completion)
         mutex.lock()
         defer { mutex.unlock() }
@@ -65,7 +69,7 @@ final class CompletionBatcher {
         while me.answer == nil {
             if inFlight < maxInFlight && !queued.isEmpty {
                 me.loopIsLeading = true
-                lead(via: connection)
+                lead(send)
                 me.loopIsLeading = false
             } else {
                 mutex.wait(me.answered)
@@ -76,12 +80,17 @@ final class CompletionBatcher {
 
     /// Sends the queued reports (the mutex is held on entry and exit, not
     /// during the call) and answers each.
-    private func lead(via connection: ClaimingConnection) {
+    private func lead(_ send: Send) {
         let batch = Array(queued.prefix(CompleteAndFetchCall.maxBatch))
         queued.removeFirst(batch.count)
         inFlight += 1
         mutex.unlock()
-        let answers = send(batch, via: connection)
+        let answers: [Result<Answer, Error>]
+        do {
+            answers = try send(self, batch.map(\.completion)).map { .success($0) }
+        } catch {
+            answers = Array(repeating: .failure(error), count: batch.count)
+        }
         mutex.lock()
         inFlight -= 1
         for (request, answer) in zip(batch, answers) { request.answer = answer }
@@ -94,22 +103,5 @@ final class CompletionBatcher {
         for request in batch { request.answered.signal() }
         nextLeader?.answered.signal()
         mutex.lock()
-    }
-
-    private func send(_ batch: [Request], via connection: ClaimingConnection) -> [Result<Answer, Error>] {
-        do {
-            let out = try connection.completeAndFetch(batch.map(\.completion), claimLimit: batch.count)
-            // Claimed jobs go to the first loops; the others (or all, when the
-            // queue is empty or paused) get nil and look for work themselves.
-            var jobs = out.claimed.filter {
-                if case .empty = $0 { return false }
-                if case .paused = $0 { return false }
-                return true
-            }.makeIterator()
-            let sentAt = connection.lastSentAt
-            return out.stored.map { .success(Answer(stored: $0, next: jobs.next(), sentAt: sentAt)) }
-        } catch {
-            return Array(repeating: .failure(error), count: batch.count)
-        }
     }
 }
