@@ -19,10 +19,17 @@ final class CompleteAndFetchScriptTests: ScriptTestCase {
         XCTAssertEqual(job.state, .running)
         XCTAssertEqual(job.attempts, 1)
         XCTAssertEqual(try state(second.id), "running")
-        // A stale completion stores nothing but still fetches (here: nothing left).
+        // The same report sent again (its reply was lost) is known as stored,
+        // changes nothing and is not counted twice.
+        let again = try redis.run(CompleteAndFetchCall(completions: [call.completions[0]],
+                                                       fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000),
+                                                       claimLimit: 0))
+        XCTAssertEqual(again.stored, [true])
+        XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "processed"]).int, 1)
+        // A stale completion (another worker's) stores nothing but still fetches (here: nothing left).
         let after = try redis.run(CompleteAndFetchCall(
-            complete: CompleteCall(schema: schema, jobID: first.id, workerID: "w1", attempt: 1, resultJSON: "0"),
-            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000)))
+            complete: CompleteCall(schema: schema, jobID: first.id, workerID: "w2", attempt: 1, resultJSON: "0"),
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w2", leaseMs: 30_000)))
         XCTAssertEqual(after.stored, [false])
         guard after.claimed.count == 1, case .empty = after.claimed[0] else { return XCTFail("queue should be empty") }
         XCTAssertEqual(try redis.command(["HGET", schema.job(first.id), "result"]).string, "42")

@@ -33,16 +33,19 @@ final class FetchAndCompleteScriptTests: ScriptTestCase {
     }
 
     func testADamagedAttemptsCountIsReportedWithTheAttemptTheClaimCounted() throws {
-        let id = JobID.generate(queue: "q")
-        try redis.command(["HSET", schema.job(id), "type", "noop", "state", "queued", "attempts", "x"])
-        try redis.command(["RPUSH", schema.pending("q", .normal), id.text])
-        guard case .damaged(let damaged, let attempt, let error) = try redis.run(FetchCall(schema: schema, queue: "q", workerID: "w", leaseMs: 1000)) else {
-            return XCTFail("expected a damaged job")
+        // Lua's tonumber would take the last three; the worker could not read them back.
+        for bad in ["x", "1.5", "1e20", "12345678901234567890"] {
+            let id = JobID.generate(queue: "q")
+            try redis.command(["HSET", schema.job(id), "type", "noop", "state", "queued", "attempts", bad])
+            try redis.command(["RPUSH", schema.pending("q", .normal), id.text])
+            guard case .damaged(let damaged, let attempt, let error) = try redis.run(FetchCall(schema: schema, queue: "q", workerID: "w", leaseMs: 1000)) else {
+                return XCTFail("expected a damaged job for attempts \(bad)")
+            }
+            XCTAssertEqual(damaged, id)
+            XCTAssertEqual(attempt, 1)
+            XCTAssertTrue(error.contains("attempts"), error)
+            XCTAssertEqual(try redis.command(["HGET", schema.job(id), "attempts"]).string, "1", "leased as attempt 1, so the failure report holds the lease")
         }
-        XCTAssertEqual(damaged, id)
-        XCTAssertEqual(attempt, 1)
-        XCTAssertTrue(error.contains("attempts"), error)
-        XCTAssertEqual(try redis.command(["HGET", schema.job(id), "attempts"]).string, "1", "leased as attempt 1, so the failure report holds the lease")
     }
 
     func testDamagedHashIsHandedOutForFailing() throws {

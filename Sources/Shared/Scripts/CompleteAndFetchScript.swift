@@ -15,10 +15,11 @@ local q, claim = queue_keys(), claim_args()
 if fenced(claim.receipt) then return redis.error_reply('FENCED call settled as not run') end
 local stored, flags, count = {}, {}, 0
 for i = 11, #ARGV, 3 do
-  local ok = complete_job(q, ARGV[i], claim.worker, ARGV[i + 1], ARGV[i + 2], now_us_text)
+  local outcome = complete_job(q, ARGV[i], claim.worker, ARGV[i + 1], ARGV[i + 2], now_us_text)
+  local ok = outcome ~= STALE
   stored[#stored + 1] = ok and 1 or 0
   flags[#flags + 1] = ok and '1' or '0'
-  if ok then count = count + 1 end
+  if outcome == STORED then count = count + 1 end
 end
 count_successes(q, count, now)
 -- The receipt also records which completions were stored.
@@ -77,7 +78,7 @@ return fetched
 
     public func parse(_ reply: RedisReply) throws -> Output {
         guard let parts = reply.array, let flags = parts.first?.array, flags.count == completions.count,
-              let claimed = FetchCall.outcomes(parts.dropFirst()) else { throw unexpected(reply) }
+              let claimed = FetchCall.outcomes(parts.dropFirst(), workerID: fetch.workerID) else { throw unexpected(reply) }
         return Output(stored: flags.map { $0.int == 1 }, claimed: claimed)
     }
 }

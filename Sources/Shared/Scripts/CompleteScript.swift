@@ -14,32 +14,33 @@ public struct CompleteCall: ScriptCall {
 --          nothing changes then
 local now, _, now_us_text = clock()
 local q = queue_keys()
-if not complete_job(q, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now_us_text) then
-  -- Only this worker's run of this attempt can have made it succeeded.
-  local f = redis.call('HMGET', KEYS[11], 'state', 'worker', 'attempts')
-  if f[1] == 'succeeded' and f[2] == ARGV[7] and f[3] == ARGV[8] then return 1 end
-  return 0
-end
-count_successes(q, 1, now)
-return 1
+local outcome = complete_job(q, ARGV[6], ARGV[7], ARGV[8], ARGV[9], now_us_text)
+if outcome == STORED then count_successes(q, 1, now) end
+return outcome == STALE and 0 or 1
 """#)
 
     /// Also used by CompleteAndFetchCall, for a batch of successes.
     static let completeJob = LuaPiece("complete_job", uses: [CommonLua.defaults, CommonLua.finishing], #"""
--- Records a job's success if this worker still holds its lease (else the job
--- was recovered or cancelled, and this result is stale: nothing changes).
--- The caller counts the stored ones (count_successes), once per call.
+-- Records a job's success if this worker still holds its lease: STORED. The
+-- same report sent again (its reply was lost) finds it done: STORED_BEFORE,
+-- changing nothing. Else the job was recovered or cancelled, and this result
+-- is stale: STALE, nothing changes. The caller counts the STORED ones
+-- (count_successes), once per call.
+local STORED, STORED_BEFORE, STALE = 1, 2, 0
 local function complete_job(q, id, worker, attempt, result, now_us_text)
   local key = q.job_prefix .. id
   local f = redis.call('HMGET', key, 'state', 'worker', 'attempts', 'result_ttl_s', 'idem')
-  if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then return false end
-  if redis.call('ZREM', q.lease, id) == 0 then return false end
+  if f[2] ~= worker or f[3] ~= attempt then return STALE end
+  -- Only this worker's run of this attempt can have made it succeeded.
+  if f[1] == 'succeeded' then return STORED_BEFORE end
+  if f[1] ~= 'running' then return STALE end
+  if redis.call('ZREM', q.lease, id) == 0 then return STALE end
   redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now_us_text, 'result', result)
   local ttl = tonumber(f[4]) or DEFAULT_RESULT_TTL
   redis.call('EXPIRE', key, ttl)
   if f[5] then redis.call('EXPIRE', q.idem_prefix .. f[5], ttl) end
   notify_finished(q, id)
-  return true
+  return STORED
 end
 
 -- Adds `n` stored successes to the queue's counters.

@@ -4,11 +4,15 @@ public struct FetchCall: ScriptCall {
     public static let script = LuaScript(name: "fetch", uses: [claimJobs], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11], ARGV[6..9]    the claim's own (see claim_args)
--- Output:    {'jobs', id, attempt, HGETALL of the job}  now running under this worker's lease
+-- Output:    {'jobs', started_at µs, id, attempt, HGETALL of the job before the claim}
+--                                                      now running under this worker's lease
 --            {'empty', next due ms or -1, now ms}  nothing to run
 --            {'paused', -1, now ms}                the queue is paused
 -- (CompleteAndFetchCall claims several jobs with the same reply: 'jobs' then
--- one id, attempt and field list per job.)
+-- one id, attempt and field list per job.) The claim's own values (state
+-- running, attempt, started_at, this worker) are in the reply, not in the
+-- field list: sending the list back as it was read saves rebuilding it, and
+-- its parsing in the worker, for every job.
 local now, _, now_us_text = clock()
 local q, claim = queue_keys(), claim_args()
 if fenced(claim.receipt) then return redis.error_reply('FENCED call settled as not run') end
@@ -29,26 +33,20 @@ local function claim_args()
           receipt = {key = KEYS[11], token = ARGV[9], ttl_ms = ARGV[6], flags = '-'}}
 end
 
--- Applies a claim to a job's fields as HGETALL returned them (a flat field,
--- value list), in one pass: returns the state and attempts read, and a
--- function that writes the claimed values into the list, so the reply carries
--- the job as it is now and the worker need not work them out again.
-local CLAIMED = {state = true, attempts = true, started_at = true, worker = true}
-local function read_for_claim(flat)
-  local at = {}
+-- The state and attempts of a job's fields as HGETALL returned them (a flat
+-- field, value list), in one pass.
+local function state_and_attempts(flat)
+  local state, attempts
   for i = 1, #flat, 2 do
-    if CLAIMED[flat[i]] then at[flat[i]] = i + 1 end
+    local f = flat[i]
+    if f == 'state' then state = flat[i + 1] elseif f == 'attempts' then attempts = flat[i + 1] end
   end
-  local function put(field, value)
-    local i = at[field]
-    if i then flat[i] = value else flat[#flat + 1] = field; flat[#flat + 1] = value end
-  end
-  return at.state and flat[at.state], at.attempts and flat[at.attempts], put
+  return state, attempts
 end
 
 -- Claims up to `want` jobs of a queue for a worker: promotes due scheduled
 -- jobs, pops by priority, leases the jobs. Returns the fetch reply (see
--- FetchCall), each job's fields as they are after the claim.
+-- FetchCall).
 local function fetch_jobs(q, claim, want, now, now_us_text)
   -- Ids whose job hash is gone (evicted under a maxmemory policy, deleted by
   -- hand) are dropped as they come up, and counted in the queue's stats.
@@ -80,7 +78,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
   -- Ids whose job was cancelled or has expired are dropped as they come up;
   -- the bound keeps one call short even after a mass cancel. LMPOP (Redis 7)
   -- takes from the most urgent non-empty list in one command.
-  local reply = {'jobs'}
+  local reply = {'jobs', now_us_text}
   local leases = {}
   local deadline = tostring(now + claim.lease_ms)
   local claimed, skipped = 0, 0
@@ -91,20 +89,17 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
     for _, id in ipairs(popped[2]) do
       local key = q.job_prefix .. id
       local job = redis.call('HGETALL', key)
-      local state, attempts, put = read_for_claim(job)
+      local state, attempts = state_and_attempts(job)
       -- A hash without a state is damaged: hand it out so the worker fails it
       -- with a clear error instead of dropping it silently.
       if state == 'queued' or (not state and #job > 0) then
-        local readable = not attempts or tonumber(attempts)
+        -- Plain digits only: tonumber would also take '1.5' or '1e20', which
+        -- would make an attempt the worker cannot read. A damaged count is
+        -- counted as 0; the worker then fails the job for its damaged field.
+        if attempts and not (#attempts <= 9 and string.match(attempts, '^%d+$')) then attempts = nil end
         attempts = count_text((tonumber(attempts) or 0) + 1)
         redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker',
                    claim.worker)
-        -- A field the hash had damaged stays so in the reply: the worker
-        -- fails the job for it rather than run it on a guessed value.
-        if state then put('state', 'running') end
-        if readable then put('attempts', attempts) end
-        put('started_at', now_us_text)
-        put('worker', claim.worker)
         claims[#claims + 1] = id
         claims[#claims + 1] = attempts
         leases[#leases + 1] = deadline
@@ -178,28 +173,27 @@ end
     public var script: LuaScript { FetchCall.script }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
-        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts[...]), let first = outcomes.first else {
+        guard let parts = reply.array, let outcomes = FetchCall.outcomes(parts[...], workerID: workerID), let first = outcomes.first else {
             throw unexpected(reply)
         }
         return first
     }
 
     /// Reads a fetch reply (shared with CompleteAndFetchCall): one outcome per
-    /// claimed job, or a single `.empty` or `.paused`. The jobs' fields come
-    /// as the claim left them.
-    static func outcomes(_ parts: ArraySlice<RedisReply>) -> [Outcome]? {
+    /// claimed job, or a single `.empty` or `.paused`.
+    static func outcomes(_ parts: ArraySlice<RedisReply>, workerID: String) -> [Outcome]? {
         guard let kind = parts.first?.string else { return nil }
         let rest = parts.dropFirst()
         switch kind {
         case "jobs":
-            guard !rest.isEmpty, rest.count % 3 == 0 else { return nil }
+            guard let startedUs = rest.first?.int, rest.count >= 4, (rest.count - 1) % 3 == 0 else { return nil }
             var claimed: [Outcome] = []
             claimed.reserveCapacity(rest.count / 3)
-            var i = rest.startIndex
+            var i = rest.startIndex + 1
             while i < rest.endIndex {
                 guard let idText = rest[i].string, let id = JobID(parsing: idText),
-                      let attempt = rest[i + 1].string.flatMap({ Int($0) }) else { return nil }
-                claimed.append(claim(id, attempt: attempt, hash: rest[i + 2].hash))
+                      let attempt = rest[i + 1].int else { return nil }
+                claimed.append(claim(id, attempt: Int(attempt), startedUs: startedUs, hash: rest[i + 2].hash, workerID: workerID))
                 i += 3
             }
             return claimed
@@ -213,9 +207,16 @@ end
         }
     }
 
-    private static func claim(_ id: JobID, attempt: Int, hash: [String: String]) -> Outcome {
+    /// The job as the claim left it: its fields as read, with the claim's
+    /// values from the reply.
+    private static func claim(_ id: JobID, attempt: Int, startedUs: Int64, hash: [String: String], workerID: String) -> Outcome {
         do {
-            return .job(try Job(id: id, hash: hash))
+            var job = try Job(id: id, hash: hash)
+            job.state = .running
+            job.attempts = attempt
+            job.startedUs = startedUs
+            job.worker = workerID
+            return .job(job)
         } catch {
             return .damaged(id, attempt: attempt, error: "\(error)")
         }

@@ -17,8 +17,11 @@ final class CompletionBatcher {
     struct Answer {
         /// Stored, or dropped because the lease was lost.
         let stored: Bool
-        /// A job the same call claimed for the loop (only with `claimsNextJobs`).
-        let next: Claim?
+        /// What the same call claimed for the loop (only with `claimsNextJobs`):
+        /// a job to run, or one whose hash is damaged, for the loop to fail.
+        let next: FetchCall.Outcome?
+        /// When that call was sent: the claimed job's lease started no earlier.
+        let sentAt: Int64
     }
 
     /// One loop's report, and the answer it waits for.

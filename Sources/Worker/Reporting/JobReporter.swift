@@ -120,7 +120,11 @@ final class JobReporter {
         if let batcher = worker.completions[job.id.queue], !worker.stopFetching.isSet {
             guard let answer = persist(meta: run.logMetadata, { try batcher.complete(call, send: sendBatch) }) else { return nil }
             stored = answer.stored
-            next = answer.next
+            switch answer.next {
+            case .job(let job)?: next = Claim(job: job, sentAt: answer.sentAt)
+            case .damaged(let id, let attempt, let error)?: failDamaged(id, attempt: attempt, error: error)
+            case .empty?, .paused?, nil: break
+            }
         } else {
             guard let s = persist(meta: run.logMetadata, { try redis.run(call) }) else { return nil }
             stored = s
@@ -144,19 +148,15 @@ final class JobReporter {
         }
         let out = try completeAndFetch(queue: index, completions,
                                        claimLimit: batcher.claimsNextJobs ? completions.count : 0)
-        // Claimed jobs go to the first loops; the others (or all, when the
-        // queue is empty or paused) get none and look for work themselves. A
-        // damaged job (rare) is failed here, by the loop that leads.
-        var jobs: [Claim] = []
-        for outcome in out.claimed {
-            switch outcome {
-            case .job(let job): jobs.append(Claim(job: job, sentAt: lastSentAt))
-            case .damaged(let id, let attempt, let error): failDamaged(id, attempt: attempt, error: error)
-            case .empty, .paused: break
-            }
-        }
-        var claims = jobs.makeIterator()
-        return out.stored.map { CompletionBatcher.Answer(stored: $0, next: claims.next()) }
+        // Claimed jobs go to the first loops (a damaged one too: its loop
+        // fails it); the others (or all, when the queue is empty or paused)
+        // get none and look for work themselves.
+        var claims = out.claimed.filter {
+            if case .empty = $0 { return false }
+            if case .paused = $0 { return false }
+            return true
+        }.makeIterator()
+        return out.stored.map { CompletionBatcher.Answer(stored: $0, next: claims.next(), sentAt: lastSentAt) }
     }
 
     /// `type` is nil for a job whose hash could not be read.
