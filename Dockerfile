@@ -35,6 +35,10 @@ COPY Package.* ./
 RUN swift package resolve
 
 COPY Sources ./Sources
+# Package.swift also declares the unit-test target, and SwiftPM will not load a
+# package whose target folder is missing ("overlapping sources"), even to build
+# only the binaries: the tests' sources come along (they are not built).
+COPY Tests/SharedTests ./Tests/SharedTests
 RUN swift build -c release --static-swift-stdlib \
  && install -D -m 0755 .build/release/spool-api /out/spool-api \
  && install -D -m 0755 .build/release/spool-worker /out/spool-worker

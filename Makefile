@@ -4,7 +4,8 @@
 #               deploy manifests, short chaos, no compiler warnings); about 7 minutes on 2 cores
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
-.PHONY: run test deps validators build build-release warnings unit e2e deploy-test chaos-short chaos bench clean
+#   make image  the container image, built from the Dockerfile with podman
+.PHONY: run test deps validators build build-release warnings unit e2e deploy-test chaos-short chaos bench clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -44,6 +45,17 @@ e2e: build
 deploy-test: validators
 	$(VENV_PY) -m pytest -q -p no:cacheprovider Tests/deploy
 
+# The image from the project's Dockerfile, built with podman (installed and set
+# up when missing; the base images are made locally when no registry answers).
+image:
+	@bash scripts/install-podman.sh
+	@bash scripts/make-base-images.sh
+	@bash scripts/build-image.sh
+
+# The image, the compose file and the Kubernetes manifests run for real.
+deploy-e2e: image validators
+	cd Tests/containers && ../../$(VENV_PY) -m pytest -q -p no:cacheprovider -s
+
 # Crashes, restarts, outages and hostile input: the short form runs in make test.
 chaos-short: build
 	cd Tests/chaos && CHAOS_SCALE=short SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST)
@@ -61,7 +73,7 @@ bench: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
 
-test: unit e2e deploy-test chaos-short warnings
+test: unit e2e deploy-test chaos-short deploy-e2e warnings
 
 clean:
 	rm -rf .build .build-static .spool

@@ -72,13 +72,13 @@ final class WorkerProcess {
             // they can be given back once their handlers are gone.
             worker.running.stopAll(.shutdown)
             for t in fetchThreads { t.join(timeoutMs: 2000) }
-            giveBack(leftovers)
+            bounded("give back unfinished jobs", ms: worker.config.redisTimeoutMs * 2) { self.giveBack(leftovers) }
         }
         control.stop()
         controlThread?.join(timeoutMs: worker.config.redisTimeoutMs * 4 + 1000)
         watchdog.stop()
         watchdogThread?.join(timeoutMs: 1000)
-        deregister()
+        bounded("deregister", ms: worker.config.redisTimeoutMs) { self.deregister() }
         reaper?.stop()
         log.info("spool-worker stopped", metadata: ["worker_id": "\(worker.id)", "processed": .stringConvertible(worker.counters.processed),
                                                     "failed": .stringConvertible(worker.counters.failed)])
@@ -86,6 +86,21 @@ final class WorkerProcess {
 
     /// Leaves the registry on a connection of its own: the control loop's may
     /// still be in use if its last tick has not returned.
+    /// Runs a shutdown step that needs Redis on a thread of its own, and waits
+    /// for it at most `ms`. Why: opening a connection resolves the Redis host
+    /// name, and getaddrinfo retries on its own clock, past every timeout of
+    /// ours (seen in a container whose DNS stopped answering at shutdown: the
+    /// worker hung in deregistering until the runtime killed it). A step cut
+    /// short costs little: jobs not given back return when their lease
+    /// expires, and the registry entry expires without heartbeats.
+    private func bounded(_ step: String, ms: Int64, _ body: @escaping () -> Void) {
+        let thread = BackgroundThread(name: "spool-shutdown", body)
+        if !thread.join(timeoutMs: ms) {
+            worker.logger.warning("shutdown step cut short: Redis did not answer in time", metadata: [
+                "step": "\(step)", "waited_ms": .stringConvertible(ms), "worker_id": "\(worker.id)"])
+        }
+    }
+
     private func deregister() {
         let redis = worker.newConnection()
         _ = try? redis.pipeline([["ZREM", worker.schema.workers, worker.id], ["DEL", worker.schema.worker(worker.id)]])

@@ -1,0 +1,73 @@
+"""Facts about the image as built from the project's Dockerfile (make image)."""
+import time
+import uuid
+
+from conftest import IMAGE, free_port, host_rss_kb, http, podman, ready, record_figure, start_redis, wait_until
+
+
+def test_runs_as_uid_10001():
+    assert podman("image", "inspect", "--format", "{{.Config.User}}", IMAGE).stdout.strip() == "10001:10001"
+    assert podman("run", "--rm", "--entrypoint", "id", IMAGE, "-u").stdout.strip() == "10001"
+
+
+def test_runtime_image_holds_no_compiler_or_swift_toolchain():
+    # (Built with podman on this machine, the toolchain was lent through
+    # `podman build -v`, which leaves its empty mount points, /opt/swift and
+    # /opt/swift-packages, in every stage: files are what count.)
+    probe = ("for c in swift swiftc swift-build clang gcc cc c++ ld as; do command -v $c; done;"
+             " find / -xdev -type f \\( -name 'libswiftCore*' -o -name 'swift-frontend' -o -name '*.swiftmodule' \\)"
+             " 2>/dev/null; true")
+    found = podman("run", "--rm", "--entrypoint", "bash", IMAGE, "-c", probe).stdout.split()
+    assert found == [], f"the runtime image carries build tools: {found}"
+    # The binaries need no Swift runtime library: it is linked in statically.
+    for binary in ("spool-api", "spool-worker"):
+        libs = podman("run", "--rm", "--entrypoint", "bash", IMAGE, "-c",
+                      f"cat /proc/self/maps >/dev/null; ldd /usr/local/bin/{binary} || true").stdout
+        assert "libswift" not in libs and "not found" not in libs, libs
+
+
+def test_image_size():
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
+    base = int(podman("image", "inspect", "--format", "{{.Size}}", "debian:bookworm-slim").stdout)
+    record_figure("image_mb", round(size / 1e6, 1))
+    record_figure("image_over_base_mb", round((size - base) / 1e6, 1))
+    assert size <= 120e6, f"the image is {size / 1e6:.0f} MB ({(size - base) / 1e6:.0f} MB over its base)"
+
+
+def test_api_ready_within_2s_and_both_binaries_run_with_a_read_only_root(network):
+    net, containers = network
+    redis = start_redis(net, containers)
+    port = free_port()
+    api = f"api-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    podman("run", "-d", "--name", api, "--network", net, "--read-only", "-p", f"127.0.0.1:{port}:8080",
+           "-e", f"REDIS_URL=redis://{redis}:6379", IMAGE)
+    containers.append(api)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: ready(base), 10, "the API's /readyz")
+    ready_s = time.monotonic() - started
+    record_figure("api_start_to_ready_s", round(ready_s, 2))
+    assert ready_s <= 2.0, f"/readyz answered 200 only {ready_s:.2f} s after podman run"
+
+    worker = f"worker-{uuid.uuid4().hex[:8]}"
+    podman("run", "-d", "--name", worker, "--network", net, "--read-only", "--init",
+           "-e", f"REDIS_URL=redis://{redis}:6379", "-e", "SPOOL_QUEUES=ro", IMAGE, "spool-worker")
+    containers.append(worker)
+    status, job = http("POST", f"{base}/v1/queues/ro/jobs", {"type": "echo", "payload": {"read_only": True}})
+    assert status == 201, job
+    # A command handler too: it runs /bin/sh under the read-only root.
+    done = wait_until(lambda: http("GET", f"{base}/v1/jobs/{job['id']}")[1]["state"] == "succeeded" and True, 15,
+                      "the echo job to succeed")
+    assert done
+    status, body = http("GET", f"{base}/v1/jobs/{job['id']}")
+    assert body["result"] == {"read_only": True}
+    logs = podman("logs", worker).stdout + podman("logs", worker).stderr
+    assert "read-only" not in logs.lower(), logs[-2000:]
+
+    time.sleep(1)
+    record_figure("idle_rss_api_kb", host_rss_kb(api))
+    record_figure("idle_rss_worker_kb", host_rss_kb(worker))
+    for name in (api, worker):
+        podman("stop", "-t", "30", name)
+        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert code == "0", f"{name} exited {code} on SIGTERM:\n{podman('logs', name).stdout[-3000:]}"
