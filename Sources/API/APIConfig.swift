@@ -28,6 +28,10 @@ struct APIConfig {
     var metricsMaxQueues = 200
     /// One JSON line per answered request.
     var accessLog = false
+    /// Replicas that must acknowledge a client's write before it is answered
+    /// (0: none, no WAIT), and how long to wait for them.
+    var minReplicas = 0
+    var replicaAckTimeoutMs: Int64 = 1000
     /// After SIGTERM: time the listener stays open while /readyz answers 503,
     /// so a load balancer stops sending new requests here (ms).
     var drainMs: Int64 = 2000
@@ -61,6 +65,14 @@ extension APIConfig {
         maxQueues = try source.integer(S.maxQueues, default: 1000)
         metricsMaxQueues = Int(try source.integer(S.metricsMaxQueues, default: 200))
         accessLog = try source.boolean(S.accessLog, default: false)
+        minReplicas = Int(try source.integer(S.minReplicas, default: 0))
+        replicaAckTimeoutMs = try source.integer(S.replicaAckTimeoutMs, default: 1000)
+        // WAIT holds the connection that long: past the command timeout the
+        // write would be reported as a Redis failure, not as unreplicated.
+        guard minReplicas == 0 || replicaAckTimeoutMs < redisTimeoutMs else {
+            throw ConfigError("\(source.origin(S.replicaAckTimeoutMs)): \(replicaAckTimeoutMs) ms must be below "
+                              + "\(source.origin(S.redisTimeoutMs)) (\(redisTimeoutMs) ms): the wait for replicas runs within it")
+        }
         drainMs = try source.integer(S.drainMs, default: 2000)
         shutdownGraceMs = try source.integer(S.shutdownGraceMs, default: 10_000)
         guard shutdownGraceMs >= drainMs else {

@@ -33,10 +33,12 @@ enum APIMetrics {
 
 
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
+    static func notReplicated() { Counter(label: SpoolMetric.writesNotReplicated).increment() }
     static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
     /// The routes' series exist before their first request (at 0 requests).
     static func bootstrap() {
         _ = Counter(label: SpoolMetric.connectionsRefused)  // incremented by ServerErrorLog.connectionRefused
+        Counter(label: SpoolMetric.writesNotReplicated).increment(by: 0)
         for route in Router.routes {
             _ = requestTimers[RouteLabels(route: route.path, method: route.method)]  // registers the empty histogram
         }

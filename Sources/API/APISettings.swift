@@ -38,6 +38,12 @@ enum APISettings {
     static let metricsMaxQueues = Setting(
         "metrics-max-queues", env: "SPOOL_METRICS_MAX_QUEUES", default: "200", range: 0...100_000,
         "Queues with per-queue series in `/metrics`, the deepest first")
+    static let minReplicas = Setting(
+        "min-replicas", env: "SPOOL_MIN_REPLICAS", default: "0 (off)", range: 0...16,
+        "Replicas that must hold an enqueue, cancel or retry before it is answered (Redis WAIT); fewer in time: 503")
+    static let replicaAckTimeoutMs = Setting(
+        "replica-ack-timeout-ms", env: "SPOOL_REPLICA_ACK_TIMEOUT_MS", default: "1000", range: 1...60_000,
+        unit: "milliseconds", "How long a write waits for those replicas; below `--redis-timeout-ms`")
     static let accessLog = Setting(
         "access-log", env: "SPOOL_ACCESS_LOG", default: "false",
         "One JSON line per answered request (method, path, route, status, duration)")
@@ -50,7 +56,8 @@ enum APISettings {
 
     /// The API's own settings, in the order of `--help` and the README.
     static let own = [addr, threads, redisTimeoutMs, maxBodyBytes, readTimeoutMs, writeTimeoutMs, maxConnections,
-                      maxPending, queueMaxPending, resultTTL, maxQueues, metricsMaxQueues, accessLog, drainMs,
+                      maxPending, queueMaxPending, resultTTL, maxQueues, metricsMaxQueues, minReplicas,
+                      replicaAckTimeoutMs, accessLog, drainMs,
                       shutdownGraceMs]
     static let all = SharedSettings.all + own
 }

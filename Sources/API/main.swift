@@ -43,6 +43,8 @@ logger.info("spool-api listening", metadata: [
     "redis": "\(config.redis)", "prefix": "\(config.prefix)",
 ])
 StartupChecks.warnAboutEviction(config.redis, logger: logger)
+// Behind Sentinel: follow its failovers (see SentinelWatch).
+let sentinelWatch = SentinelWatch.start(config.redis, logger: logger)
 
 
 /// Graceful shutdown, in the order a load balancer needs:

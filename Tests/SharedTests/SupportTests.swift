@@ -115,9 +115,25 @@ final class RedisEndpointTests: XCTestCase {
     func testRejectsBadURLs() {
         for bad in ["http://x", "rediss://x:6379", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1",
                     "redis://::1:6379", "redis://[::1", "unix://relative.sock", "unix://", "redis://h?timeout=3",
-                    "redis://u:%zz@h", "redis://h:6379?db=x"] {
+                    "redis://u:%zz@h", "redis://h:6379?db=x",
+                    "redis+sentinel://s1:26379", "redis+sentinel://s1,/m", "redis+sentinel://s1:0/m",
+                    "redis+sentinel://s1/", "redis+sentinel://s1/m/x", "redis+sentinel://s1/m?timeout=1"] {
             XCTAssertThrowsError(try RedisEndpoint(url: bad), bad)
         }
+    }
+
+    func testSentinelURLNamesTheSentinelsTheMasterAndTheDataNodesCredentials() throws {
+        let e = try RedisEndpoint(url: "redis+sentinel://app:p%40ss@s1:26380,[::1],s3/my%2Dmaster/2")
+        let sentinel = try XCTUnwrap(e.sentinel)
+        XCTAssertEqual(sentinel.nodes.map(\.host), ["s1", "::1", "s3"])
+        XCTAssertEqual(sentinel.nodes.map(\.port), [26380, 26379, 26379])
+        XCTAssertEqual(sentinel.masterName, "my-master")
+        XCTAssertEqual(e.username, "app")
+        XCTAssertEqual(e.password, "p@ss")
+        XCTAssertEqual(e.database, 2)
+        XCTAssertEqual(e.description, "redis+sentinel://app:***@s1:26380,[::1]:26379,s3:26379/my-master/2")
+        XCTAssertNil(sentinel.password, "the sentinels' own password is a setting of its own")
+        XCTAssertEqual(try RedisEndpoint(url: "redis+sentinel://s1/m?db=3").database, 3)
     }
 }
 

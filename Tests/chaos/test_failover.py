@@ -17,30 +17,14 @@ managed services' failovers, and this test, coordinate.)
 Required: no job answered 201 is lost, Spool leaves P (READONLY drops the
 connection, ROLE refuses a replica) instead of retrying against it, the API
 logs and counts the refusals, and enqueues succeed again on R by themselves."""
-import threading
 import time
 
 from harness import Redis, wait_for
+from load import Enqueuer
 from tcp_proxy import TCPProxy
 
 QUEUE = "failover"
 WORKER_ENV = {"SPOOL_LEASE_MS": "5000", "SPOOL_HEARTBEAT_MS": "500"}
-
-
-class Enqueuer(threading.Thread):
-    def __init__(self, api):
-        super().__init__(daemon=True)
-        self.api, self.stop, self.records = api, threading.Event(), []
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                status, _, data = self.api.post(f"/v1/queues/{QUEUE}/jobs", {"type": "noop"}, timeout=5)
-                code = data["error"]["code"] if status >= 400 and isinstance(data, dict) else None
-                self.records.append((time.monotonic(), status, code, data.get("id") if status == 201 else None))
-            except Exception as e:  # noqa: BLE001 - a hang or a reset fails the test below
-                self.records.append((time.monotonic(), None, repr(e), None))
-            time.sleep(0.005)
 
 
 def test_failover_under_load_loses_no_accepted_job(kit, figures):
@@ -59,7 +43,7 @@ def test_failover_under_load_loses_no_accepted_job(kit, figures):
         started.append(spawn)
         api = spawn.api()
         spawn.worker(queues=QUEUE, concurrency=2, env=WORKER_ENV)
-        client = Enqueuer(api)
+        client = Enqueuer(api, QUEUE)
         client.start()
         time.sleep(1.5)
         t_failover = time.monotonic()
@@ -69,15 +53,9 @@ def test_failover_under_load_loses_no_accepted_job(kit, figures):
         wait_for(lambda: any(r[0] > t_failover + 0.2 and r[1] == 201 for r in client.records), timeout=15,
                  what="an enqueue accepted by the new primary")
         time.sleep(1.5)
-        client.stop.set()
-        client.join(10)
-        records = client.records
-        accepted = [r[3] for r in records if r[1] == 201]
-        problems = [r for r in records if r[1] not in (201, 503)]
-        assert not problems, problems[:5]
         # Every job answered 201 is on the new primary.
-        states = kit.RespClient(replica.port).states(QUEUE, accepted)
-        lost = [i for i, s in states.items() if s is None]
+        accepted, lost = client.finish(kit.RespClient(replica.port))
+        records = client.records
         assert not lost, f"{len(lost)} of {len(accepted)} accepted jobs lost, e.g. {lost[:3]}"
         refused = [r for r in records if r[1] == 503]
         first_ok = min(r[0] for r in records if r[0] > t_failover and r[1] == 201)

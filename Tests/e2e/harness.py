@@ -42,11 +42,12 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
 class Redis:
     """A redis-server of our own, in a temp dir, on a free port."""
 
-    def __init__(self, aof=False, appendfsync="everysec"):
+    def __init__(self, aof=False, appendfsync="everysec", extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="spool-redis-")
         self.port = free_port()
         self.aof = aof
         self.appendfsync = appendfsync
+        self.extra_args = list(extra_args)
         self.proc = None
         self.start()
 
@@ -57,7 +58,7 @@ class Redis:
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", self.appendfsync,
-                "--daemonize", "no", "--loglevel", "warning"]
+                "--daemonize", "no", "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.ping(), timeout=10, what="redis-server to start")
 

@@ -20,7 +20,8 @@ final class EventLoop {
         redis = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
         events = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
         let waiters = JobWaiters(loop: loop)
-        let coalescer = EnqueueCoalescer(redis: redis, schema: KeySchema(prefix: config.prefix))
+        let coalescer = EnqueueCoalescer(redis: redis, schema: KeySchema(prefix: config.prefix),
+                                         replicas: config.minReplicas, replicaAckTimeoutMs: Int(config.replicaAckTimeoutMs))
         router = Router(redis: redis, waiters: waiters, coalescer: coalescer, config: config, logger: logger,
                         problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,

@@ -44,14 +44,34 @@ final class EnqueueCoalescer {
     private var queueKeys: [String: QueueKeys] = [:]
     static let maxCachedQueues = 4096
 
-    init(redis: AsyncRedisConnection, schema: KeySchema) {
+    /// Replicas that must hold the jobs before they are answered, and the
+    /// wait for them (SPOOL_MIN_REPLICAS): one WAIT per call, so combining
+    /// requests also shares that wait.
+    private let replicas: Int
+    private let replicaAckTimeoutMs: Int
+
+    init(redis: AsyncRedisConnection, schema: KeySchema, replicas: Int = 0, replicaAckTimeoutMs: Int = 1000) {
         self.redis = redis
         self.schema = schema
+        self.replicas = replicas
+        self.replicaAckTimeoutMs = replicaAckTimeoutMs
+    }
+
+    /// Runs an enqueue call, waiting for the replicas when asked: a call that
+    /// stored jobs that too few replicas hold fails with NotReplicated naming them.
+    private func run(_ call: EnqueueCall, _ completion: @escaping Completion) {
+        redis.runAcknowledged(call, replicas: replicas, timeoutMs: replicaAckTimeoutMs) { result, notReplicated in
+            if var missing = notReplicated, case .success(.enqueued(let entries)) = result {
+                missing.jobIDs = entries.map(\.job.id.text)
+                return completion(.failure(missing))
+            }
+            completion(result)
+        }
     }
 
     func submit(queue: String, items: [EnqueueCall.Item], pendingLimit: Int64, _ completion: @escaping Completion) {
         guard pendingLimit == 0, !items.contains(where: { $0.job.idempotencyKey != nil }) else {
-            return redis.run(EnqueueCall(queue: keys(queue), items: items, pendingLimit: pendingLimit), completion)
+            return run(EnqueueCall(queue: keys(queue), items: items, pendingLimit: pendingLimit), completion)
         }
         if waiting[queue] == nil { order.append(queue) }
         waiting[queue, default: []].append(Request(items: items, completion: completion))
@@ -96,10 +116,19 @@ final class EnqueueCoalescer {
     private func send(_ queue: String, _ group: [Request]) {
         let call = EnqueueCall(queue: keys(queue), items: group.flatMap(\.items), pendingLimit: 0)
         inFlight += 1
-        redis.run(call) { [self] result in
+        run(call) { [self] result in
             inFlight -= 1
             defer { if inFlight < EnqueueCoalescer.maxInFlight && !order.isEmpty { flush() } }
             switch result {
+            case .failure(var missing as NotReplicated):
+                // Each request is told about its own jobs.
+                var offset = 0
+                let ids = missing.jobIDs
+                for r in group {
+                    missing.jobIDs = Array(ids[offset..<min(ids.count, offset + r.items.count)])
+                    offset += r.items.count
+                    r.completion(.failure(missing))
+                }
             case .failure(let error):
                 for r in group { r.completion(.failure(error)) }
             case .success(.queueFull(let pending)):

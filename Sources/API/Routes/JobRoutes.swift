@@ -110,9 +110,11 @@ extension Router {
     /// `POST /v1/jobs/{id}/cancel`
     func cancel(id segment: Substring, _ responder: Responder) {
         guard let id = jobID(segment, responder) else { return }
-        redis.run(CancelCall(schema: schema, jobID: id)) { [self] result in
+        runAcknowledged(CancelCall(schema: schema, jobID: id)) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))
+            case .success(.cancelled) where notReplicated != nil:
+                responder.send(failure(notReplicated!.naming([id.text])))
             case .success(.missing): responder.send(Router.noSuchJob(id))
             case .success(.conflict(let state)):
                 responder.send(.error(409, "conflict", "job \(id) already ended \(state); it cannot be cancelled"))
@@ -128,9 +130,11 @@ extension Router {
     /// `POST /v1/jobs/{id}/retry`: a dead job back to queued, attempts reset.
     func retry(id segment: Substring, _ responder: Responder) {
         guard let id = jobID(segment, responder) else { return }
-        redis.run(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result in
+        runAcknowledged(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))
+            case .success(let outcome) where outcome.retried == 1 && notReplicated != nil:
+                responder.send(failure(notReplicated!.naming([id.text])))
             case .success(let outcome) where outcome.retried == 1:
                 loadJob(id, responder) { job in
                     guard let job else { return responder.send(.error(404, "not_found", "no job \(id)")) }

@@ -167,6 +167,15 @@ final class Router: HTTPHandler {
     /// the cause, counted and logged by kind; a bad command or reply is a
     /// defect of Spool: 500, logged.
     func failure(_ error: Error) -> HTTPResponse {
+        if let e = error as? NotReplicated {
+            APIMetrics.notReplicated()
+            let jobs = e.jobIDs.isEmpty ? "" : " Jobs: \(e.jobIDs.prefix(20).joined(separator: ", "))"
+                + (e.jobIDs.count > 20 ? " and \(e.jobIDs.count - 20) more." : ".")
+            return .error(503, "not_replicated",
+                          "the change is stored on the Redis primary, but \(e); a failover now could lose it "
+                          + "(SPOOL_MIN_REPLICAS).\(jobs) Retry with the same idempotency_key, or read the job, to find it.",
+                          headers: [("Retry-After", "1")])
+        }
         if let e = error as? RedisError {
             if case .server(let message) = e, !RedisProblem.unavailableCodes.contains(RedisProblem.code(message)) {
                 logger.error("redis rejected a command", metadata: ["error": "\(message)"])
@@ -177,6 +186,14 @@ final class Router: HTTPHandler {
         }
         logger.error("unexpected reply", metadata: ["error": "\(error)"])
         return .error(500, "internal_error", "\(error)")
+    }
+
+    /// Runs a script call that changes what a client asked for; with
+    /// SPOOL_MIN_REPLICAS, also says (NotReplicated) when too few replicas
+    /// acknowledged it in time. The caller decides, by outcome, whether the
+    /// call wrote anything to lose.
+    func runAcknowledged<C: ScriptCall>(_ call: C, _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
+        redis.runAcknowledged(call, replicas: config.minReplicas, timeoutMs: Int(config.replicaAckTimeoutMs), callback)
     }
 
     /// The cause of a Redis failure as a person reads it.

@@ -81,11 +81,19 @@ public struct SettingSource {
     /// REDIS_URL / --redis-url (SharedSettings.redisURL).
     public func redisEndpoint() throws -> RedisEndpoint {
         let text = string(SharedSettings.redisURL, default: "redis://127.0.0.1:6379")
+        var endpoint: RedisEndpoint
         do {
-            return try RedisEndpoint(url: text)
+            endpoint = try RedisEndpoint(url: text)
         } catch {
             throw ConfigError("\(origin(SharedSettings.redisURL)): '\(text)' \(error)")
         }
+        let sentinelUser = raw(SharedSettings.sentinelUsername), sentinelPassword = raw(SharedSettings.sentinelPassword)
+        if endpoint.sentinel == nil, let given = sentinelUser ?? sentinelPassword {
+            throw ConfigError("\(given.origin) is set, but \(origin(SharedSettings.redisURL)) is not a redis+sentinel:// URL")
+        }
+        endpoint.sentinel?.username = sentinelUser?.value
+        endpoint.sentinel?.password = sentinelPassword?.value
+        return endpoint
     }
 
     // MARK: - declared settings (see Setting)

@@ -59,14 +59,20 @@ public struct Setting: Sendable {
 public enum SharedSettings {
     public static let redisURL = Setting(
         "redis-url", env: "REDIS_URL", default: "`redis://127.0.0.1:6379`",
-        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`. Percent-encode `@ : / ?` in a password. No TLS yet")
+        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'). Percent-encode `@ : / ?` in a password. No TLS yet")
+    public static let sentinelUsername = Setting(
+        "sentinel-username", env: "SPOOL_SENTINEL_USERNAME", default: "–",
+        "With `redis+sentinel://`: the user the sentinels take, when they have their own ACL")
+    public static let sentinelPassword = Setting(
+        "sentinel-password", env: "SPOOL_SENTINEL_PASSWORD", default: "–",
+        "With `redis+sentinel://`: the sentinels' password (`requirepass` in sentinel.conf), when they have one")
     public static let prefix = Setting(
         "prefix", env: "SPOOL_PREFIX", default: "`spool`", "Prefix of every Redis key: 1 to 32 of A-Z a-z 0-9 _ . -")
     public static let logLevel = Setting(
         "log-level", env: "SPOOL_LOG_LEVEL", default: "`info`", "trace, debug, info, notice, warning, error, critical")
     public static let logFormat = Setting(
         "log-format", env: "SPOOL_LOG_FORMAT", default: "`text` on a terminal, else `json`", "`json` (one object per line) or `text`")
-    public static let all = [redisURL, prefix, logLevel, logFormat]
+    public static let all = [redisURL, sentinelUsername, sentinelPassword, prefix, logLevel, logFormat]
 }
 
 extension String {

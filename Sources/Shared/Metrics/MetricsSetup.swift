@@ -79,6 +79,7 @@ public enum SpoolMetric {
     // Both
     public static let redisErrors = "spool_redis_errors_total"
     public static let redisReconnects = "spool_redis_reconnects_total"
+    public static let writesNotReplicated = "spool_writes_not_replicated_total"
     public static let redisUp = "spool_redis_up"
     public static let jobsMissing = "spool_queue_missing_jobs_total"
 
@@ -104,6 +105,7 @@ public enum SpoolMetric {
         workerLoops: "Fetch loops of this worker, busy (running a job) or idle.",
         redisErrors: "Redis failures seen by this process, by kind (timeout, connection, auth, readonly, oom, misconf, noreplicas, loading, busy, masterdown, other).",
         redisReconnects: "Times this process lost its Redis connection.",
+        writesNotReplicated: "Client writes (enqueue, cancel, retry) answered 503 not_replicated: stored on the primary, but fewer than SPOOL_MIN_REPLICAS replicas acknowledged them in time.",
         redisUp: "1 when this process can use Redis (connected, authenticated, primary), else 0.",
         jobsMissing: "Ids found in a queue without their job hash (evicted under a maxmemory policy, or deleted by hand), dropped; read from Redis at scrape time.",
     ]

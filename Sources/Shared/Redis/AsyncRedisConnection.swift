@@ -1,4 +1,5 @@
 import CHiredis
+import Synchronization
 import CLibevent
 
 /// A non-blocking Redis connection driven by one libevent loop (hiredis' async
@@ -19,6 +20,10 @@ import CLibevent
 ///   connection, so that the next one finds the primary again (and checks it).
 public final class AsyncRedisConnection {
     public let endpoint: RedisEndpoint
+    /// The node connected to: the endpoint, or the primary its sentinels named.
+    private var target: RedisEndpoint
+    /// SentinelWatch.epoch when the connection was made.
+    private var sentinelEpoch = 0
     public let commandTimeoutMs: Int64
     /// Called on the loop thread when the connection comes up (true) or goes down (false).
     public var onStateChange: ((Bool) -> Void)?
@@ -46,6 +51,7 @@ public final class AsyncRedisConnection {
 
     public init(endpoint: RedisEndpoint, loop: LibeventLoop, commandTimeoutMs: Int64) {
         self.endpoint = endpoint
+        target = endpoint
         self.base = loop.base
         self.commandTimeoutMs = commandTimeoutMs
     }
@@ -141,11 +147,26 @@ public final class AsyncRedisConnection {
 
     // MARK: - connection life
 
+    /// Each sentinel asked at most this long when looking for the primary.
+    /// The question blocks this loop (hiredis' blocking API): a short bound
+    /// keeps the loop's other work waiting at most that long per sentinel.
+    static let sentinelTimeoutMs = 500
+
     private func connect() {
-        let made = endpoint.socketPath.map { redisAsyncConnectUnix($0) } ?? redisAsyncConnect(endpoint.host, Int32(endpoint.port))
+        sentinelEpoch = SentinelWatch.epoch.load(ordering: .acquiring)
+        do {
+            target = try endpoint.resolved(timeoutMs: AsyncRedisConnection.sentinelTimeoutMs)
+        } catch {
+            let problem = (error as? RedisError) ?? .connection("\(error)")
+            lastProblem = problem
+            failure = problem
+            onProblem?(problem)
+            return scheduleReconnect()
+        }
+        let made = target.socketPath.map { redisAsyncConnectUnix($0) } ?? redisAsyncConnect(target.host, Int32(target.port))
         guard let ac = made else { return scheduleReconnect() }
         if ac.pointee.c.err != 0 {
-            lastProblem = .connection("\(endpoint.address): \(RedisConnection.errorText(ac.pointee.c))")
+            lastProblem = .connection("\(target.address): \(RedisConnection.errorText(ac.pointee.c))")
             redisAsyncFree(ac)
             return scheduleReconnect()
         }
@@ -161,7 +182,7 @@ public final class AsyncRedisConnection {
         }
         context = ac
         failure = .connection("connection lost")
-        handshake(endpoint.handshake + [["ROLE"]])
+        handshake(target.handshake + [["ROLE"]])
     }
 
     /// Sends AUTH, SELECT and ROLE in order; the connection is up once the
@@ -174,10 +195,10 @@ public final class AsyncRedisConnection {
             case .failure:
                 break  // the connection went away; the disconnect handles it
             case .success(.error(let message)) where command[0] != "ROLE" || !RedisProblem.roleMayBeDenied(message):
-                self.refuse(.connection(self.endpoint.handshakeFailure(command, message)))
+                self.refuse(.connection(self.target.handshakeFailure(command, message)))
             case .success(let reply):
                 if command[0] == "ROLE" {
-                    if let why = RedisProblem.refusal(ofRole: reply, address: self.endpoint.address) {
+                    if let why = RedisProblem.refusal(ofRole: reply, address: self.target.address) {
                         self.refuse(.connection(why))
                     } else {
                         self.didConnect()
@@ -236,13 +257,18 @@ public final class AsyncRedisConnection {
     /// The TCP connect failed (refused, unreachable): hiredis frees the context.
     private func connectFailed(_ ac: UnsafePointer<redisAsyncContext>?) {
         let text = ac.map { RedisConnection.errorText($0.pointee.c) } ?? "connection failed"
-        failure = .connection("\(endpoint.address): \(text)")
+        failure = .connection("\(target.address): \(text)")
         onProblem?(failure)
         didDisconnect()
     }
 
     private func tick() {
         let now = Clock.monotonicMillis()
+        if context != nil, endpoint.sentinel != nil, SentinelWatch.epoch.load(ordering: .acquiring) != sentinelEpoch {
+            // A failover started, or the sentinels named a new primary
+            // (SentinelWatch): leave this one.
+            refuse(.connection("Sentinel failover: leaving \(target.address)"))
+        }
         if let ac = context, let reason = dropReason {
             // Refused handshake, replica, READONLY: try again after the backoff.
             failure = reason

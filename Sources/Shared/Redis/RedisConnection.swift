@@ -1,4 +1,5 @@
 import CHiredis
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,11 +13,19 @@ public final class RedisConnection {
     public let endpoint: RedisEndpoint
     /// How long a command may take before the call fails with `.timeout`.
     public let commandTimeoutMs: Int
+    /// Refuse a node that is not a primary (off only to talk to sentinels).
+    private let requiresPrimary: Bool
     private var context: UnsafeMutablePointer<redisContext>?
+    /// The node connected to: the endpoint, or the primary its sentinels named.
+    private var target: RedisEndpoint
+    /// SentinelWatch.epoch when the connection was made.
+    private var sentinelEpoch = 0
 
-    public init(endpoint: RedisEndpoint, commandTimeoutMs: Int = 5000) {
+    public init(endpoint: RedisEndpoint, commandTimeoutMs: Int = 5000, requiresPrimary: Bool = true) {
         self.endpoint = endpoint
         self.commandTimeoutMs = commandTimeoutMs
+        self.requiresPrimary = requiresPrimary
+        target = endpoint
     }
 
     deinit { disconnect() }
@@ -27,31 +36,40 @@ public final class RedisConnection {
     }
 
     public func connect() throws {
-        if context != nil { return }
+        if context != nil {
+            // Behind Sentinel, a failover since this connection was made
+            // (SentinelWatch) sends it to the new primary.
+            guard endpoint.sentinel != nil, SentinelWatch.epoch.load(ordering: .acquiring) != sentinelEpoch else { return }
+            disconnect()
+        }
+        sentinelEpoch = SentinelWatch.epoch.load(ordering: .acquiring)
+        let target = try endpoint.resolved(timeoutMs: commandTimeoutMs)
+        self.target = target
         let tv = RedisConnection.timeval(ms: commandTimeoutMs)
-        let made = endpoint.socketPath.map { redisConnectUnixWithTimeout($0, tv) }
-            ?? redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv)
+        let made = target.socketPath.map { redisConnectUnixWithTimeout($0, tv) }
+            ?? redisConnectWithTimeout(target.host, Int32(target.port), tv)
         guard let c = made else { throw RedisError.connection("out of memory") }
         if c.pointee.err != 0 {
             let message = RedisConnection.errorText(c.pointee)
             redisFree(c)
-            throw RedisError.connection("\(endpoint.address): \(message)")
+            throw RedisError.connection("\(target.address): \(message)")
         }
         redisSetTimeout(c, tv)
         // TCP only: on a Unix socket it fails and leaves the context in error.
-        if endpoint.socketPath == nil { redisEnableKeepAlive(c) }
+        if target.socketPath == nil { redisEnableKeepAlive(c) }
         // Handler processes the worker spawns must not inherit the socket.
         _ = fcntl(c.pointee.fd, F_SETFD, FD_CLOEXEC)
         context = c
-        for cmd in endpoint.handshake {
+        for cmd in target.handshake {
             if case .error(let e) = try command(cmd) {
                 disconnect()
-                throw RedisError.connection(endpoint.handshakeFailure(cmd, e))
+                throw RedisError.connection(target.handshakeFailure(cmd, e))
             }
         }
+        guard requiresPrimary else { return }
         // A replica (a stale address after a failover, or a demoted primary
         // that came back) would refuse every write: refuse it first.
-        if let why = RedisProblem.refusal(ofRole: try command(["ROLE"]), address: endpoint.address) {
+        if let why = RedisProblem.refusal(ofRole: try command(["ROLE"]), address: target.address) {
             disconnect()
             throw RedisError.connection(why)
         }
@@ -120,7 +138,7 @@ public final class RedisConnection {
     private func checkPrimary(_ replies: [RedisReply]) throws {
         for case .error(let message) in replies where RedisProblem.meansNotPrimary(message) {
             disconnect()
-            throw RedisError.connection("\(endpoint.address) is no longer the primary: \(message)")
+            throw RedisError.connection("\(target.address) is no longer the primary: \(message)")
         }
     }
 

@@ -2,7 +2,11 @@
 /// - `redis://[user[:password]@]host[:port][/db][?db=N]`, host a name, an
 ///   IPv4 address or a bracketed IPv6 address (`redis://[::1]:6379`);
 /// - `redis://:password@host` for a password without a user (Redis' `default` user);
-/// - `unix://[user[:password]@]/path/to/redis.sock[?db=N]` for a Unix socket.
+/// - `unix://[user[:password]@]/path/to/redis.sock[?db=N]` for a Unix socket;
+/// - `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]`:
+///   the primary of `master`, asked of the sentinels (port 26379 by default)
+///   at every connect; the user and password are the data nodes' (the
+///   sentinels' own come from SPOOL_SENTINEL_USERNAME / _PASSWORD).
 /// A user without a password (`redis://app@host`) is a user, not a password:
 /// it authenticates as that user with an empty password, which an ACL user
 /// marked `nopass` accepts.
@@ -14,6 +18,31 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     public var username: String? = nil
     public var password: String? = nil
     public var database: Int = 0
+    /// Set for `redis+sentinel://`: host and port then name the primary found
+    /// last, and are found again at every connect.
+    public var sentinel: Sentinel? = nil
+
+    public struct Sentinel: Equatable, Sendable {
+        public struct Node: Equatable, Sendable {
+            public var host: String
+            public var port: Int
+        }
+        public var nodes: [Node]
+        public var masterName: String
+        /// The sentinels' own credentials (they may differ from the data nodes').
+        public var username: String? = nil
+        public var password: String? = nil
+
+        /// Where to reach one of the sentinels, with their credentials.
+        public func endpoint(of node: Node) -> RedisEndpoint {
+            var at = RedisEndpoint()
+            at.host = node.host
+            at.port = node.port
+            at.username = username
+            at.password = password
+            return at
+        }
+    }
 
     public init() {}
 
@@ -22,6 +51,10 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         var auth = ""
         if let username { auth = RedisEndpoint.hideControl(username) + (password == nil ? "" : ":***") + "@" }
         else if password != nil { auth = ":***@" }
+        if let sentinel {
+            let nodes = sentinel.nodes.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
+            return "redis+sentinel://\(auth)\(nodes.joined(separator: ","))/\(RedisEndpoint.hideControl(sentinel.masterName))/\(database)"
+        }
         if let socketPath { return "unix://\(auth)\(socketPath)?db=\(database)" }
         let shownHost = host.contains(":") ? "[\(host)]" : host
         return "redis://\(auth)\(shownHost):\(port)/\(database)"
@@ -37,11 +70,16 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         public let description: String
     }
 
-    public static let urlForms = "redis://[user[:password]@]host[:port][/db] or unix://[user[:password]@]/path/redis.sock[?db=N]"
+    public static let urlForms = "redis://[user[:password]@]host[:port][/db], unix://[user[:password]@]/path/redis.sock[?db=N] "
+        + "or redis+sentinel://[user[:password]@]host[:port],host[:port],.../master[/db]"
 
     public init(url: String) throws {
         let isUnix: Bool
         var rest: Substring
+        if url.hasPrefix("redis+sentinel://") {
+            self = try RedisEndpoint(sentinelURL: url.dropFirst("redis+sentinel://".count))
+            return
+        }
         if url.hasPrefix("redis://") {
             isUnix = false
             rest = url.dropFirst("redis://".count)
@@ -64,15 +102,8 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         // The userinfo ends at the last '@' before the path (a password may hold '@' only encoded, but be lenient).
         let authorityEnd = isUnix ? (rest.firstIndex(of: "/") ?? rest.endIndex) : rest.endIndex
         if let at = rest[..<authorityEnd].lastIndex(of: "@") {
-            let auth = rest[..<at]
+            try parseUserInfo(rest[..<at])
             rest = rest[rest.index(after: at)...]
-            if let colon = auth.firstIndex(of: ":") {
-                let user = auth[..<colon]
-                username = user.isEmpty ? nil : try RedisEndpoint.decoded(user, "user")
-                password = try RedisEndpoint.decoded(auth[auth.index(after: colon)...], "password")
-            } else if !auth.isEmpty {
-                username = try RedisEndpoint.decoded(auth, "user")
-            }
         }
         if isUnix {
             guard rest.first == "/", rest.count > 1 else {
@@ -92,6 +123,68 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
             default:
                 throw ParseError(description: "unknown URL parameter '\(kv[0])'; only db is understood")
             }
+        }
+    }
+
+    /// `[user[:password]@]host[:port],host[:port],.../master[/db][?db=N]`
+    private init(sentinelURL text: Substring) throws {
+        guard !text.contains(where: { $0 == " " || $0 == "#" }) else {
+            throw ParseError(description: "contains a space or '#'; percent-encode such characters (%20, %23)")
+        }
+        var rest = text
+        var query: Substring = ""
+        if let q = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: q)...]
+            rest = rest[..<q]
+        }
+        guard let slash = rest.firstIndex(of: "/") else {
+            throw ParseError(description: "redis+sentinel:// needs the master's name after the sentinels, e.g. "
+                             + "redis+sentinel://s1:26379,s2:26379/mymaster")
+        }
+        var path = rest[rest.index(after: slash)...]
+        var authority = rest[..<slash]
+        if let at = authority.lastIndex(of: "@") {
+            try parseUserInfo(authority[..<at])
+            authority = authority[authority.index(after: at)...]
+        }
+        var nodes: [Sentinel.Node] = []
+        for part in authority.split(separator: ",", omittingEmptySubsequences: false) {
+            var node = RedisEndpoint()
+            node.port = 26379
+            guard !part.isEmpty else { throw ParseError(description: "an empty sentinel address in the list") }
+            try node.parseHostPortDatabase(part)
+            nodes.append(Sentinel.Node(host: node.host, port: node.port))
+        }
+        if let dbSlash = path.firstIndex(of: "/") {
+            let db = path[path.index(after: dbSlash)...]
+            path = path[..<dbSlash]
+            if !db.isEmpty {
+                guard let n = Int(db), n >= 0 else { throw ParseError(description: "database '\(db)' is not a number ≥ 0") }
+                database = n
+            }
+        }
+        let master = try RedisEndpoint.decoded(path, "master name")
+        guard !master.isEmpty else { throw ParseError(description: "the master's name is empty") }
+        for pair in query.split(separator: "&") where !pair.isEmpty {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv[0] == "db", kv.count > 1, let n = Int(kv[1]), n >= 0 else {
+                throw ParseError(description: "unknown or bad URL parameter '\(pair)'; only db=N is understood")
+            }
+            database = n
+        }
+        sentinel = Sentinel(nodes: nodes, masterName: master)
+        host = nodes[0].host
+        port = 6379
+    }
+
+    /// `user[:password]` before the '@': a user alone is a user, not a password.
+    private mutating func parseUserInfo(_ auth: Substring) throws {
+        if let colon = auth.firstIndex(of: ":") {
+            let user = auth[..<colon]
+            username = user.isEmpty ? nil : try RedisEndpoint.decoded(user, "user")
+            password = try RedisEndpoint.decoded(auth[auth.index(after: colon)...], "password")
+        } else if !auth.isEmpty {
+            username = try RedisEndpoint.decoded(auth, "user")
         }
     }
 

@@ -140,6 +140,12 @@ return out
     public enum Entry {
         case created(Job)
         case existing(Job)
+
+        public var job: Job {
+            switch self {
+            case .created(let j), .existing(let j): return j
+            }
+        }
     }
 
     public var queue: String { queueKeys.queue }

@@ -37,6 +37,8 @@ final class WorkerProcess {
         if let port = config.healthPort { health = try HealthServer(worker: worker, port: port + (config.processIndex ?? 0)) }
     }
 
+    private var sentinelWatch: SentinelWatch?
+
     func start() {
         health?.start()
         let control = self.control
@@ -53,6 +55,8 @@ final class WorkerProcess {
             "handlers": "\(worker.handlers.keys.sorted().joined(separator: ","))", "version": "\(SpoolVersion.current)",
         ])
         StartupChecks.warnAboutEviction(worker.config.redis, logger: worker.logger)
+        // Behind Sentinel: follow its failovers (see SentinelWatch).
+        sentinelWatch = SentinelWatch.start(worker.config.redis, logger: worker.logger)
     }
 
     func shutdown() {
