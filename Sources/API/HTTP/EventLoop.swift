@@ -5,11 +5,15 @@ import Shared
 /// other loops through SO_REUSEPORT, the connections it accepted, its own
 /// async Redis connection (on which the commands of concurrent requests
 /// pipeline by themselves), and a pub/sub connection that tells waiting
-/// requests when their job finished.
+/// requests when their job finished. With SPOOL_MIN_REPLICAS, writes that
+/// clients wait on go through a connection of their own, so that its WAITs
+/// never hold up reads.
 final class EventLoop {
     let loop: LibeventLoop
     let redis: AsyncRedisConnection
     let events: AsyncRedisConnection
+    /// Enqueue, cancel and retry, when they wait for replicas (else nil: `redis`).
+    let writes: AsyncRedisConnection?
     let router: Router
     private(set) var listener: HTTPListener!
 
@@ -19,17 +23,22 @@ final class EventLoop {
         self.loop = loop
         redis = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
         events = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
+        writes = config.minReplicas > 0
+            ? AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs) : nil
+        let acknowledger = ReplicaAcknowledger(redis: writes ?? redis, replicas: config.minReplicas,
+                                               timeoutMs: Int(config.replicaAckTimeoutMs))
         let waiters = JobWaiters(loop: loop)
-        let coalescer = EnqueueCoalescer(redis: redis, schema: KeySchema(prefix: config.prefix),
-                                         replicas: config.minReplicas, replicaAckTimeoutMs: Int(config.replicaAckTimeoutMs))
-        router = Router(redis: redis, waiters: waiters, coalescer: coalescer, config: config, logger: logger,
-                        problems: problems, serverErrors: serverErrors)
+        let coalescer = EnqueueCoalescer(redis: writes ?? redis, schema: KeySchema(prefix: config.prefix),
+                                         acknowledger: acknowledger)
+        router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, coalescer: coalescer, config: config,
+                        logger: logger, problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: config.addressOrigin, exclusive: index == 0)
         listener.onRefused = { [serverErrors] in serverErrors.connectionRefused() }
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }
         redis.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
         events.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
+        writes?.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
         let channel = router.schema.finishedChannel
         events.onStateChange = { [unowned events, router] up in
             guard up else { return }
@@ -43,6 +52,7 @@ final class EventLoop {
     func run() {
         redis.start()
         events.start()
+        writes?.start()
         loop.run()
     }
 

@@ -44,23 +44,20 @@ final class EnqueueCoalescer {
     private var queueKeys: [String: QueueKeys] = [:]
     static let maxCachedQueues = 4096
 
-    /// Replicas that must hold the jobs before they are answered, and the
-    /// wait for them (SPOOL_MIN_REPLICAS): one WAIT per call, so combining
-    /// requests also shares that wait.
-    private let replicas: Int
-    private let replicaAckTimeoutMs: Int
+    /// Waits for the replicas that must hold the jobs before they are
+    /// answered (SPOOL_MIN_REPLICAS; `redis` is its connection).
+    private let acknowledger: ReplicaAcknowledger
 
-    init(redis: AsyncRedisConnection, schema: KeySchema, replicas: Int = 0, replicaAckTimeoutMs: Int = 1000) {
+    init(redis: AsyncRedisConnection, schema: KeySchema, acknowledger: ReplicaAcknowledger) {
         self.redis = redis
         self.schema = schema
-        self.replicas = replicas
-        self.replicaAckTimeoutMs = replicaAckTimeoutMs
+        self.acknowledger = acknowledger
     }
 
     /// Runs an enqueue call, waiting for the replicas when asked: a call that
     /// stored jobs that too few replicas hold fails with NotReplicated naming them.
     private func run(_ call: EnqueueCall, _ completion: @escaping Completion) {
-        redis.runAcknowledged(call, replicas: replicas, timeoutMs: replicaAckTimeoutMs) { result, notReplicated in
+        redis.runAcknowledged(call, by: acknowledger) { result, notReplicated in
             if var missing = notReplicated, case .success(.enqueued(let entries)) = result {
                 missing.jobIDs = entries.map(\.job.id.text)
                 return completion(.failure(missing))

@@ -32,9 +32,13 @@ final class Router: HTTPHandler {
     let serverErrors: ServerErrorLog
     let requestMetrics = LoopRequestMetrics()
 
-    init(redis: AsyncRedisConnection, waiters: JobWaiters, coalescer: EnqueueCoalescer, config: APIConfig, logger: Logger,
-         problems: RedisProblemLog, serverErrors: ServerErrorLog) {
+    /// Waits for replicas after a client's write (SPOOL_MIN_REPLICAS), on its connection.
+    let acknowledger: ReplicaAcknowledger
+
+    init(redis: AsyncRedisConnection, acknowledger: ReplicaAcknowledger, waiters: JobWaiters, coalescer: EnqueueCoalescer,
+         config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) {
         self.redis = redis
+        self.acknowledger = acknowledger
         self.waiters = waiters
         self.coalescer = coalescer
         self.config = config
@@ -193,7 +197,7 @@ final class Router: HTTPHandler {
     /// acknowledged it in time. The caller decides, by outcome, whether the
     /// call wrote anything to lose.
     func runAcknowledged<C: ScriptCall>(_ call: C, _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
-        redis.runAcknowledged(call, replicas: config.minReplicas, timeoutMs: Int(config.replicaAckTimeoutMs), callback)
+        acknowledger.connection.runAcknowledged(call, by: acknowledger, callback)
     }
 
     /// The cause of a Redis failure as a person reads it.

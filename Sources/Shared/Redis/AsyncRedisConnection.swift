@@ -147,15 +147,10 @@ public final class AsyncRedisConnection {
 
     // MARK: - connection life
 
-    /// Each sentinel asked at most this long when looking for the primary.
-    /// The question blocks this loop (hiredis' blocking API): a short bound
-    /// keeps the loop's other work waiting at most that long per sentinel.
-    static let sentinelTimeoutMs = 500
-
     private func connect() {
         sentinelEpoch = SentinelWatch.epoch.load(ordering: .acquiring)
         do {
-            target = try endpoint.resolved(timeoutMs: AsyncRedisConnection.sentinelTimeoutMs)
+            target = try endpoint.resolved()
         } catch {
             let problem = (error as? RedisError) ?? .connection("\(error)")
             lastProblem = problem
@@ -264,10 +259,17 @@ public final class AsyncRedisConnection {
 
     private func tick() {
         let now = Clock.monotonicMillis()
-        if context != nil, endpoint.sentinel != nil, SentinelWatch.epoch.load(ordering: .acquiring) != sentinelEpoch {
-            // A failover started, or the sentinels named a new primary
-            // (SentinelWatch): leave this one.
-            refuse(.connection("Sentinel failover: leaving \(target.address)"))
+        if endpoint.sentinel != nil, SentinelWatch.epoch.load(ordering: .acquiring) != sentinelEpoch {
+            if context != nil {
+                // A failover started, or the sentinels named a new primary
+                // (SentinelWatch): leave this one.
+                refuse(.connection("Sentinel failover: leaving \(target.address)"))
+            } else {
+                // Waiting to reconnect: try the new primary now, not after the backoff.
+                sentinelEpoch = SentinelWatch.epoch.load(ordering: .acquiring)
+                reconnectAt = now
+                reconnectDelayMs = 50
+            }
         }
         if let ac = context, let reason = dropReason {
             // Refused handshake, replica, READONLY: try again after the backoff.

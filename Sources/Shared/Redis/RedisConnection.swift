@@ -42,8 +42,17 @@ public final class RedisConnection {
             guard endpoint.sentinel != nil, SentinelWatch.epoch.load(ordering: .acquiring) != sentinelEpoch else { return }
             disconnect()
         }
+        if endpoint.sentinel != nil {
+            // During a failover, wait (up to one command timeout) for the
+            // sentinels to name the new primary rather than fail at once: a
+            // caller that backs off after each failure would come back late.
+            let until = Clock.monotonicMillis() + Int64(commandTimeoutMs)
+            while SentinelWatch.failoverInProgress.load(ordering: .acquiring) && Clock.monotonicMillis() < until {
+                Clock.sleep(milliseconds: 20)
+            }
+        }
         sentinelEpoch = SentinelWatch.epoch.load(ordering: .acquiring)
-        let target = try endpoint.resolved(timeoutMs: commandTimeoutMs)
+        let target = try endpoint.resolved()
         self.target = target
         let tv = RedisConnection.timeval(ms: commandTimeoutMs)
         let made = target.socketPath.map { redisConnectUnixWithTimeout($0, tv) }

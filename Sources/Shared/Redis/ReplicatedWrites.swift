@@ -27,28 +27,70 @@ public struct NotReplicated: Error, CustomStringConvertible {
     }
 }
 
-extension AsyncRedisConnection {
-    /// Runs `call`; when `replicas` > 0 and it succeeded, sends `WAIT replicas
-    /// timeoutMs` on the same connection, which returns once that many
-    /// replicas hold every write this connection made so far (or the time is
-    /// up). The callback gets the call's result, and `NotReplicated` when too
-    /// few acknowledged. One WAIT covers every call before it on this
-    /// connection, so a combined enqueue call costs one WAIT.
-    public func runAcknowledged<C: ScriptCall>(_ call: C, replicas: Int, timeoutMs: Int,
-                                               _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
-        run(call) { [self] result in
-            guard replicas > 0, case .success = result else { return callback(result, nil) }
-            send(["WAIT", String(replicas), String(timeoutMs)]) { reply in
-                switch reply {
-                case .success(.integer(let n)):
-                    callback(result, n >= replicas ? nil : NotReplicated(acknowledged: n, required: replicas, waitedMs: timeoutMs))
-                case .success(let other):
-                    callback(.failure(RedisError.server("unexpected reply to WAIT: \(other)")), nil)
-                case .failure:
-                    // The write happened; whether it reached a replica is unknown.
-                    callback(result, NotReplicated(acknowledged: 0, required: replicas, waitedMs: timeoutMs))
-                }
+/// Waits for replicas on behalf of the writes of one connection, with one
+/// `WAIT` in flight at a time: a `WAIT` returns once that many replicas hold
+/// every write the connection made before it, so it settles every write
+/// whose reply had arrived when it was sent; writes answered meanwhile get the
+/// next one. Why one at a time: Redis runs nothing else of a connection while
+/// it is blocked in `WAIT`, so a `WAIT` per write would queue them behind each
+/// other (a stopped replica would cost the timeout once per write, and the
+/// writes behind them would miss the Redis timeout).
+///
+/// Lives on its connection's event-loop thread, like the connection.
+public final class ReplicaAcknowledger {
+    public let replicas: Int
+    public let timeoutMs: Int
+    /// The connection whose writes it waits for: writes must be sent on it.
+    public let connection: AsyncRedisConnection
+    private var waiting: [(NotReplicated?) -> Void] = []
+    private var inFlight = false
+
+    public init(redis: AsyncRedisConnection, replicas: Int, timeoutMs: Int) {
+        connection = redis
+        self.replicas = replicas
+        self.timeoutMs = timeoutMs
+    }
+
+    /// Calls `done` once enough replicas hold the writes already answered on
+    /// the connection (nil), or with what fell short.
+    public func afterWrites(_ done: @escaping (NotReplicated?) -> Void) {
+        guard replicas > 0 else { return done(nil) }
+        waiting.append(done)
+        if !inFlight { sendWait() }
+    }
+
+    private func sendWait() {
+        let settled = waiting
+        waiting = []
+        inFlight = true
+        connection.send(["WAIT", String(replicas), String(timeoutMs)]) { [self] reply in
+            inFlight = false
+            let outcome: NotReplicated?
+            if case .success(.integer(let n)) = reply, n >= replicas {
+                outcome = nil
+            } else if case .success(.integer(let n)) = reply {
+                outcome = NotReplicated(acknowledged: n, required: replicas, waitedMs: timeoutMs)
+            } else {
+                // An error or a lost connection: the writes happened, whether
+                // they reached a replica is unknown.
+                outcome = NotReplicated(acknowledged: 0, required: replicas, waitedMs: timeoutMs)
             }
+            for done in settled { done(outcome) }
+            if !waiting.isEmpty { sendWait() }
+        }
+    }
+}
+
+extension AsyncRedisConnection {
+    /// Runs `call` (on this connection, which must be the acknowledger's);
+    /// when it succeeded, waits for the replicas (ReplicaAcknowledger). The
+    /// callback gets the call's result, and `NotReplicated` when too few
+    /// replicas acknowledged.
+    public func runAcknowledged<C: ScriptCall>(_ call: C, by acknowledger: ReplicaAcknowledger,
+                                               _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
+        run(call) { result in
+            guard case .success = result else { return callback(result, nil) }
+            acknowledger.afterWrites { callback(result, $0) }
         }
     }
 }

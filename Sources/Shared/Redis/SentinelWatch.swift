@@ -2,12 +2,12 @@ import Logging
 import Synchronization
 
 /// Follows the failovers of a `redis+sentinel://` endpoint for the whole
-/// process: a thread asks every sentinel about the master every
-/// `intervalMs` (SENTINEL MASTER), and when a failover starts or ends, or the
-/// primary named changes, bumps `epoch`. Every connection
-/// made before the change then drops and connects again (which asks the
-/// sentinels again): the blocking connection at its next command, the async
-/// one at its next tick (20 ms).
+/// process: a thread asks every sentinel about the master every `intervalMs`
+/// (SENTINEL MASTER), keeps the primary they name (`current`, which connects
+/// use without asking again), and when a failover starts or ends, or the
+/// primary named changes, bumps `epoch`. Every connection made before the
+/// change then drops and connects again: the blocking connection at its next
+/// command, the async one at its next tick (20 ms).
 ///
 /// Why: after a failover the old primary may stay a primary for seconds
 /// before the sentinels demote it (a `SENTINEL FAILOVER` leaves it up), and a
@@ -24,12 +24,17 @@ public final class SentinelWatch: @unchecked Sendable {
     /// Changes each time the sentinels name another primary, and when a
     /// failover starts or ends.
     public static let epoch = Atomic<Int>(0)
-    /// A sentinel reports a failover of the master in progress: no
-    /// connection is made or kept until it ends. Why: a `SENTINEL FAILOVER`
-    /// promotes the replica about 0.2 s in, but the sentinels name it only
-    /// about 1 s in, and the old primary takes writes all along, writes that
-    /// its demotion then throws away.
+    /// A sentinel reports a failover of the master in progress while the
+    /// sentinels still name the old primary: no connection is made or kept
+    /// until they name the new one. Why: a `SENTINEL FAILOVER` promotes the
+    /// replica about 0.2 s in but names it about 1 s in, and the old primary
+    /// takes writes all along, writes that its demotion then throws away.
     public static let failoverInProgress = Atomic<Bool>(false)
+    /// The primary the sentinels name now ("host:port" split), once the watch
+    /// has asked them: connects use it rather than asking on their own thread.
+    static var current: (host: String, port: Int)? { lock.locked { named } }
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var named: (host: String, port: Int)?
 
     private let endpoint: RedisEndpoint
     private let logger: Logger
@@ -53,31 +58,67 @@ public final class SentinelWatch: @unchecked Sendable {
 
     public func stop() { stopped.store(true, ordering: .releasing) }
 
+    /// What the sentinels that answered say: the primary named with the
+    /// highest configuration epoch (a sentinel that has not heard of a
+    /// failover yet names the old one with an older epoch), whether any of
+    /// them runs a failover, and what each of them said when none answered.
+    struct Survey {
+        var primary: (host: String, port: Int)?
+        var failoverInProgress = false
+        var problems: [String] = []
+    }
+
+    static func survey(_ connections: [RedisConnection], master: String) -> Survey {
+        var survey = Survey()
+        var bestEpoch = Int64.min
+        for connection in connections {
+            let reply: RedisReply
+            do {
+                reply = try connection.command(["SENTINEL", "MASTER", master])
+            } catch {
+                survey.problems.append("\(error)")
+                continue
+            }
+            guard case .array(let flat) = reply else {
+                survey.problems.append("\(connection.endpoint.address): \(reply)")
+                continue
+            }
+            var fields: [String: String] = [:]
+            for i in stride(from: 0, to: flat.count - 1, by: 2) {
+                if let k = flat[i].string { fields[k] = flat[i + 1].string }
+            }
+            let flags = fields["flags"] ?? ""
+            if flags.contains("failover_in_progress") { survey.failoverInProgress = true }
+            // A master the sentinel sees down is not where writes go.
+            guard !flags.contains("s_down"), !flags.contains("o_down"), let host = fields["ip"],
+                  let port = fields["port"].flatMap({ Int($0) }) else {
+                survey.problems.append("\(connection.endpoint.address): names no primary that is up (flags \(flags))")
+                continue
+            }
+            let epoch = fields["config-epoch"].flatMap { Int64($0) } ?? 0
+            if epoch > bestEpoch {
+                bestEpoch = epoch
+                survey.primary = (host, port)
+            }
+        }
+        return survey
+    }
+
     private func run() {
         guard let sentinel = endpoint.sentinel else { return }
-        let connections = sentinel.nodes.map { node -> RedisConnection in
-            let at = sentinel.endpoint(of: node)
-            return RedisConnection(endpoint: at, commandTimeoutMs: 300, requiresPrimary: false)
+        let connections = sentinel.nodes.map {
+            RedisConnection(endpoint: sentinel.endpoint(of: $0), commandTimeoutMs: 300, requiresPrimary: false)
         }
         var known: String?
         while !stopped.load(ordering: .acquiring) {
-            var inProgress = false
-            var named: String?
-            for connection in connections {
-                guard let reply = try? connection.command(["SENTINEL", "MASTER", sentinel.masterName]),
-                      case .array(let flat) = reply else { continue }
-                var fields: [String: String] = [:]
-                for i in stride(from: 0, to: flat.count - 1, by: 2) {
-                    if let k = flat[i].string { fields[k] = flat[i + 1].string }
-                }
-                if fields["flags"]?.contains("failover_in_progress") == true { inProgress = true }
-                if named == nil, let ip = fields["ip"], let port = fields["port"] { named = "\(ip):\(port)" }
-            }
+            let survey = SentinelWatch.survey(connections, master: sentinel.masterName)
+            let named = survey.primary.map { "\($0.host):\($0.port)" }
             // Waiting is needed only while the sentinels still name the old
             // primary: once they name another, it is connected to (its ROLE is
             // checked), even if they still finish the failover (with a dead
             // old primary that lasts until the failover timeout).
-            let waiting = inProgress && named != nil && named == known
+            let waiting = survey.failoverInProgress && named != nil && named == known
+            if let primary = survey.primary, !waiting { SentinelWatch.lock.locked { SentinelWatch.named = primary } }
             if waiting != SentinelWatch.failoverInProgress.load(ordering: .acquiring) {
                 SentinelWatch.failoverInProgress.store(waiting, ordering: .releasing)
                 SentinelWatch.epoch.add(1, ordering: .releasing)
@@ -86,7 +127,7 @@ public final class SentinelWatch: @unchecked Sendable {
                                    metadata: ["master": "\(sentinel.masterName)"])
                 } else {
                     logger.notice("the sentinels name the new primary", metadata: ["master": "\(sentinel.masterName)",
-                                                                           "primary": "\(named ?? "?")"])
+                                                                               "primary": "\(named ?? "?")"])
                 }
             }
             if let named, let before = known, before != named {
