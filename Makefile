@@ -2,7 +2,7 @@
 #   make run    install what is missing, build (release), start Redis + API + worker
 #   make test   install what is missing, run every test (unit, scripts, end to end,
 #               deploy manifests offline and for real in containers, short chaos, no
-#               compiler warnings); about 11 minutes on 2 cores
+#               compiler warnings); about 12 minutes on 2 cores
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
