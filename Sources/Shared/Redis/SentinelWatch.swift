@@ -113,6 +113,8 @@ public final class SentinelWatch: @unchecked Sendable {
         while !stopped.load(ordering: .acquiring) {
             let survey = SentinelWatch.survey(connections, master: sentinel.masterName)
             let named = survey.primary.map { "\($0.host):\($0.port)" }
+            // Started during a failover: the primary named is the old one.
+            if known == nil { known = named }
             // Waiting is needed only while the sentinels still name the old
             // primary: once they name another, it is connected to (its ROLE is
             // checked), even if they still finish the failover (with a dead
