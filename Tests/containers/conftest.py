@@ -3,9 +3,8 @@ podman (`make deploy-e2e`). `make image` has built spool:dev before these run.""
 import json
 import os
 import shutil
-import socket
+import sys
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -14,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The e2e harness' helpers (free_port, wait_for) serve these tests too.
+sys.path.insert(0, str(REPO / "Tests" / "e2e"))
+from harness import free_port, wait_for  # noqa: E402,F401
 IMAGE = os.environ.get("SPOOL_IMAGE", "spool:dev")
 FIGURES = REPO / ".spool" / "container-figures.json"
 
@@ -29,12 +31,6 @@ def podman(*args, **kw):
     return run(["podman", *args], **kw)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http(method, url, body=None, timeout=5):
     """(status, parsed JSON body or text); never raises for an HTTP status."""
     data = json.dumps(body).encode() if body is not None else None
@@ -48,20 +44,6 @@ def http(method, url, body=None, timeout=5):
         return status, json.loads(raw) if raw else None
     except ValueError:
         return status, raw.decode(errors="replace")
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (OSError, urllib.error.URLError, ConnectionError) as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last})")
 
 
 def ready(base):
@@ -119,6 +101,6 @@ def start_redis(network_name, containers, name=None, args=()):
     podman("run", "-d", "--name", name, "--network", network_name, "redis:7", "redis-server", "--save", "",
            "--appendonly", "no", *args)
     containers.append(name)
-    wait_until(lambda: podman("exec", name, "redis-cli", "ping", check=False).stdout.strip() == "PONG", 20,
-               "redis in its container to answer PING")
+    wait_for(lambda: podman("exec", name, "redis-cli", "ping", check=False).stdout.strip() == "PONG", timeout=20,
+             what="redis in its container to answer PING")
     return name

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, http, podman, ready, run, wait_until
+from conftest import REPO, free_port, http, podman, ready, run, wait_for
 
 LEASE_MS = 8000
 STOP_GRACE_S = 20
@@ -50,7 +50,7 @@ class Deployment:
         def done():
             states = [self.job(j)["state"] for j in ids]
             return all(s == "succeeded" for s in states) or None
-        wait_until(done, timeout, f"{len(ids)} jobs to succeed", interval=0.5)
+        wait_for(done, timeout=timeout, what=f"{len(ids)} jobs to succeed", interval=0.5)
 
     def queue_stats(self, queue):
         return http("GET", f"{self.base}/v1/queues/{queue}")[1]
@@ -83,7 +83,7 @@ def deployment(tmp_path_factory):
     started = time.monotonic()
     try:
         dep.compose("up", "-d", "--no-build", timeout=300)
-        wait_until(lambda: ready(dep.base), 60, "the API's /readyz through the published port")
+        wait_for(lambda: ready(dep.base), timeout=60, what="the API's /readyz through the published port")
         assert len(dep.containers("worker")) == 4, dep.compose("ps").stdout
         print(f"compose up to ready: {time.monotonic() - started:.1f} s")
         yield dep
@@ -105,8 +105,8 @@ def test_twenty_thousand_jobs_through_the_published_port(deployment):
     started = time.monotonic()
     for _ in range(20):
         ids += deployment.enqueue_batch("default", [{"type": "noop"}] * 1000)
-    wait_until(lambda: deployment.queue_stats("default")["processed_total"] >= 20_000, 120,
-               "20,000 jobs processed", interval=0.5)
+    wait_for(lambda: deployment.queue_stats("default")["processed_total"] >= 20_000, timeout=120,
+             what="20,000 jobs processed", interval=0.5)
     print(f"20,000 jobs enqueued and run in {time.monotonic() - started:.1f} s")
     stats = deployment.queue_stats("default")
     assert stats["processed_total"] == 20_000 and stats["failed_total"] == 0 and stats["dead"] == 0, stats
@@ -146,7 +146,7 @@ def running_on(deployment, container, ids):
 def test_a_sigkilled_worker_loses_nothing(deployment):
     ids = set(deployment.enqueue_batch("default", [{"type": "sleep", "payload": {"ms": 3000}}] * 48))
     victim = deployment.containers("worker")[0]
-    held = wait_until(lambda: running_on(deployment, victim, ids), 20, f"{victim} to run jobs")
+    held = wait_for(lambda: running_on(deployment, victim, ids), timeout=20, what=f"{victim} to run jobs")
     killed_at = time.monotonic()
     podman("kill", "-s", "KILL", victim)
     deployment.wait_all_succeeded(sorted(ids), timeout=LEASE_MS / 1000 + 60)
@@ -163,7 +163,7 @@ def test_a_stopped_worker_drains_and_exits_0(deployment):
     workers = [c for c in deployment.containers("worker")]
     victim = workers[-1]
     ids = set(deployment.enqueue_batch("default", [{"type": "sleep", "payload": {"ms": 2000}}] * 32))
-    held = wait_until(lambda: running_on(deployment, victim, ids), 20, f"{victim} to run jobs")
+    held = wait_for(lambda: running_on(deployment, victim, ids), timeout=20, what=f"{victim} to run jobs")
     started = time.monotonic()
     podman("stop", "-t", str(STOP_GRACE_S), victim, timeout=STOP_GRACE_S + 30)
     took = time.monotonic() - started
@@ -200,7 +200,7 @@ def test_redis_restart_under_load_loses_no_accepted_job(deployment):
         time.sleep(2)
         redis = deployment.containers("redis")[0]
         podman("restart", "-t", "10", redis, timeout=60)
-        wait_until(lambda: ready(deployment.base), 60, "the API ready again after the Redis restart")
+        wait_for(lambda: ready(deployment.base), timeout=60, what="the API ready again after the Redis restart")
         time.sleep(2)
     finally:
         stop.set()

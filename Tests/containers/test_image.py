@@ -2,7 +2,7 @@
 import time
 import uuid
 
-from conftest import IMAGE, free_port, host_rss_kb, http, podman, ready, record_figure, start_redis, wait_until
+from conftest import IMAGE, free_port, host_rss_kb, http, podman, ready, record_figure, start_redis, wait_for
 
 
 def test_runs_as_uid_10001():
@@ -44,7 +44,7 @@ def test_api_ready_within_2s_and_both_binaries_run_with_a_read_only_root(network
            "-e", f"REDIS_URL=redis://{redis}:6379", IMAGE)
     containers.append(api)
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: ready(base), 10, "the API's /readyz")
+    wait_for(lambda: ready(base), timeout=10, what="the API's /readyz")
     ready_s = time.monotonic() - started
     record_figure("api_start_to_ready_s", round(ready_s, 2))
     assert ready_s <= 2.0, f"/readyz answered 200 only {ready_s:.2f} s after podman run"
@@ -64,8 +64,8 @@ def test_api_ready_within_2s_and_both_binaries_run_with_a_read_only_root(network
         assert status == 201, body
         ids.append(body["id"])
     for jid, result in zip(ids, ({"read_only": True}, {"shell": True})):
-        job = wait_until(lambda: (lambda j: j if j["state"] in ("succeeded", "dead") else None)(
-            http("GET", f"{base}/v1/jobs/{jid}")[1]), 15, f"job {jid} to end")
+        job = wait_for(lambda: (lambda j: j if j["state"] in ("succeeded", "dead") else None)(
+            http("GET", f"{base}/v1/jobs/{jid}")[1]), timeout=15, what=f"job {jid} to end")
         assert job["state"] == "succeeded" and job["result"] == result, job
     time.sleep(0.5)
     # Every process of the container, as "pid (name) state ..." (the image has

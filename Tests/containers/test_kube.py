@@ -39,7 +39,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import REPO, http, podman, run, wait_until
+from conftest import REPO, http, podman, run, wait_for
 
 K8S = REPO / "k8s"
 
@@ -126,14 +126,14 @@ def test_manifests_play_and_jobs_flow(played):
     ip = podman("inspect", "--format", f"{{{{(index .NetworkSettings.Networks \"{played['net']}\").IPAddress}}}}",
                 apis[0]).stdout.strip()
     base = f"http://{ip}:8080"
-    wait_until(lambda: http("GET", f"{base}/readyz", timeout=1)[0] == 200, 60, "the API pod's /readyz")
+    wait_for(lambda: http("GET", f"{base}/readyz", timeout=1)[0] == 200, timeout=60, what="the API pod's /readyz")
     ids = []
     for i in range(200):
         status, body = http("POST", f"{base}/v1/queues/default/jobs", {"type": "echo", "payload": {"n": i}})
         assert status == 201, body
         ids.append(body["id"])
-    wait_until(lambda: all(http("GET", f"{base}/v1/jobs/{j}")[1]["state"] == "succeeded" for j in ids), 60,
-               "200 jobs to succeed through the played Deployments", interval=0.5)
+    wait_for(lambda: all(http("GET", f"{base}/v1/jobs/{j}")[1]["state"] == "succeeded" for j in ids), timeout=60,
+             what="200 jobs to succeed through the played Deployments", interval=0.5)
     assert http("GET", f"{base}/v1/jobs/{ids[7]}")[1]["result"] == {"n": 7}
     # The worker pod shares its process namespace (worker.yaml): the pause
     # process is PID 1 and reaps orphaned handler children.

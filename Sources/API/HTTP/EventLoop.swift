@@ -28,8 +28,7 @@ final class EventLoop {
         let acknowledger = ReplicaAcknowledger(redis: writes ?? redis, replicas: config.minReplicas,
                                                timeoutMs: Int(config.replicaAckTimeoutMs))
         let waiters = JobWaiters(loop: loop)
-        let coalescer = EnqueueCoalescer(redis: writes ?? redis, schema: KeySchema(prefix: config.prefix),
-                                         acknowledger: acknowledger)
+        let coalescer = EnqueueCoalescer(schema: KeySchema(prefix: config.prefix), acknowledger: acknowledger)
         router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, coalescer: coalescer, config: config,
                         logger: logger, problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,

@@ -34,7 +34,6 @@ final class EnqueueCoalescer {
     /// Calls out at once per loop: two keep Redis busy while a reply travels.
     static let maxInFlight = 2
 
-    private let redis: AsyncRedisConnection
     private let schema: KeySchema
     private var waiting: [String: [Request]] = [:]
     private var order: [String] = []
@@ -45,11 +44,10 @@ final class EnqueueCoalescer {
     static let maxCachedQueues = 4096
 
     /// Waits for the replicas that must hold the jobs before they are
-    /// answered (SPOOL_MIN_REPLICAS; `redis` is its connection).
+    /// answered (SPOOL_MIN_REPLICAS); the calls go out on its connection.
     private let acknowledger: ReplicaAcknowledger
 
-    init(redis: AsyncRedisConnection, schema: KeySchema, acknowledger: ReplicaAcknowledger) {
-        self.redis = redis
+    init(schema: KeySchema, acknowledger: ReplicaAcknowledger) {
         self.schema = schema
         self.acknowledger = acknowledger
     }
@@ -57,10 +55,9 @@ final class EnqueueCoalescer {
     /// Runs an enqueue call, waiting for the replicas when asked: a call that
     /// stored jobs that too few replicas hold fails with NotReplicated naming them.
     private func run(_ call: EnqueueCall, _ completion: @escaping Completion) {
-        redis.runAcknowledged(call, by: acknowledger) { result, notReplicated in
-            if var missing = notReplicated, case .success(.enqueued(let entries)) = result {
-                missing.jobIDs = entries.map(\.job.id.text)
-                return completion(.failure(missing))
+        acknowledger.run(call) { result, notReplicated in
+            if let missing = notReplicated, case .success(.enqueued(let entries)) = result {
+                return completion(.failure(missing.naming(entries.map(\.job.id.text))))
             }
             completion(result)
         }
@@ -117,14 +114,13 @@ final class EnqueueCoalescer {
             inFlight -= 1
             defer { if inFlight < EnqueueCoalescer.maxInFlight && !order.isEmpty { flush() } }
             switch result {
-            case .failure(var missing as NotReplicated):
+            case .failure(let missing as NotReplicated):
                 // Each request is told about its own jobs.
                 var offset = 0
                 let ids = missing.jobIDs
                 for r in group {
-                    missing.jobIDs = Array(ids[offset..<min(ids.count, offset + r.items.count)])
+                    r.completion(.failure(missing.naming(Array(ids[offset..<min(ids.count, offset + r.items.count)]))))
                     offset += r.items.count
-                    r.completion(.failure(missing))
                 }
             case .failure(let error):
                 for r in group { r.completion(.failure(error)) }

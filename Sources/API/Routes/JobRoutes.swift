@@ -110,7 +110,7 @@ extension Router {
     /// `POST /v1/jobs/{id}/cancel`
     func cancel(id segment: Substring, _ responder: Responder) {
         guard let id = jobID(segment, responder) else { return }
-        runAcknowledged(CancelCall(schema: schema, jobID: id)) { [self] result, notReplicated in
+        acknowledger.run(CancelCall(schema: schema, jobID: id)) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))
             case .success(.cancelled) where notReplicated != nil:
@@ -130,7 +130,7 @@ extension Router {
     /// `POST /v1/jobs/{id}/retry`: a dead job back to queued, attempts reset.
     func retry(id segment: Substring, _ responder: Responder) {
         guard let id = jobID(segment, responder) else { return }
-        runAcknowledged(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result, notReplicated in
+        acknowledger.run(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))
             case .success(let outcome) where outcome.retried == 1 && notReplicated != nil:

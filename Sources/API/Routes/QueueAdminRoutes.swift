@@ -113,7 +113,7 @@ extension Router {
     func retryAllDead(_ segment: Substring, _ responder: Responder) {
         guard let queue = queueName(segment, responder) else { return }
         repeatInBatches({ [self] done in
-            runAcknowledged(RetryDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) { result, notReplicated in
+            acknowledger.run(RetryDeadCall(schema: schema, queue: queue, limit: Router.deadBatch)) { result, notReplicated in
                 if let notReplicated, case .success(let o) = result, o.retried > 0 { return done(.failure(notReplicated)) }
                 done(result.map { (examined: $0.examined, counted: $0.retried) })
             }

@@ -32,7 +32,10 @@ final class Router: HTTPHandler {
     let serverErrors: ServerErrorLog
     let requestMetrics = LoopRequestMetrics()
 
-    /// Waits for replicas after a client's write (SPOOL_MIN_REPLICAS), on its connection.
+    /// Runs the script calls that change what a client asked for (enqueue,
+    /// cancel, retry) and, with SPOOL_MIN_REPLICAS, says (NotReplicated) when
+    /// too few replicas acknowledged them in time; the caller decides, by
+    /// outcome, whether the call wrote anything to lose.
     let acknowledger: ReplicaAcknowledger
 
     init(redis: AsyncRedisConnection, acknowledger: ReplicaAcknowledger, waiters: JobWaiters, coalescer: EnqueueCoalescer,
@@ -192,13 +195,6 @@ final class Router: HTTPHandler {
         return .error(500, "internal_error", "\(error)")
     }
 
-    /// Runs a script call that changes what a client asked for; with
-    /// SPOOL_MIN_REPLICAS, also says (NotReplicated) when too few replicas
-    /// acknowledged it in time. The caller decides, by outcome, whether the
-    /// call wrote anything to lose.
-    func runAcknowledged<C: ScriptCall>(_ call: C, _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
-        acknowledger.connection.runAcknowledged(call, by: acknowledger, callback)
-    }
 
     /// The cause of a Redis failure as a person reads it.
     static func cause(_ e: RedisError) -> String {

@@ -33,14 +33,17 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         public var username: String? = nil
         public var password: String? = nil
 
-        /// Where to reach one of the sentinels, with their credentials.
-        public func endpoint(of node: Node) -> RedisEndpoint {
-            var at = RedisEndpoint()
-            at.host = node.host
-            at.port = node.port
-            at.username = username
-            at.password = password
-            return at
+        /// A connection to each sentinel, with their credentials, each
+        /// command bounded by `timeoutMs`.
+        func connections(timeoutMs: Int) -> [RedisConnection] {
+            nodes.map { node in
+                var at = RedisEndpoint()
+                at.host = node.host
+                at.port = node.port
+                at.username = username
+                at.password = password
+                return RedisConnection(endpoint: at, commandTimeoutMs: timeoutMs, requiresPrimary: false)
+            }
         }
     }
 

@@ -51,6 +51,16 @@ public final class ReplicaAcknowledger {
         self.timeoutMs = timeoutMs
     }
 
+    /// Runs `call` on the connection; when it succeeded, waits for the
+    /// replicas. The callback gets the call's result, and `NotReplicated`
+    /// when too few replicas acknowledged.
+    public func run<C: ScriptCall>(_ call: C, _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
+        connection.run(call) { [self] result in
+            guard case .success = result else { return callback(result, nil) }
+            afterWrites { callback(result, $0) }
+        }
+    }
+
     /// Calls `done` once enough replicas hold the writes already answered on
     /// the connection (nil), or with what fell short.
     public func afterWrites(_ done: @escaping (NotReplicated?) -> Void) {
@@ -81,16 +91,3 @@ public final class ReplicaAcknowledger {
     }
 }
 
-extension AsyncRedisConnection {
-    /// Runs `call` (on this connection, which must be the acknowledger's);
-    /// when it succeeded, waits for the replicas (ReplicaAcknowledger). The
-    /// callback gets the call's result, and `NotReplicated` when too few
-    /// replicas acknowledged.
-    public func runAcknowledged<C: ScriptCall>(_ call: C, by acknowledger: ReplicaAcknowledger,
-                                               _ callback: @escaping (Result<C.Output, Error>, NotReplicated?) -> Void) {
-        run(call) { result in
-            guard case .success = result else { return callback(result, nil) }
-            acknowledger.afterWrites { callback(result, $0) }
-        }
-    }
-}

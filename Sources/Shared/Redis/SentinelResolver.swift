@@ -26,10 +26,7 @@ extension RedisEndpoint {
         }
         var primary = SentinelWatch.current
         if primary == nil {
-            let connections = sentinel.nodes.map {
-                RedisConnection(endpoint: sentinel.endpoint(of: $0), commandTimeoutMs: RedisEndpoint.sentinelTimeoutMs,
-                                requiresPrimary: false)
-            }
+            let connections = sentinel.connections(timeoutMs: RedisEndpoint.sentinelTimeoutMs)
             defer { connections.forEach { $0.disconnect() } }
             let survey = SentinelWatch.survey(connections, master: sentinel.masterName)
             guard let named = survey.primary else {

@@ -106,9 +106,7 @@ public final class SentinelWatch: @unchecked Sendable {
 
     private func run() {
         guard let sentinel = endpoint.sentinel else { return }
-        let connections = sentinel.nodes.map {
-            RedisConnection(endpoint: sentinel.endpoint(of: $0), commandTimeoutMs: 300, requiresPrimary: false)
-        }
+        let connections = sentinel.connections(timeoutMs: 300)
         var known: String?
         while !stopped.load(ordering: .acquiring) {
             let survey = SentinelWatch.survey(connections, master: sentinel.masterName)
