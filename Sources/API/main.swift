@@ -37,6 +37,8 @@ do {
     exit(2)
 }
 
+// On Redis Cluster: keep the slot map fresh (see ClusterTopology).
+let clusterWatch = ClusterTopology.startWatch(config.redis, logger: logger)
 let threads = loops.map { loop in BackgroundThread(name: "spool-api-loop") { loop.run() } }
 logger.info("spool-api listening", metadata: [
     "addr": "\(config.address.host):\(loops[0].listener.boundPort)", "threads": .stringConvertible(config.threads),

@@ -4,7 +4,37 @@ import uuid
 
 import pytest
 
-from harness import API, Redis, Worker
+from harness import API, Cluster, Redis, Worker
+
+# SPOOL_TEST_REDIS=cluster runs the suite against a Redis Cluster (3 primaries,
+# 3 replicas) instead of one redis-server: one cluster for the whole session,
+# emptied before each test.
+CLUSTER_MODE = os.environ.get("SPOOL_TEST_REDIS", "single") == "cluster"
+
+
+def pytest_collection_modifyitems(config, items):
+    """In cluster mode, tests marked single_redis (they stop, restart or
+    reconfigure the one redis-server) are skipped with the reason given."""
+    if not CLUSTER_MODE:
+        return
+    for item in items:
+        mark = item.get_closest_marker("single_redis")
+        if mark:
+            item.add_marker(pytest.mark.skip(reason="single redis-server only: " + (mark.args[0] if mark.args else "")))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "single_redis(why): needs one redis-server of its own (skipped on a cluster)")
+
+
+@pytest.fixture(scope="session")
+def shared_cluster():
+    if not CLUSTER_MODE:
+        yield None
+        return
+    c = Cluster()
+    yield c
+    c.cleanup()
 from helpers import pgrep
 
 
@@ -23,7 +53,11 @@ def marker():
 
 
 @pytest.fixture
-def redis():
+def redis(shared_cluster):
+    if shared_cluster:
+        shared_cluster.flush()
+        yield shared_cluster
+        return
     r = Redis()
     yield r
     r.cleanup()

@@ -24,6 +24,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_cluster_port():
+    """A free port whose cluster bus port (port + 10000) is free as well."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+                return port
+        except OSError:
+            continue
+    raise AssertionError("no free port pair for a cluster node")
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     """Polls predicate until it returns a truthy value; fails after timeout."""
     deadline = time.monotonic() + timeout
@@ -42,9 +57,9 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
 class Redis:
     """A redis-server of our own, in a temp dir, on a free port."""
 
-    def __init__(self, aof=False, appendfsync="everysec", extra_args=()):
+    def __init__(self, aof=False, appendfsync="everysec", extra_args=(), port=None):
         self.dir = tempfile.mkdtemp(prefix="spool-redis-")
-        self.port = free_port()
+        self.port = port or free_port()
         self.aof = aof
         self.appendfsync = appendfsync
         self.extra_args = list(extra_args)
@@ -203,3 +218,71 @@ class Worker(Process):
         wait_for(lambda: "spool-worker started" in self.output() or not self.alive(), timeout=15,
                  what="spool-worker to start")
         assert self.alive(), self.output()
+
+
+class Cluster:
+    """A Redis Cluster of our own on loopback: `primaries` primaries with
+    `replicas` replicas each, made with `redis-cli --cluster create`.
+
+    Its `url` is the redis+cluster:// URL naming every node as a seed; `cli`
+    follows redirections (-c), `keys` asks every primary."""
+
+    def __init__(self, primaries=3, replicas=1, node_timeout_ms=2000, extra_args=()):
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = [Redis(port=free_cluster_port(), extra_args=["--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
+                                        "--cluster-config-file", "nodes.conf", *extra_args])
+                      for _ in range(primaries * (replicas + 1))]
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        out = subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", str(replicas),
+                              "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in self.nodes), timeout=30,
+                 what="the cluster to be ok on every node")
+        # Every replica attached and in sync, so that a test's failover finds it ready.
+        wait_for(lambda: len(self.replica_nodes()) == primaries * replicas, timeout=30, what="replicas to attach")
+
+    @property
+    def url(self):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def alive_nodes(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def primary_nodes(self):
+        return [n for n in self.alive_nodes() if n.cli("ROLE").splitlines()[:1] == ["master"]]
+
+    def replica_nodes(self):
+        return [n for n in self.alive_nodes()
+                if n.cli("ROLE").splitlines()[:1] == ["slave"] and "connected" in n.cli("ROLE")]
+
+    def node_for_key(self, key):
+        slot = int(self.alive_nodes()[0].cli("CLUSTER", "KEYSLOT", key))
+        for n in self.primary_nodes():
+            for line in n.cli("CLUSTER", "NODES").splitlines():
+                parts = line.split()
+                if "myself" in parts[2]:
+                    for r in parts[8:]:
+                        lo, _, hi = r.partition("-")
+                        if not lo.startswith("[") and int(lo) <= slot <= int(hi or lo):
+                            return n
+        raise AssertionError(f"no primary serves the slot of {key}")
+
+    def cli(self, *args):
+        any_node = self.alive_nodes()[0]
+        out = subprocess.run(["redis-cli", "-c", "-p", str(any_node.port), "--raw", *map(str, args)],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+
+    def keys(self, pattern="*"):
+        return [k for n in self.primary_nodes() for k in n.keys(pattern)]
+
+    def flush(self):
+        for n in self.primary_nodes():
+            n.cli("FLUSHALL")
+
+    def ping(self):
+        return all(n.ping() for n in self.alive_nodes())
+
+    def cleanup(self):
+        for n in self.nodes:
+            n.cleanup()

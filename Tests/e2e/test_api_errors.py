@@ -367,6 +367,7 @@ def test_body_limit_follows_spool_max_body_bytes(spawn, redis):
 
 # -- Redis down ------------------------------------------------------------------
 
+@pytest.mark.single_redis("stops and restarts the redis-server")
 def test_redis_down_gives_503_then_recovers(spawn, redis):
     api = spawn.api()
     job = api.enqueue("q", {"type": "echo", "payload": {"before": True}})
@@ -407,6 +408,7 @@ def test_redis_down_gives_503_then_recovers(spawn, redis):
         assert api.get(f"/v1/jobs/{new['id']}")[0] == 200
 
 
+@pytest.mark.single_redis("stops and restarts the redis-server")
 def test_queue_is_listed_again_after_redis_restart(spawn, redis):
     """After Redis comes back empty, a queue that gets jobs again shows in
     GET /v1/queues (one event loop, so the same connection serves both enqueues)."""

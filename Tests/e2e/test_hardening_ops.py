@@ -70,6 +70,7 @@ def test_worker_metrics_pass_promtool_with_outcomes_by_type_from_zero(spawn, tmp
     assert metric_value(text, "spool_redis_up") == 1
 
 
+@pytest.mark.single_redis("stops and restarts the redis-server")
 def test_metrics_answer_with_redis_down(spawn, redis):
     api = spawn.api()
     api.enqueue("m", {"type": "noop"})
@@ -150,6 +151,7 @@ def test_a_wrong_password_is_named_in_the_log_readyz_and_503(spawn, redis_with_p
         good.stop()
 
 
+@pytest.mark.single_redis("changes the redis-server's passwords or users")
 def test_a_user_without_password_in_the_url_is_a_user(spawn, redis):
     redis.cli("ACL", "SETUSER", "app", "on", "nopass", "~*", "&*", "+@all")
     redis.cli("ACL", "SETUSER", "default", "off")
@@ -207,6 +209,7 @@ def test_settings_errors_name_the_flag_that_was_given(redis):
     assert out.returncode == 2 and "SPOOL_REDIS_TIMEOUT_MS" in out.stderr and "SPOOL_LEASE_MS" in out.stderr, out.stderr
 
 
+@pytest.mark.single_redis("reconfigures the one redis-server (CONFIG SET)")
 def test_eviction_policy_warning_at_start(spawn, redis):
     redis.cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
     api = spawn.api()
@@ -240,6 +243,7 @@ def test_access_log_and_refused_connections_are_logged(spawn):
     assert any(float(l.split()[-1]) >= 3 for l in metric_lines(text, "spool_http_connections_refused_total")), text
 
 
+@pytest.mark.single_redis("makes a replica of the one redis-server")
 def test_a_replica_is_refused_and_a_demoted_primary_is_left(spawn, redis, tmp_path):
     """Pointed at a replica, the API says so on /readyz and answers 503, never
     201; when its primary is demoted under it (READONLY), it drops the
@@ -277,6 +281,7 @@ def test_a_replica_is_refused_and_a_demoted_primary_is_left(spawn, redis, tmp_pa
         replica.cleanup()
 
 
+@pytest.mark.single_redis("reconfigures the one redis-server (CONFIG SET)")
 def test_readyz_fails_when_redis_refuses_writes(spawn, redis):
     api = spawn.api()
     assert api.get("/readyz")[0] == 200

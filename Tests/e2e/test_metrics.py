@@ -1,5 +1,6 @@
 """GET /metrics on the API and on a worker's health port: Prometheus text
 format whose numbers move with real jobs."""
+import pytest
 import http.client
 import re
 
@@ -65,6 +66,7 @@ def test_metrics_move_with_real_jobs(spawn):
     assert value(w, "spool_worker_loops", state="idle") + value(w, "spool_worker_loops", state="busy") == 2
 
 
+@pytest.mark.single_redis("stops and restarts the redis-server")
 def test_worker_health_endpoints(spawn, redis):
     port = free_port()
     spawn.worker(queues="h", concurrency=1, args=["--health-port", str(port)])

@@ -25,6 +25,7 @@ def acked_api(redis, **env):
     return API(redis.url, env={"SPOOL_MIN_REPLICAS": "1", "SPOOL_REPLICA_ACK_TIMEOUT_MS": "300", **env})
 
 
+@pytest.mark.single_redis("makes a replica of the one redis-server")
 def test_a_201_means_the_replica_holds_the_job(redis, replica):
     api = acked_api(redis)
     for i in range(20):
@@ -37,6 +38,7 @@ def test_a_201_means_the_replica_holds_the_job(redis, replica):
         assert replica.cli("HGET", f"spool:{{acked}}:job:{j['id']}", "state") == "queued"
 
 
+@pytest.mark.single_redis("makes a replica of the one redis-server")
 def test_too_few_replicas_is_a_503_naming_the_jobs_and_a_retry_finds_them(redis, replica):
     api = acked_api(redis)
     os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops acknowledging
@@ -58,6 +60,7 @@ def test_too_few_replicas_is_a_503_naming_the_jobs_and_a_retry_finds_them(redis,
     assert status == 200 and again["id"] == job_id, (status, again)
 
 
+@pytest.mark.single_redis("makes a replica of the one redis-server")
 def test_cancel_and_retry_wait_for_the_replica_too(redis, replica, spawn):
     api = acked_api(redis)
     job = api.enqueue("acked", {"type": "noop"})
@@ -82,6 +85,7 @@ def test_off_by_default_and_no_replica_needed(redis):
     assert "spool_writes_not_replicated_total 0" in metrics
 
 
+@pytest.mark.single_redis("needs a Redis with no replica (the cluster's primaries have one)")
 def test_without_any_replica_every_write_is_refused_as_not_replicated(redis):
     api = acked_api(redis)
     assert_error(api.post("/v1/queues/lonely/jobs", {"type": "noop"}), 503, "not_replicated")

@@ -1,5 +1,6 @@
 """The worker registry (GET /v1/workers), the worker's own health port, and
 retention: a finished or cancelled job leaves no trace in Redis after its TTL."""
+import pytest
 import http.client
 import json
 import signal
@@ -94,6 +95,7 @@ def test_stopped_worker_leaves_the_list_at_once(spawn):
     assert entry_of(api, wid) is None
 
 
+@pytest.mark.single_redis("stops and restarts the redis-server")
 def test_worker_health_port(spawn, redis):
     api = spawn.api()
     port = free_port()

@@ -22,7 +22,8 @@ final class EventLoop {
         let loop = try LibeventLoop()
         self.loop = loop
         redis = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
-        events = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
+        // On Redis Cluster, any node carries every message published.
+        events = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs, anyNode: true)
         writes = config.minReplicas > 0
             ? AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs) : nil
         let acknowledger = ReplicaAcknowledger(redis: writes ?? redis, replicas: config.minReplicas,

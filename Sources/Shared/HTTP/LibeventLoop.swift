@@ -43,6 +43,16 @@ public final class LibeventLoop: @unchecked Sendable {
         if rc != 0 { Unmanaged<Block>.fromOpaque(box).release() }
     }
 
+    /// Runs `block` on the loop's thread after `milliseconds`; from the loop's thread.
+    public func after(milliseconds: Int, _ block: @escaping () -> Void) {
+        let box = Unmanaged.passRetained(Block(block)).toOpaque()
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
+            Unmanaged<Block>.fromOpaque(arg!).takeRetainedValue().run()
+        }, box, &tv)
+        if rc != 0 { Unmanaged<Block>.fromOpaque(box).release() }
+    }
+
     /// Calls `block` on the loop's thread every `milliseconds`, for as long as
     /// the returned timer is kept.
     public func every(milliseconds: Int, _ block: @escaping () -> Void) -> RepeatingTimer {

@@ -17,7 +17,9 @@ import CLibevent
 ///   replica is a named problem (`lastProblem`, `onProblem`), and the
 ///   connection is dropped and tried again with backoff;
 /// - a READONLY reply (the node was demoted in a failover) drops the
-///   connection, so that the next one finds the primary again (and checks it).
+///   connection, so that the next one finds the primary again (and checks it);
+/// - on Redis Cluster, a connection per primary and each command sent by its
+///   key's slot (AsyncClusterRouter), unless it was made for `anyNode`.
 public final class AsyncRedisConnection {
     public let endpoint: RedisEndpoint
     /// The node connected to: the endpoint, or the primary its sentinels named.
@@ -31,9 +33,15 @@ public final class AsyncRedisConnection {
     /// unusable (refused handshake, replica, READONLY, timeout).
     public var onProblem: ((RedisError) -> Void)?
     /// Why the connection is not up, as Redis or the network said it; nil while up.
-    public private(set) var lastProblem: RedisError? = .connection("not connected yet")
+    public var lastProblem: RedisError? { cluster.map { $0.lastProblem } ?? problem }
+    private var problem: RedisError? = .connection("not connected yet")
 
+    let loop: LibeventLoop
     private let base: OpaquePointer
+    /// On Redis Cluster: the connections to each primary, which commands go through.
+    private var cluster: AsyncClusterRouter?
+    /// Closed for good (`close`): no reconnecting.
+    private var closed = false
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     /// The handshake passed: commands may be sent.
     private var connected = false
@@ -49,17 +57,23 @@ public final class AsyncRedisConnection {
     static let maxReconnectDelayMs: Int64 = 1000
     static let tickMs = 20
 
-    public init(endpoint: RedisEndpoint, loop: LibeventLoop, commandTimeoutMs: Int64) {
+    /// `anyNode`: on Redis Cluster, connect to any one primary (another after
+    /// each drop) rather than route commands by slot: for pub/sub, whose
+    /// messages every node of a cluster carries.
+    public init(endpoint: RedisEndpoint, loop: LibeventLoop, commandTimeoutMs: Int64, anyNode: Bool = false) {
         self.endpoint = endpoint
         target = endpoint
+        self.loop = loop
         self.base = loop.base
         self.commandTimeoutMs = commandTimeoutMs
+        if endpoint.cluster != nil && !anyNode { cluster = AsyncClusterRouter(owner: self) }
     }
 
-    public var isUp: Bool { connected }
+    public var isUp: Bool { cluster?.isUp ?? connected }
 
     /// Connects and starts the timer that enforces timeouts and reconnects.
     public func start() {
+        if let cluster { return cluster.start() }
         let arg = Unmanaged.passUnretained(self).toOpaque()
         timer = event_new(base, -1, Int16(EV_PERSIST), { _, _, arg in
             Unmanaged<AsyncRedisConnection>.fromOpaque(arg!).takeUnretainedValue().tick()
@@ -82,8 +96,9 @@ public final class AsyncRedisConnection {
 
     /// Like `send`, with error replies passed through as `.success(.error)`.
     func sendRaw(_ args: [String], handshake: Bool = false, _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        if let cluster { return cluster.send(args, callback) }
         guard let ac = context, connected || handshake, dropReason == nil else {
-            callback(.failure(lastProblem ?? .connection("redis is unavailable")))
+            callback(.failure(problem ?? .connection("redis is unavailable")))
             return
         }
         let box = Unmanaged.passRetained(PendingCommand(owner: self, callback: callback)).toOpaque()
@@ -145,6 +160,19 @@ public final class AsyncRedisConnection {
         if rc != REDIS_OK { Unmanaged<Subscription>.fromOpaque(box).release() }
     }
 
+    /// Drops the connection for good (a cluster node no longer in the map);
+    /// commands in flight fail.
+    public func close() {
+        closed = true
+        cluster?.close()
+        if let timer { event_free(timer) }
+        timer = nil
+        if let ac = context {
+            redisAsyncFree(ac)
+            if context != nil { didDisconnect() }
+        }
+    }
+
     // MARK: - connection life
 
     private func connect() {
@@ -153,7 +181,7 @@ public final class AsyncRedisConnection {
             target = try endpoint.resolved()
         } catch {
             let problem = (error as? RedisError) ?? .connection("\(error)")
-            lastProblem = problem
+            self.problem = problem
             failure = problem
             onProblem?(problem)
             return scheduleReconnect()
@@ -161,7 +189,7 @@ public final class AsyncRedisConnection {
         let made = target.socketPath.map { redisAsyncConnectUnix($0) } ?? redisAsyncConnect(target.host, Int32(target.port))
         guard let ac = made else { return scheduleReconnect() }
         if ac.pointee.c.err != 0 {
-            lastProblem = .connection("\(target.address): \(RedisConnection.errorText(ac.pointee.c))")
+            problem = .connection("\(target.address): \(RedisConnection.errorText(ac.pointee.c))")
             redisAsyncFree(ac)
             return scheduleReconnect()
         }
@@ -210,7 +238,7 @@ public final class AsyncRedisConnection {
     private func refuse(_ problem: RedisError) {
         guard dropReason == nil else { return }
         dropReason = problem
-        lastProblem = problem
+        self.problem = problem
         failure = problem
         onProblem?(problem)
     }
@@ -227,7 +255,7 @@ public final class AsyncRedisConnection {
 
     private func didConnect() {
         connected = true
-        lastProblem = nil
+        problem = nil
         reconnectDelayMs = 50
         onStateChange?(true)
     }
@@ -237,7 +265,7 @@ public final class AsyncRedisConnection {
         let wasConnected = connected
         context = nil
         connected = false
-        lastProblem = dropReason ?? failure
+        problem = dropReason ?? failure
         dropReason = nil
         deadlines.removeAll()
         scheduleReconnect()
@@ -245,6 +273,7 @@ public final class AsyncRedisConnection {
     }
 
     private func scheduleReconnect() {
+        guard !closed else { return reconnectAt = .max }
         reconnectAt = Clock.monotonicMillis() + reconnectDelayMs
         reconnectDelayMs = min(reconnectDelayMs * 2, AsyncRedisConnection.maxReconnectDelayMs)
     }

@@ -20,22 +20,28 @@ public final class RedisConnection {
     private var target: RedisEndpoint
     /// SentinelWatch.epoch when the connection was made.
     private var sentinelEpoch = 0
+    /// For a `redis+cluster://` endpoint: the connections to its primaries,
+    /// which every command goes through.
+    private let cluster: BlockingClusterRouter?
 
     public init(endpoint: RedisEndpoint, commandTimeoutMs: Int = 5000, requiresPrimary: Bool = true) {
         self.endpoint = endpoint
         self.commandTimeoutMs = commandTimeoutMs
         self.requiresPrimary = requiresPrimary
         target = endpoint
+        cluster = endpoint.cluster == nil ? nil : BlockingClusterRouter(endpoint: endpoint, timeoutMs: commandTimeoutMs)
     }
 
     deinit { disconnect() }
 
     public func disconnect() {
+        cluster?.disconnect()
         if let c = context { redisFree(c) }
         context = nil
     }
 
     public func connect() throws {
+        if let cluster { return try cluster.connect() }
         if context != nil {
             // Behind Sentinel, a failover since this connection was made
             // (SentinelWatch) sends it to the new primary.
@@ -88,6 +94,7 @@ public final class RedisConnection {
     /// `.error`, not thrown: scripts use error replies for expected outcomes.
     @discardableResult
     public func command(_ args: [String]) throws -> RedisReply {
+        if let cluster { return try cluster.command(args) }
         try connect()
         let raw: UnsafeMutableRawPointer? = withArgv(args) { argc, argv, lens in
             redisCommandArgv(context, argc, argv, lens)
@@ -100,6 +107,7 @@ public final class RedisConnection {
     /// Like `command`, with a longer socket timeout for a command that blocks
     /// in Redis (BLPOP) for up to `blockingMs`.
     public func blockingCommand(_ args: [String], blockingMs: Int) throws -> RedisReply {
+        if let cluster { return try cluster.command(args, blockingMs: blockingMs) }
         try connect()
         redisSetTimeout(context, RedisConnection.timeval(ms: blockingMs + commandTimeoutMs))
         defer { if let c = context { redisSetTimeout(c, RedisConnection.timeval(ms: commandTimeoutMs)) } }
@@ -107,7 +115,9 @@ public final class RedisConnection {
     }
 
     /// Sends several commands in one write and reads all replies.
+    /// On a cluster, the commands go one by one, each to its node.
     public func pipeline(_ commands: [[String]]) throws -> [RedisReply] {
+        if let cluster { return try cluster.pipeline(commands) }
         try connect()
         for cmd in commands {
             let rc = withArgv(cmd) { argc, argv, lens in redisAppendCommandArgv(context, argc, argv, lens) }

@@ -6,7 +6,10 @@
 /// - `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]`:
 ///   the primary of `master`, asked of the sentinels (port 26379 by default)
 ///   at every connect; the user and password are the data nodes' (the
-///   sentinels' own come from SPOOL_SENTINEL_USERNAME / _PASSWORD).
+///   sentinels' own come from SPOOL_SENTINEL_USERNAME / _PASSWORD);
+/// - `redis+cluster://[user[:password]@]host1[:port],host2[:port],...`: a Redis
+///   Cluster, found from any of these seed nodes (port 6379 by default); every
+///   command goes to the node that serves its key's slot (ClusterTopology).
 /// A user without a password (`redis://app@host`) is a user, not a password:
 /// it authenticates as that user with an empty password, which an ACL user
 /// marked `nopass` accepts.
@@ -21,12 +24,25 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     /// Set for `redis+sentinel://`: host and port then name the primary found
     /// last, and are found again at every connect.
     public var sentinel: Sentinel? = nil
+    /// Set for `redis+cluster://`: the seed nodes. Host and port then name
+    /// the first seed; connections route each command by its key's slot.
+    public var cluster: [Node]? = nil
+
+    /// One `host:port` of a list (sentinels, cluster seeds).
+    public struct Node: Hashable, Sendable {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
 
     public struct Sentinel: Equatable, Sendable {
-        public struct Node: Equatable, Sendable {
-            public var host: String
-            public var port: Int
-        }
+        public typealias Node = RedisEndpoint.Node
         public var nodes: [Node]
         public var masterName: String
         /// The sentinels' own credentials (they may differ from the data nodes').
@@ -54,8 +70,11 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         var auth = ""
         if let username { auth = RedisEndpoint.hideControl(username) + (password == nil ? "" : ":***") + "@" }
         else if password != nil { auth = ":***@" }
+        if let cluster {
+            return "redis+cluster://\(auth)\(cluster.map(\.address).joined(separator: ","))"
+        }
         if let sentinel {
-            let nodes = sentinel.nodes.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
+            let nodes = sentinel.nodes.map(\.address)
             return "redis+sentinel://\(auth)\(nodes.joined(separator: ","))/\(RedisEndpoint.hideControl(sentinel.masterName))/\(database)"
         }
         if let socketPath { return "unix://\(auth)\(socketPath)?db=\(database)" }
@@ -74,13 +93,18 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     }
 
     public static let urlForms = "redis://[user[:password]@]host[:port][/db], unix://[user[:password]@]/path/redis.sock[?db=N] "
-        + "or redis+sentinel://[user[:password]@]host[:port],host[:port],.../master[/db]"
+        + ", redis+sentinel://[user[:password]@]host[:port],host[:port],.../master[/db] "
+        + "or redis+cluster://[user[:password]@]host[:port],host[:port],..."
 
     public init(url: String) throws {
         let isUnix: Bool
         var rest: Substring
         if url.hasPrefix("redis+sentinel://") {
             self = try RedisEndpoint(sentinelURL: url.dropFirst("redis+sentinel://".count))
+            return
+        }
+        if url.hasPrefix("redis+cluster://") {
+            self = try RedisEndpoint(clusterURL: url.dropFirst("redis+cluster://".count))
             return
         }
         if url.hasPrefix("redis://") {
@@ -150,14 +174,7 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
             try parseUserInfo(authority[..<at])
             authority = authority[authority.index(after: at)...]
         }
-        var nodes: [Sentinel.Node] = []
-        for part in authority.split(separator: ",", omittingEmptySubsequences: false) {
-            var node = RedisEndpoint()
-            node.port = 26379
-            guard !part.isEmpty else { throw ParseError(description: "an empty sentinel address in the list") }
-            try node.parseHostPortDatabase(part)
-            nodes.append(Sentinel.Node(host: node.host, port: node.port))
-        }
+        let nodes = try RedisEndpoint.nodeList(authority, defaultPort: 26379, kind: "sentinel")
         if let dbSlash = path.firstIndex(of: "/") {
             let db = path[path.index(after: dbSlash)...]
             path = path[..<dbSlash]
@@ -178,6 +195,51 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         sentinel = Sentinel(nodes: nodes, masterName: master)
         host = nodes[0].host
         port = 6379
+    }
+
+    /// `[user[:password]@]host[:port],host[:port],...`: Cluster has one
+    /// database only, so no path or query is accepted.
+    private init(clusterURL text: Substring) throws {
+        guard !text.contains(where: { $0 == " " || $0 == "#" }) else {
+            throw ParseError(description: "contains a space or '#'; percent-encode such characters (%20, %23)")
+        }
+        var authority = text
+        if authority.contains("/") || authority.contains("?") {
+            throw ParseError(description: "redis+cluster:// takes only seed nodes (host:port,host:port,...): "
+                             + "Redis Cluster has one database, so no /db or parameter")
+        }
+        if let at = authority.lastIndex(of: "@") {
+            try parseUserInfo(authority[..<at])
+            authority = authority[authority.index(after: at)...]
+        }
+        let nodes = try RedisEndpoint.nodeList(authority, defaultPort: 6379, kind: "cluster seed")
+        cluster = nodes
+        host = nodes[0].host
+        port = nodes[0].port
+    }
+
+    /// A comma-separated list of `host[:port]`.
+    private static func nodeList(_ text: Substring, defaultPort: Int, kind: String) throws -> [Node] {
+        var nodes: [Node] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            var node = RedisEndpoint()
+            node.port = defaultPort
+            guard !part.isEmpty else { throw ParseError(description: "an empty \(kind) address in the list") }
+            try node.parseHostPortDatabase(part)
+            if node.database != 0 { throw ParseError(description: "a \(kind) address takes no database: '\(part)'") }
+            nodes.append(Node(host: node.host, port: node.port))
+        }
+        return nodes
+    }
+
+    /// The endpoint of one node of a cluster: this endpoint's credentials,
+    /// that node's address.
+    public func clusterNode(_ node: Node) -> RedisEndpoint {
+        var at = self
+        at.cluster = nil
+        at.host = node.host
+        at.port = node.port
+        return at
     }
 
     /// `user[:password]` before the '@': a user alone is a user, not a password.

@@ -18,7 +18,10 @@ extension RedisEndpoint {
     /// asked of every sentinel, the newest configuration winning). Throws
     /// while a failover is in progress, or naming what every sentinel said
     /// when none names a primary.
+    /// A cluster endpoint resolves to one of its primaries, another at each
+    /// call (for a connection that needs any node: pub/sub).
     public func resolved() throws -> RedisEndpoint {
+        if cluster != nil { return clusterNode(ClusterTopology.anyNode(self)) }
         guard let sentinel else { return self }
         if SentinelWatch.failoverInProgress.load(ordering: .acquiring) {
             throw RedisError.connection("a Sentinel failover of '\(sentinel.masterName)' is in progress; "

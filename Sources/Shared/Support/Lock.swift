@@ -28,15 +28,35 @@ public final class Lock: @unchecked Sendable {
     public func wait(_ condition: Condition) {
         pthread_cond_wait(&condition.cond, &mutex)
     }
+
+    /// Like `wait`, for at most `timeoutMs`; false when the time ran out.
+    @discardableResult
+    public func wait(_ condition: Condition, timeoutMs: Int64) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let ns = Int64(deadline.tv_nsec) + (timeoutMs % 1000) * 1_000_000
+        deadline.tv_sec += Int(timeoutMs / 1000) + Int(ns / 1_000_000_000)
+        deadline.tv_nsec = Int(ns % 1_000_000_000)
+        return pthread_cond_timedwait(&condition.cond, &mutex, &deadline) != ETIMEDOUT
+    }
 }
 
 /// A condition variable to wait on with a `Lock` held (`Lock.wait`).
 public final class Condition: @unchecked Sendable {
     fileprivate var cond = pthread_cond_t()
 
-    public init() { pthread_cond_init(&cond, nil) }
+    /// On the monotonic clock, so a timed wait ignores changes of the wall clock.
+    public init() {
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&cond, &attr)
+        pthread_condattr_destroy(&attr)
+    }
     deinit { pthread_cond_destroy(&cond) }
 
     /// Wakes one thread waiting on it.
     public func signal() { pthread_cond_signal(&cond) }
+    /// Wakes every thread waiting on it.
+    public func broadcast() { pthread_cond_broadcast(&cond) }
 }

@@ -88,10 +88,11 @@ final class FetchLoop {
             // and claim the rest of the wait with the precise local timer.
             if ms > DueTimer.deafWaitMaxMs { blockMs = ms - DueTimer.deafWaitMaxMs }
         }
-        let keys = worker.config.queues.map { worker.schema.wake($0) }
-        let seconds = String(format3(blockMs))
         worker.dueTimer.startListening()
         defer { worker.dueTimer.stopListening() }
+        if let board = worker.clusterWake { return board.waitForToken(ms: blockMs, stop: worker.stopFetching) }
+        let keys = worker.config.queues.map { worker.schema.wake($0) }
+        let seconds = String(format3(blockMs))
         let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(blockMs))
         if case .error(let e) = reply { throw RedisError.server(e) }
     }

@@ -14,6 +14,8 @@ final class WorkerContext {
     let stopFetching = StopFlag()
     let redisHealth: RedisHealth
     let dueTimer = DueTimer()
+    /// On Redis Cluster, where idle loops hear new jobs (else they BLPOP themselves).
+    let clusterWake: ClusterWakeBoard?
     /// Batches each queue's successes (in the first queue, with the claims
     /// of the loops' next jobs), by queue name.
     let completions: [String: CompletionBatcher]
@@ -27,6 +29,7 @@ final class WorkerContext {
         self.handlers = handlers
         self.logger = logger
         self.redisHealth = RedisHealth(logger: logger)
+        clusterWake = config.redis.cluster == nil ? nil : ClusterWakeBoard()
         var batchers: [String: CompletionBatcher] = [:]
         for (index, queue) in config.queues.enumerated() {
             batchers[queue] = CompletionBatcher(queue: queue, claimsNextJobs: index == 0,

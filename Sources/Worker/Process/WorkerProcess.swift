@@ -39,8 +39,19 @@ final class WorkerProcess {
 
     private var sentinelWatch: SentinelWatch?
 
+    private var clusterThreads: [BackgroundThread] = []
+
     func start() {
         health?.start()
+        // On Redis Cluster: keep the slot map fresh (ClusterTopology), and
+        // listen for each queue's new jobs (ClusterWakeBoard).
+        if let watch = ClusterTopology.startWatch(worker.config.redis, logger: worker.logger) { clusterThreads.append(watch) }
+        if let board = worker.clusterWake {
+            for queue in worker.config.queues {
+                let listener = ClusterWakeListener(worker: worker, board: board, queue: queue)
+                clusterThreads.append(BackgroundThread(name: "spool-wake") { listener.run() })
+            }
+        }
         let control = self.control
         controlThread = BackgroundThread(name: "spool-control") { control.run() }
         let watchdog = self.watchdog
