@@ -10,7 +10,7 @@ import Glibc
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-bench", abstract: "Load generator for Spool's benchmark",
-        subcommands: [Sequential.self, Batch.self, Latency.self, WaitProcessed.self])
+        subcommands: [Sequential.self, Batch.self, Latency.self, WaitProcessed.self, Slots.self])
 }
 
 struct Target: ParsableArguments {
@@ -27,6 +27,16 @@ func emit(_ build: (inout JSONWriter) -> Void) {
     build(&w)
     w.endObject()
     print(w.text)
+}
+
+/// The Redis Cluster slot Spool computes for each key, one per line (the
+/// cluster tests compare them with `CLUSTER KEYSLOT`).
+struct Slots: ParsableCommand {
+    @Argument(help: "Keys") var keys: [String] = []
+
+    func run() throws {
+        for key in keys { print(ClusterSlot.of(key)) }
+    }
 }
 
 /// Scenario 2: one client, keep-alive, one job per request.

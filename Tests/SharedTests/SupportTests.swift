@@ -117,7 +117,9 @@ final class RedisEndpointTests: XCTestCase {
                     "redis://::1:6379", "redis://[::1", "unix://relative.sock", "unix://", "redis://h?timeout=3",
                     "redis://u:%zz@h", "redis://h:6379?db=x",
                     "redis+sentinel://s1:26379", "redis+sentinel://s1,/m", "redis+sentinel://s1:0/m",
-                    "redis+sentinel://s1/", "redis+sentinel://s1/m/x", "redis+sentinel://s1/m?timeout=1"] {
+                    "redis+sentinel://s1/", "redis+sentinel://s1/m/x", "redis+sentinel://s1/m?timeout=1",
+                    "redis+cluster://", "redis+cluster://h1/0", "redis+cluster://h1?db=1", "redis+cluster://h1,,h2",
+                    "redis+cluster://h1:70000"] {
             XCTAssertThrowsError(try RedisEndpoint(url: bad), bad)
         }
     }
@@ -134,6 +136,35 @@ final class RedisEndpointTests: XCTestCase {
         XCTAssertEqual(e.description, "redis+sentinel://app:***@s1:26380,[::1]:26379,s3:26379/my-master/2")
         XCTAssertNil(sentinel.password, "the sentinels' own password is a setting of its own")
         XCTAssertEqual(try RedisEndpoint(url: "redis+sentinel://s1/m?db=3").database, 3)
+    }
+
+    func testClusterURLNamesTheSeedsAndTheNodesCredentials() throws {
+        let e = try RedisEndpoint(url: "redis+cluster://app:s%3Acret@n1:7000,[::1]:7001,n3")
+        XCTAssertEqual(e.cluster, [.init(host: "n1", port: 7000), .init(host: "::1", port: 7001), .init(host: "n3", port: 6379)])
+        XCTAssertEqual(e.password, "s:cret")
+        XCTAssertEqual(e.description, "redis+cluster://app:***@n1:7000,[::1]:7001,n3:6379")
+        let node = e.clusterNode(.init(host: "10.0.0.5", port: 7005))
+        XCTAssertNil(node.cluster)
+        XCTAssertEqual(node.address, "10.0.0.5:7005")
+        XCTAssertEqual(node.username, "app")
+        XCTAssertEqual(node.password, "s:cret")
+    }
+
+    /// Slots as Redis computes them (`CLUSTER KEYSLOT`); the e2e cluster test
+    /// compares more keys with a live cluster.
+    func testClusterSlotsFollowTheHashTag() {
+        XCTAssertEqual(ClusterSlot.of("foo"), 12182)
+        XCTAssertEqual(ClusterSlot.of("bar"), 5061)
+        XCTAssertEqual(ClusterSlot.of("{foo}.anything"), 12182)
+        XCTAssertEqual(ClusterSlot.of("x{}{foo}"), ClusterSlot.of("x{}{foo}"))
+        XCTAssertNotEqual(ClusterSlot.of("x{}{foo}"), 12182, "an empty first tag means no tag: the whole key counts")
+        let schema = KeySchema(prefix: "spool")
+        let slot = ClusterSlot.of(schema.wake("emails"))
+        XCTAssertEqual(ClusterSlot.of(schema.job(JobID.generate(queue: "emails"))), slot)
+        XCTAssertEqual(ClusterSlot.of(command: ["EVALSHA", "abc", "2", schema.lease("emails"), "x"]), slot)
+        XCTAssertNil(ClusterSlot.of(command: ["EVALSHA", "abc", "0", "arg"]))
+        XCTAssertNil(ClusterSlot.of(command: ["WAIT", "1", "100"]))
+        XCTAssertEqual(ClusterSlot.of(command: ["HGETALL", "foo"]), 12182)
     }
 }
 

@@ -255,7 +255,7 @@ class Cluster:
         return [n for n in self.alive_nodes()
                 if n.cli("ROLE").splitlines()[:1] == ["slave"] and "connected" in n.cli("ROLE")]
 
-    def node_for_key(self, key):
+    def node_for_key(self, key, required=True):
         slot = int(self.alive_nodes()[0].cli("CLUSTER", "KEYSLOT", key))
         for n in self.primary_nodes():
             for line in n.cli("CLUSTER", "NODES").splitlines():
@@ -265,7 +265,9 @@ class Cluster:
                         lo, _, hi = r.partition("-")
                         if not lo.startswith("[") and int(lo) <= slot <= int(hi or lo):
                             return n
-        raise AssertionError(f"no primary serves the slot of {key}")
+        if required:
+            raise AssertionError(f"no primary serves the slot of {key}")
+        return None
 
     def cli(self, *args):
         any_node = self.alive_nodes()[0]

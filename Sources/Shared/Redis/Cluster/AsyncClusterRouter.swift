@@ -23,6 +23,10 @@ final class AsyncClusterRouter {
     private var wasUp = false
     /// Primaries sent commands since the last WAIT.
     private var written: Set<RedisEndpoint.Node> = []
+    /// When each link to a node outside the map was made (a MOVED or ASK
+    /// named a node the map does not know yet): closed once unused that long.
+    private var strangers: [RedisEndpoint.Node: Int64] = [:]
+    static let strangerLifeMs: Int64 = 5000
     static let tickMs = 100
 
     init(owner: AsyncRedisConnection) {
@@ -67,6 +71,14 @@ final class AsyncClusterRouter {
             }
         }
         if map == nil { ClusterTopology.requestRefresh() }
+        let now = Clock.monotonicMillis()
+        for (node, since) in strangers where now - since > AsyncClusterRouter.strangerLifeMs {
+            strangers[node] = nil
+            if let map, !map.primaries.contains(node) {
+                links[node]?.close()
+                links[node] = nil
+            }
+        }
         noteState()
     }
 
@@ -78,7 +90,11 @@ final class AsyncClusterRouter {
     }
 
     private func link(_ node: RedisEndpoint.Node) -> AsyncRedisConnection {
-        if let known = links[node] { return known }
+        if let known = links[node] {
+            if strangers[node] != nil { strangers[node] = Clock.monotonicMillis() }
+            return known
+        }
+        if let map, !map.primaries.contains(node) { strangers[node] = Clock.monotonicMillis() }
         let made = AsyncRedisConnection(endpoint: owner.endpoint.clusterNode(node), loop: owner.loop,
                                         commandTimeoutMs: owner.commandTimeoutMs)
         made.onStateChange = { [unowned self] _ in noteState() }
@@ -104,33 +120,41 @@ final class AsyncClusterRouter {
             ClusterTopology.requestRefresh()
             return callback(.failure(.connection("no Redis Cluster primary serves slot \(slot ?? 0) (the cluster is down for it)")))
         }
-        dispatch(args, to: node, attempt: 0, asking: false, giveUpAt: Clock.monotonicMillis() + owner.commandTimeoutMs, callback)
+        dispatch(args, to: node, giveUpAt: Clock.monotonicMillis() + owner.commandTimeoutMs, callback)
     }
 
-    private func dispatch(_ args: [String], to node: RedisEndpoint.Node, attempt: Int, asking: Bool, giveUpAt: Int64,
+    /// `redirects` counts MOVED and ASK followed (at most maxRedirects);
+    /// `retries` the TRYAGAIN and CLUSTERDOWN answers (bounded by `giveUpAt`).
+    private func dispatch(_ args: [String], to node: RedisEndpoint.Node, redirects: Int = 0, retries: Int = 0,
+                          asking: Bool = false, giveUpAt: Int64,
                           _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
         let link = self.link(node)
         written.insert(node)
         if asking { link.sendRaw(["ASKING"]) { _ in } }
         link.sendRaw(args) { [weak self] result in
-            guard let self, case .success(let reply) = result, let redirect = ClusterReply(reply),
-                  attempt < BlockingClusterRouter.maxRedirects else { return callback(result) }
+            guard let self, case .success(let reply) = result, var redirect = ClusterReply(reply) else {
+                return callback(result)
+            }
+            // Nodes that send a command back and forth (a slot's new owner
+            // told before its old one): wait for them to agree.
+            if redirects >= BlockingClusterRouter.maxRedirects { redirect = .tryAgain("redirected too often") }
             switch redirect {
             case .moved(_, let to):
                 ClusterTopology.requestRefresh()
                 let target = to.host.isEmpty ? RedisEndpoint.Node(host: node.host, port: to.port) : to
-                dispatch(args, to: target, attempt: attempt + 1, asking: false, giveUpAt: giveUpAt, callback)
+                dispatch(args, to: target, redirects: redirects + 1, retries: retries, giveUpAt: giveUpAt, callback)
             case .ask(_, let to):
                 let target = to.host.isEmpty ? RedisEndpoint.Node(host: node.host, port: to.port) : to
-                dispatch(args, to: target, attempt: attempt + 1, asking: true, giveUpAt: giveUpAt, callback)
+                dispatch(args, to: target, redirects: redirects + 1, retries: retries, asking: true, giveUpAt: giveUpAt,
+                         callback)
             case .tryAgain:
-                let delay = 10 << attempt
+                let delay = min(10 << min(retries, 5), 200)
                 guard Clock.monotonicMillis() + Int64(delay) < giveUpAt else { return callback(result) }
                 owner.loop.after(milliseconds: delay) { [weak self] in
                     guard let self else { return callback(result) }
-                    let slot = ClusterSlot.of(command: args)
-                    let again = slot.flatMap { self.map?.primary(forSlot: $0) } ?? node
-                    dispatch(args, to: again, attempt: attempt + 1, asking: false, giveUpAt: giveUpAt, callback)
+                    // Sent where the slot lives now: the map may have changed meanwhile.
+                    let again = ClusterSlot.of(command: args).flatMap { self.map?.primary(forSlot: $0) } ?? node
+                    dispatch(args, to: again, redirects: 0, retries: retries + 1, giveUpAt: giveUpAt, callback)
                 }
             }
         }
@@ -146,6 +170,14 @@ final class AsyncClusterRouter {
         var fewest = Int64.max
         var failure: Result<RedisReply, RedisError>?
         for node in nodes {
+            // A primary written to that has left the map (it failed): those
+            // writes' fate is unknown, so the wait fails.
+            guard links[node] != nil else {
+                left -= 1
+                if failure == nil { failure = .failure(.connection("\(node.address) left the cluster")) }
+                if left == 0 { callback(failure!) }
+                continue
+            }
             link(node).sendRaw(args) { result in
                 switch result {
                 case .success(.integer(let n)): fewest = min(fewest, n)

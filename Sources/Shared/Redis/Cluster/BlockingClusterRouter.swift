@@ -57,8 +57,11 @@ final class BlockingClusterRouter {
                 throw error
             }
             asking = false
-            guard let redirect = ClusterReply(reply), redirects < BlockingClusterRouter.maxRedirects else { return reply }
+            guard var redirect = ClusterReply(reply) else { return reply }
             redirects += 1
+            // Nodes that send a command back and forth (a slot's new owner
+            // told before its old one): wait for them to agree.
+            if redirects > BlockingClusterRouter.maxRedirects { redirect = .tryAgain("redirected too often") }
             switch redirect {
             case .moved(_, let to):
                 _ = try? ClusterTopology.load(endpoint)
@@ -70,8 +73,8 @@ final class BlockingClusterRouter {
                 guard Clock.monotonicMillis() + backoffMs < giveUpAt else { return reply }
                 Clock.sleep(milliseconds: backoffMs)
                 backoffMs = min(backoffMs * 2, 200)
-                redirects -= 1
-                if case .some = ClusterSlot.of(command: args) { target = try primary(for: slot) }
+                redirects = 0
+                target = try primary(for: slot)
             }
         }
     }
