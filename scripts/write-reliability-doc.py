@@ -281,6 +281,26 @@ def render(run, all_runs):
       "After a failover, API and workers reconnect by themselves; leases in the restored data are honoured, so "
       "jobs whose workers vanished are recovered within one lease plus one heartbeat.")
     w("")
+    w("- **Redis Cluster.** With `REDIS_URL=redis+cluster://n1:7000,n2:7001,...` each queue lives in its slot "
+      "on one primary; Spool routes every command by slot, follows `MOVED` and `ASK`, waits out `TRYAGAIN` and "
+      "`CLUSTERDOWN` for up to `SPOOL_REDIS_TIMEOUT_MS`, and loads the slot map again when a node fails. The "
+      "cluster promotes a replica by itself; with `SPOOL_MIN_REPLICAS=1` every write is acknowledged by a replica "
+      "of the primary that took it, so a promoted replica holds every job answered `201`. Measured on 3 primaries "
+      "with 2 replicas each, a queue's primary SIGKILLed under load (`cluster-node-timeout` 1000 ms): "
+      f"{F.v('cluster_primary_sigkill', 'accepted')} jobs answered `201`, "
+      f"{F.v('cluster_primary_sigkill', 'lost')} lost, "
+      f"{F.v('cluster_primary_sigkill', 'refused_503')} enqueues answered `503` while the slot had no primary, "
+      f"`201` again after {F.v('cluster_primary_sigkill', 's_until_201', ' s')} and every worker running jobs of "
+      f"that queue again after {F.v('cluster_primary_sigkill', 's_until_every_worker_fetches', ' s')}. With one "
+      "replica per primary, `SPOOL_MIN_REPLICAS=1` refuses writes to that slot (`503 not_replicated`) from the "
+      "promotion until a new replica has synced: give each primary two replicas. A queue's slot migrated to "
+      "another primary under load (`MIGRATING`/`IMPORTING`, `MIGRATE` in batches of 10 keys, "
+      f"{F.v('cluster_slot_migration', 'keys_moved')} keys in {F.v('cluster_slot_migration', 's_migrating', ' s')}): "
+      f"{F.v('cluster_slot_migration', 'accepted')} jobs answered `201`, none lost, no error to any HTTP caller. "
+      "While a slot moves, Redis answers `TRYAGAIN` to that queue's scripts, and Spool retries them for up to "
+      "`SPOOL_REDIS_TIMEOUT_MS`: keep the move of one slot shorter than that (`redis-cli --cluster reshard "
+      "--cluster-pipeline 1000` moves 1,000 keys per `MIGRATE`), or callers of that queue get `503` until it ends.")
+    w("")
 
     w("### Redis memory and disk")
     w("")

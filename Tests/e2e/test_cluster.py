@@ -82,6 +82,7 @@ def test_jobs_on_every_primary_run_and_idle_workers_wake_at_once(fresh):
     assert status == 200
     for q in queues:
         assert f'queue="{q}"' in metrics
+    assert not cluster.keys("*slot-guard*"), "the slot guard key must never exist"
 
 
 def test_wait_answers_for_a_job_on_any_node(fresh):

@@ -1,8 +1,26 @@
-/// Every Redis key Spool uses, in one place.
+/// Every Redis key Spool uses, in one place, and why each works on Redis Cluster.
 ///
-/// Keys of one queue share the hash tag `{queue}`, so every script (which only
-/// touches one queue) works unchanged on Redis Cluster. The registry keys
-/// (`queues`, `workers`, `worker:<id>`) are never touched inside a script.
+/// The rule: a script touches one slot, and a command touches one slot.
+/// - Keys of one queue share the hash tag `{queue}`, so each lives in its
+///   queue's slot, and every queue script (which touches one queue only) runs
+///   on the node serving that slot. Scripts declare all the queue's
+///   structural keys in KEYS (QueueKeys) and build only keys of the same slot
+///   from ARGV prefixes (job hashes, idempotency keys, receipts), so the
+///   declared keys route the call and the built ones are on the same node.
+///   While a queue's slot migrates, Redis answers TRYAGAIN to those scripts
+///   (one declared key, the slot guard, never exists, so never are all of
+///   them present on one side) and the connections wait it out: no script
+///   runs on half a queue, where a job hash it builds might already have moved.
+/// - The registry keys (`queues`, `workers`, `worker:<id>`) have no hash tag:
+///   each is read and written on its own, by single-key commands or the
+///   one-key `check_queue` script, never together with another key. Each may
+///   live on a different node; listings gather from each.
+/// - The finished channel is classic pub/sub, which a cluster delivers to
+///   subscribers on every node: the API subscribes on any one node. It carries
+///   a message only for a job a client waits on (`waiting`), so broadcasting
+///   costs little; sharded pub/sub would need a subscription per queue.
+/// - A worker cannot BLPOP the wake lists of several queues at once on a
+///   cluster (several slots): it listens per queue (ClusterWakeBoard).
 public struct KeySchema: Sendable {
     public let prefix: String
 
@@ -38,6 +56,13 @@ public struct KeySchema: Sendable {
     /// HASH per minute: processed and failed counts in that minute; expires
     /// after an hour. The key ends with the minute (epoch ms / 60000).
     public func throughputPrefix(_ q: String) -> String { queueBase(q) + ":throughput:" }
+    /// Never written: declared by every queue script (QueueKeys) so that a
+    /// script always names a key that is absent. On a node whose slot is being
+    /// migrated Redis runs a script only when all its declared keys are there;
+    /// with this one it never does, and answers TRYAGAIN until the move ends
+    /// (the scripts build job hash names from prefixes, which Redis cannot
+    /// check for having moved).
+    public func slotGuard(_ q: String) -> String { queueBase(q) + ":slot-guard" }
     /// STRING: present while the queue is paused.
     public func paused(_ q: String) -> String { queueBase(q) + ":paused" }
     /// STRING, kept one lease: the receipt of the last call that claimed or
