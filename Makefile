@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster deploy-test chaos-short chaos bench clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster deploy-test chaos-short chaos bench bench-cluster clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -81,6 +81,12 @@ bench: deps
 	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: the Sidekiq comparison is skipped"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
+
+# Scenario 10 of make bench alone: Redis CPU per job on each primary of a
+# 3-primary cluster against one Redis (.spool/bench-cluster.json).
+bench-cluster: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_cluster.py
 
 test: unit e2e e2e-cluster deploy-test chaos-short deploy-e2e warnings
 

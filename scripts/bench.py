@@ -341,6 +341,10 @@ def main():
         stack.close()
         stop_all()
 
+    print("10 Redis Cluster: Redis CPU per job on each primary against one Redis", flush=True)
+    import bench_cluster  # its own Redis nodes; imported here, it imports this module
+    results["cluster"] = bench_cluster.scenario(24_000 if QUICK else 120_000)
+
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)
     (ROOT / ".spool").mkdir(exist_ok=True)
@@ -438,9 +442,27 @@ Details:
   enqueue {r['depth_conc_empty']['rate']:,.0f}/s), so that drift over the run does not count.
 - 9: `INFO memory` before and after 100,000 jobs `{{"type":"noop"}}` (payload `null`, 4 bytes).
 
+{render_cluster(r)}
+
 {render_peer(r)}
 
 {notes()}"""
+
+
+def render_cluster(r):
+    """Scenario 10 (scripts/bench_cluster.py)."""
+    c = r.get("cluster")
+    if not c:
+        return "## Redis Cluster\n\nNot measured in this run."
+    return f"""## Redis Cluster
+
+{c['jobs']:,} noop jobs enqueued in batches over {c['queues']} queues (4 per primary), then drained by one worker of
+16 loops, on a 3-primary cluster (no replicas) and on one redis-server, in the same run. Redis CPU seconds
+(`INFO cpu`) per 100,000 jobs: each primary {', '.join(f'{v:g}' for v in c['per_primary_cpu_s_per_100k'])};
+the single Redis {c['single_cpu_s_per_100k']:g}. The busiest primary spends **{c['worst_primary_ratio']:.2f} ×** the
+single Redis' CPU per job (target ≤ 0.4 ×: the load splits evenly, so 3 primaries on 3 hosts would take
+about 3 × the work). Wall time (2 shared cores, not a throughput figure): cluster {c['cluster_seconds']:g} s,
+single {c['single_seconds']:g} s."""
 
 
 def render_peer(r):

@@ -166,6 +166,38 @@ final class RedisEndpointTests: XCTestCase {
         XCTAssertNil(ClusterSlot.of(command: ["WAIT", "1", "100"]))
         XCTAssertEqual(ClusterSlot.of(command: ["HGETALL", "foo"]), 12182)
     }
+
+    /// On a cluster every script call of a queue names the slot guard last,
+    /// in its queue's slot; other commands and untagged keys are left alone.
+    func testTheSlotGuardIsAppendedToQueueScriptsOnly() {
+        let schema = KeySchema(prefix: "spool")
+        let call = ["EVALSHA", "abc", "2", schema.lease("q"), schema.wake("q"), "arg1"]
+        XCTAssertEqual(ClusterSlot.withSlotGuard(call),
+                       ["EVALSHA", "abc", "3", schema.lease("q"), schema.wake("q"), schema.slotGuard("q"), "arg1"])
+        XCTAssertEqual(ClusterSlot.of(schema.slotGuard("q")), ClusterSlot.of(schema.lease("q")))
+        for unchanged in [["EVALSHA", "abc", "1", schema.queues, "x"], ["EVALSHA", "abc", "0", "x"],
+                          ["HGETALL", schema.job(JobID.generate(queue: "q"))]] {
+            XCTAssertEqual(ClusterSlot.withSlotGuard(unchanged), unchanged)
+        }
+    }
+
+    /// CLUSTER SLOTS as Redis 7 answers it: an empty or null host is the node
+    /// asked, `?` a node without that endpoint type (left unserved).
+    func testClusterSlotsRepliesBecomeAMap() throws {
+        func range(_ a: Int64, _ b: Int64, _ host: RedisReply, _ port: Int64) -> RedisReply {
+            .array([.integer(a), .integer(b), .array([host, .integer(port), .bulk("id"), .array([])])])
+        }
+        let reply = RedisReply.array([range(0, 5460, .bulk("10.0.0.1"), 7000), range(5461, 10922, .bulk(""), 7001),
+                                      range(10923, 16000, .null, 7002), range(16001, 16383, .bulk("?"), 7003)])
+        let map = try XCTUnwrap(ClusterMap(slotsReply: reply, askedHost: "seed"))
+        XCTAssertEqual(map.primary(forSlot: 0), .init(host: "10.0.0.1", port: 7000))
+        XCTAssertEqual(map.primary(forSlot: 6000), .init(host: "seed", port: 7001))
+        XCTAssertEqual(map.primary(forSlot: 16000), .init(host: "seed", port: 7002))
+        XCTAssertNil(map.primary(forSlot: 16001))
+        XCTAssertEqual(map.unservedSlots, 383)
+        XCTAssertNil(ClusterMap(slotsReply: .array([]), askedHost: "seed"))
+        XCTAssertNil(ClusterMap(slotsReply: .error("ERR This instance has cluster support disabled"), askedHost: "seed"))
+    }
 }
 
 final class SettingSourceTests: XCTestCase {

@@ -212,3 +212,33 @@ def test_broken_missing_stop_grace_means_docker_default(compose_bin, tmp_path):
 @pytest.mark.parametrize("text, ms", [("35s", 35_000), ("1m30s", 90_000), ("1500ms", 1_500), ("1h", 3_600_000)])
 def test_go_duration(text, ms):
     assert go_duration_ms(text) == ms
+
+
+SENTINEL_FILE = COMPOSE_DIR / "sentinel.yml"
+
+
+def sentinel_model(compose_bin) -> dict:
+    r = run([compose_bin, "-f", COMPOSE_FILE, "-f", SENTINEL_FILE, "--env-file", ENV_EXAMPLE, "config", "--format",
+             "json"], cwd=COMPOSE_DIR, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_the_sentinel_profile_points_spool_at_the_sentinels(compose_bin):
+    """sentinel.yml over the main file: a replica, three sentinels, and both
+    binaries given the sentinels' URL and SPOOL_MIN_REPLICAS=1, every other
+    setting kept; the same rules as the main file hold."""
+    model = sentinel_model(compose_bin)
+    services = model["services"]
+    assert {"redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "api", "worker"} <= set(services)
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"].startswith("redis+sentinel://:"), env["REDIS_URL"]
+        assert env["REDIS_URL"].endswith("@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/spool")
+        assert env["SPOOL_MIN_REPLICAS"] == "1"
+        assert env["SPOOL_PREFIX"], "the main file's other settings are kept"
+    assert "--replicaof" in services["redis-replica"]["command"]
+    assert "--masterauth" in services["redis"]["command"], "the primary must rejoin as a replica after a failover"
+    assert healthy_dependency_problems(model) == []
+    assert fixed_port_on_replicas_problems(model) == []
+    assert stop_grace_problems(model) == []

@@ -59,7 +59,7 @@ public struct Setting: Sendable {
 public enum SharedSettings {
     public static let redisURL = Setting(
         "redis-url", env: "REDIS_URL", default: "`redis://127.0.0.1:6379`",
-        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'). Percent-encode `@ : / ?` in a password. No TLS yet")
+        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'), or a Redis Cluster `redis+cluster://[user[:password]@]host1[:port],host2[:port],...` (seed nodes; any one that answers is enough). Percent-encode `@ : / ?` in a password. No TLS yet")
     public static let sentinelUsername = Setting(
         "sentinel-username", env: "SPOOL_SENTINEL_USERNAME", default: "–",
         "With `redis+sentinel://`: the user the sentinels take, when they have their own ACL")

@@ -8,9 +8,10 @@
 ///   from ARGV prefixes (job hashes, idempotency keys, receipts), so the
 ///   declared keys route the call and the built ones are on the same node.
 ///   While a queue's slot migrates, Redis answers TRYAGAIN to those scripts
-///   (one declared key, the slot guard, never exists, so never are all of
-///   them present on one side) and the connections wait it out: no script
-///   runs on half a queue, where a job hash it builds might already have moved.
+///   (on a cluster the connections add the slot guard, a key that never
+///   exists, to every script's keys, so never are all of them present on one
+///   side) and the connections wait it out: no script runs on half a queue,
+///   where a job hash it builds might already have moved.
 /// - The registry keys (`queues`, `workers`, `worker:<id>`) have no hash tag:
 ///   each is read and written on its own, by single-key commands or the
 ///   one-key `check_queue` script, never together with another key. Each may
@@ -56,12 +57,15 @@ public struct KeySchema: Sendable {
     /// HASH per minute: processed and failed counts in that minute; expires
     /// after an hour. The key ends with the minute (epoch ms / 60000).
     public func throughputPrefix(_ q: String) -> String { queueBase(q) + ":throughput:" }
-    /// Never written: declared by every queue script (QueueKeys) so that a
-    /// script always names a key that is absent. On a node whose slot is being
-    /// migrated Redis runs a script only when all its declared keys are there;
-    /// with this one it never does, and answers TRYAGAIN until the move ends
-    /// (the scripts build job hash names from prefixes, which Redis cannot
-    /// check for having moved).
+    /// Never written. On Redis Cluster the connections append it to the
+    /// KEYS of every script call whose first key has a hash tag
+    /// (ClusterSlot.withSlotGuard), so that a script always names a key that
+    /// is absent: on a node whose slot is being migrated Redis runs a script
+    /// only when all its declared keys are there, and with this one it never
+    /// does; it answers TRYAGAIN until the move ends. Why: the scripts build
+    /// job hash names from prefixes, which Redis cannot check for having
+    /// moved. Appended last, so no script reads it, and only on a cluster, so
+    /// one Redis pays nothing for it.
     public func slotGuard(_ q: String) -> String { queueBase(q) + ":slot-guard" }
     /// STRING: present while the queue is paused.
     public func paused(_ q: String) -> String { queueBase(q) + ":paused" }

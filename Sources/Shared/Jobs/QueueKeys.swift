@@ -3,16 +3,14 @@
 /// for all scripts, so no script lays out a queue differently.
 ///
 /// KEYS: the four pending lists (urgent first), scheduled, lease, dead,
-/// paused, wake, stats, and the slot guard (a key that never exists, so that
-/// Redis Cluster never runs a queue script while the queue's slot is half
-/// migrated: see KeySchema.slotGuard). ARGV: the job, idempotency, throughput and waiting key
+/// paused, wake, stats. ARGV: the job, idempotency, throughput and waiting key
 /// prefixes and the finished channel. All keys share the queue's hash tag, so
 /// a script that declares them (and only keys of its own queue after them)
 /// touches one Cluster slot. The prefixes name keys of that same slot that a
 /// script builds from a job id; the finished channel is pub/sub, not a key.
 public struct QueueKeys: Sendable {
     public let queue: String
-    /// KEYS[1...11] of every queue script.
+    /// KEYS[1...10] of every queue script.
     public let keys: [String]
     /// ARGV[1...5] of every queue script.
     public let args: [String]
@@ -20,8 +18,7 @@ public struct QueueKeys: Sendable {
     public init(schema: KeySchema, queue q: String) {
         queue = q
         keys = Priority.allCases.map { schema.pending(q, $0) }
-            + [schema.scheduled(q), schema.lease(q), schema.dead(q), schema.paused(q), schema.wake(q), schema.stats(q),
-               schema.slotGuard(q)]
+            + [schema.scheduled(q), schema.lease(q), schema.dead(q), schema.paused(q), schema.wake(q), schema.stats(q)]
         args = [schema.jobPrefix(q), schema.idempotencyPrefix(q), schema.throughputPrefix(q), schema.waitingPrefix(q),
                 schema.finishedChannel]
     }

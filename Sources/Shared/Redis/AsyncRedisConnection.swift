@@ -70,6 +70,9 @@ public final class AsyncRedisConnection {
     }
 
     public var isUp: Bool { cluster?.isUp ?? connected }
+    /// Connecting now (TCP or handshake under way): a command sent now fails,
+    /// one sent in a moment may not.
+    var isConnecting: Bool { context != nil && !connected && dropReason == nil }
 
     /// Connects and starts the timer that enforces timeouts and reconnects.
     public func start() {

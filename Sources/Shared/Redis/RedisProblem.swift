@@ -17,6 +17,8 @@ public enum RedisProblem {
     public static let unavailableCodes: Set<String> = [
         "LOADING", "BUSY", "READONLY", "NOAUTH", "WRONGPASS", "NOPERM", "OOM", "MASTERDOWN",
         "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF", "NOTPRIMARY",
+        // Redis Cluster redirections still unresolved when the command's time ran out.
+        "MOVED", "ASK",
     ]
 
     /// Every kind, for counters that exist at 0 before their first event.

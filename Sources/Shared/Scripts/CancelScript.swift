@@ -4,12 +4,12 @@
 public struct CancelCall: ScriptCall {
     public static let script = LuaScript(name: "cancel", uses: [CommonLua.clock, CommonLua.defaults, CommonLua.queueKeys,
                                                                 CommonLua.priority, CommonLua.finishing], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12]   job hash
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]   job hash
 -- ARGV[6]    job id
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
 local q = queue_keys()
-local key, id = KEYS[12], ARGV[6]
+local key, id = KEYS[11], ARGV[6]
 local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s')
 local state = f[1]
 if not state then return {'missing'} end

@@ -5,8 +5,8 @@
 public struct CompleteAndFetchCall: ScriptCall {
     public static let script = LuaScript(name: "complete_and_fetch", uses: [FetchCall.claimJobs, CompleteCall.completeJob],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12], ARGV[6..9]    the claim's own, as FetchCall sends them (see claim_args)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11], ARGV[6..9]    the claim's own, as FetchCall sends them (see claim_args)
 -- ARGV[10]   most jobs to claim
 -- ARGV[11..] per completed job: id, attempt number the worker ran, result (JSON text)
 -- Output:    {{1 stored or 0 stale, per completed job}, then the fetch reply's parts (see FetchCall)}

@@ -2,8 +2,8 @@
 public struct CompleteCall: ScriptCall {
     public static let script = LuaScript(name: "complete", uses: [CommonLua.clock, CommonLua.queueKeys, completeJob],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12]   job hash
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]   job hash
 -- ARGV[6]    job id
 -- ARGV[7]    worker id
 -- ARGV[8]    attempt number the worker ran

@@ -5,7 +5,7 @@
 /// repeat nor skip jobs when new ones die meanwhile.
 public struct DeadListCall: ScriptCall {
     public static let script = LuaScript(name: "dead_list", uses: [CommonLua.queueKeys], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]  highest score to return ('+inf' for the first page)
 -- ARGV[7]  how many jobs at exactly that score to skip
 -- ARGV[8]  page size
@@ -93,7 +93,7 @@ return out
 public struct RetryDeadCall: ScriptCall {
     public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to retry when no ids are given
 -- ARGV[7..]  job ids (none: the oldest dead jobs)
 -- Output:    {retried count, state of the first id when it was not dead or '', ids examined}
@@ -165,7 +165,7 @@ return {retried, refused, #ids}
 /// Deletes up to `limit` of a queue's dead jobs (hashes and idempotency keys).
 public struct PurgeDeadCall: ScriptCall {
     public static let script = LuaScript(name: "purge_dead", uses: [CommonLua.queueKeys], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]  most jobs to delete in this call
 -- Output:  how many were deleted
 local q = queue_keys()

@@ -2,7 +2,7 @@
 public struct EnqueueCall: ScriptCall {
     public static let script = LuaScript(name: "enqueue", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.wake],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    pending limit for the queue (0 = none)
 -- ARGV[7]    number of jobs n, then per job:
 --            id, priority (1-4), run_at ms (0 = none), delay ms, idempotency key ('' = none),

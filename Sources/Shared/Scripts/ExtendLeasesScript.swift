@@ -3,7 +3,7 @@
 public struct ExtendLeasesCall: ScriptCall {
     public static let script = LuaScript(name: "extend_leases", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]   lease length ms
 -- ARGV[7]   worker id
 -- ARGV[8..] job id, attempt, job id, attempt, ...

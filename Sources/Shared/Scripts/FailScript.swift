@@ -3,8 +3,8 @@
 public struct FailCall: ScriptCall {
     public static let script = LuaScript(name: "fail", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease,
                                                               CommonLua.wake, bury], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12]  job hash
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]  job hash
 -- ARGV[6]   job id
 -- ARGV[7]   worker id
 -- ARGV[8]   attempt number the worker ran
@@ -14,7 +14,7 @@ public struct FailCall: ScriptCall {
 -- ARGV[12]  dead set cap
 -- Output:  'retry' | 'dead' | 'stale' (lease lost: nothing changed)
 local q = queue_keys()
-local key, id = KEYS[12], ARGV[6]
+local key, id = KEYS[11], ARGV[6]
 if not holds_lease(q, id, ARGV[7], ARGV[8]) then return 'stale' end
 local now = now_ms()
 redis.call('ZREM', q.lease, id)

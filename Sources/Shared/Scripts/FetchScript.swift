@@ -2,8 +2,8 @@
 /// scheduled jobs, pops by priority, leases the job and returns its fields.
 public struct FetchCall: ScriptCall {
     public static let script = LuaScript(name: "fetch", uses: [claimJobs], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12], ARGV[6..9]    the claim's own (see claim_args)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11], ARGV[6..9]    the claim's own (see claim_args)
 -- Output:    {'jobs', started_at µs, id, attempt, HGETALL of the job before the claim}
 --                                                      now running under this worker's lease
 --            {'empty', next due ms or -1, now ms}  nothing to run
@@ -23,14 +23,14 @@ return fetch_jobs(q, claim, 1, now, now_us_text)
     static let claimJobs = LuaPiece("claim_jobs", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.priority,
                                                          CommonLua.countText, CommonLua.wake, SettleCall.receipts], #"""
 -- The arguments of a claiming call (fetch, complete_and_fetch), after the queue's:
--- KEYS[12]  receipt key of the calling loop (absent: the caller keeps none), see KeySchema.receipt
+-- KEYS[11]  receipt key of the calling loop (absent: the caller keeps none), see KeySchema.receipt
 -- ARGV[6]   lease length ms (also how long the receipt is kept)
 -- ARGV[7]   worker id
 -- ARGV[8]   most scheduled jobs to promote in this call
 -- ARGV[9]   this call's token, written to the receipt
 local function claim_args()
   return {lease_ms = tonumber(ARGV[6]), worker = ARGV[7], promote_limit = tonumber(ARGV[8]),
-          receipt = {key = KEYS[12], token = ARGV[9], ttl_ms = ARGV[6], flags = '-'}}
+          receipt = {key = KEYS[11], token = ARGV[9], ttl_ms = ARGV[6], flags = '-'}}
 end
 
 -- The state and attempts of a job's fields as HGETALL returned them (a flat

@@ -2,7 +2,7 @@
 /// the head of their pending lists, without counting the interrupted attempt.
 public struct GiveBackCall: ScriptCall {
     public static let script = LuaScript(name: "give_back", uses: [CommonLua.queueKeys, giveBack], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    worker id
 -- ARGV[7..]  job id, attempt, job id, attempt, ...
 -- Output:    the ids given back (the others had already left this worker)

@@ -1,15 +1,15 @@
 /// Stores a running job's latest progress, if the worker still holds it.
 public struct ProgressCall: ScriptCall {
     public static let script = LuaScript(name: "progress", uses: [CommonLua.queueKeys, CommonLua.lease], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12]  job hash
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]  job hash
 -- ARGV[6]   job id
 -- ARGV[7]   worker id
 -- ARGV[8]   attempt
 -- ARGV[9]   progress (JSON text)
 -- Output:  1 stored, 0 not (the lease was lost)
 if not holds_lease(queue_keys(), ARGV[6], ARGV[7], ARGV[8]) then return 0 end
-redis.call('HSET', KEYS[12], 'progress', ARGV[9])
+redis.call('HSET', KEYS[11], 'progress', ARGV[9])
 return 1
 """#)
 

@@ -46,7 +46,7 @@ return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
 /// set: their hashes expire with their result TTL as usual.
 public struct DeleteQueueCall: ScriptCall {
     public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    jobs to delete in this call when purging (0 = do not purge)
 -- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
 local q = queue_keys()

@@ -1,7 +1,7 @@
 /// Reads one queue's counts in one atomic step (so the numbers agree).
 public struct QueueStatsCall: ScriptCall {
     public static let script = LuaScript(name: "queue_stats", uses: [CommonLua.queueKeys], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1), missing}
 local q = queue_keys()
 local out = {}

@@ -5,7 +5,7 @@ public struct RecoverCall: ScriptCall {
     public static let script = LuaScript(name: "recover", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease,
                                                                  CommonLua.priority, CommonLua.wake, FailCall.bury],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to recover in this call
 -- ARGV[7]    dead TTL seconds
 -- ARGV[8]    dead set cap

@@ -16,15 +16,15 @@
 public struct SettleCall: ScriptCall {
     public static let script = LuaScript(name: "settle", uses: [CommonLua.queueKeys, GiveBackCall.giveBack, receipts],
                                          body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
--- KEYS[12]   receipt key of the calling loop
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[11]   receipt key of the calling loop
 -- ARGV[6]    worker id
 -- ARGV[7]    token of the call whose reply was lost
 -- ARGV[8]    lease length ms (how long the receipt is kept)
 -- Output:    {0}                              the call did not run, and now never will
 --            {1, stored flags or '-', {ids given back}}   it ran
 local q = queue_keys()
-local receipt, worker, token = KEYS[12], ARGV[6], ARGV[7]
+local receipt, worker, token = KEYS[11], ARGV[6], ARGV[7]
 local parts = {}
 for word in string.gmatch(redis.call('GET', receipt) or '', '%S+') do parts[#parts + 1] = word end
 if parts[1] ~= token then

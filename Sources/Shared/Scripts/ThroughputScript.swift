@@ -1,7 +1,7 @@
 /// Jobs processed and failed in each of the last 60 minutes of a queue.
 public struct ThroughputCall: ScriptCall {
     public static let script = LuaScript(name: "throughput", uses: [CommonLua.clock, CommonLua.queueKeys], body: #"""
--- KEYS[1..11], ARGV[1..5] the queue's keys (QueueKeys)
+-- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- Output:  {first minute (epoch ms / 60000), processed, failed, processed, failed, ...}, oldest first
 local q = queue_keys()
 local minute = math.floor(now_ms() / 60000)

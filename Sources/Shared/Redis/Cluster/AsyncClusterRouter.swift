@@ -108,8 +108,9 @@ final class AsyncClusterRouter {
         return made
     }
 
-    func send(_ args: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
-        if args.first == "WAIT" { return waitForReplicas(args, callback) }
+    func send(_ command: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        if command.first == "WAIT" { return waitForReplicas(command, callback) }
+        let args = ClusterSlot.withSlotGuard(command)
         if map == nil { followMap() }
         guard let map else {
             ClusterTopology.requestRefresh()
@@ -129,6 +130,19 @@ final class AsyncClusterRouter {
                           asking: Bool = false, giveUpAt: Int64,
                           _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
         let link = self.link(node)
+        if link.isConnecting {
+            // A node just named (a new primary, a redirection's target): wait
+            // for its link rather than fail a command that has time left.
+            let delay = min(10 << min(retries, 5), 200)
+            if Clock.monotonicMillis() + Int64(delay) < giveUpAt {
+                owner.loop.after(milliseconds: delay) { [weak self] in
+                    guard let self else { return callback(.failure(.connection("connection closed"))) }
+                    dispatch(args, to: node, redirects: redirects, retries: retries + 1, asking: asking,
+                             giveUpAt: giveUpAt, callback)
+                }
+                return
+            }
+        }
         written.insert(node)
         if asking { link.sendRaw(["ASKING"]) { _ in } }
         link.sendRaw(args) { [weak self] result in

@@ -33,7 +33,8 @@ final class BlockingClusterRouter {
         _ = try ClusterTopology.mapOrLoad(endpoint)
     }
 
-    func command(_ args: [String], blockingMs: Int? = nil) throws -> RedisReply {
+    func command(_ command: [String], blockingMs: Int? = nil) throws -> RedisReply {
+        let args = ClusterSlot.withSlotGuard(command)
         let slot = ClusterSlot.of(command: args)
         var target = try primary(for: slot)
         var asking = false
@@ -44,7 +45,10 @@ final class BlockingClusterRouter {
             let connection = self.connection(target)
             let reply: RedisReply
             do {
-                if asking {
+                if asking, let blockingMs {
+                    _ = try connection.command(["ASKING"])
+                    reply = try connection.blockingCommand(args, blockingMs: blockingMs)
+                } else if asking {
                     reply = try connection.pipeline([["ASKING"], args]).last ?? .null
                 } else if let blockingMs {
                     reply = try connection.blockingCommand(args, blockingMs: blockingMs)
@@ -53,18 +57,18 @@ final class BlockingClusterRouter {
                 }
             } catch {
                 // The node may be gone for good: the next call uses a fresh map.
-                _ = try? ClusterTopology.load(endpoint)
+                ClusterTopology.refreshSoon(endpoint)
                 throw error
             }
             asking = false
             guard var redirect = ClusterReply(reply) else { return reply }
-            redirects += 1
             // Nodes that send a command back and forth (a slot's new owner
             // told before its old one): wait for them to agree.
-            if redirects > BlockingClusterRouter.maxRedirects { redirect = .tryAgain("redirected too often") }
+            if redirects >= BlockingClusterRouter.maxRedirects { redirect = .tryAgain("redirected too often") }
+            redirects += 1
             switch redirect {
             case .moved(_, let to):
-                _ = try? ClusterTopology.load(endpoint)
+                ClusterTopology.refreshSoon(endpoint)
                 target = to.host.isEmpty ? RedisEndpoint.Node(host: target.host, port: to.port) : to
             case .ask(_, let to):
                 target = to.host.isEmpty ? RedisEndpoint.Node(host: target.host, port: to.port) : to

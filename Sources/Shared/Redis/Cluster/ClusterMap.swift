@@ -13,8 +13,10 @@ public struct ClusterMap: Sendable {
     }
 
     /// Reads a `CLUSTER SLOTS` reply: ranges `[first, last, [host, port, id],
-    /// replicas...]`. An empty host means the node that answered (`askedHost`).
-    /// Nil when the reply has another shape or assigns no slot.
+    /// replicas...]`. An empty or null host means the node that answered
+    /// (`askedHost`); `?` (the node has no endpoint of the type asked for)
+    /// leaves the range unserved. Nil when the reply has another shape or
+    /// assigns no slot.
     init?(slotsReply reply: RedisReply, askedHost: String) {
         guard case .array(let ranges) = reply else { return nil }
         var primaries: [RedisEndpoint.Node] = []
@@ -22,9 +24,10 @@ public struct ClusterMap: Sendable {
         for range in ranges {
             guard case .array(let parts) = range, parts.count >= 3,
                   let first = parts[0].int, let last = parts[1].int, first >= 0, last < ClusterSlot.count, first <= last,
-                  case .array(let master) = parts[2], master.count >= 2,
-                  let host = master[0].string, let port = master[1].int else { return nil }
-            let node = RedisEndpoint.Node(host: host.isEmpty || host == "?" ? askedHost : host, port: Int(port))
+                  case .array(let master) = parts[2], master.count >= 2, let port = master[1].int else { return nil }
+            let host = master[0].string ?? ""
+            if host == "?" { continue }
+            let node = RedisEndpoint.Node(host: host.isEmpty ? askedHost : host, port: Int(port))
             let index: Int
             if let known = primaries.firstIndex(of: node) {
                 index = known

@@ -46,6 +46,21 @@ public enum ClusterSlot {
         return keyless.contains(name) ? nil : args[1]
     }
 
+    /// A script call (EVAL, EVALSHA) with the slot guard of its first key's
+    /// hash tag appended to its KEYS (see KeySchema.slotGuard); any other
+    /// command unchanged.
+    static func withSlotGuard(_ args: [String]) -> [String] {
+        guard args.count > 3, args[0] == "EVALSHA" || args[0] == "EVAL", let n = Int(args[2]), n > 0 else { return args }
+        let first = args[3]
+        guard let open = first.firstIndex(of: "{"),
+              let close = first[first.index(after: open)...].firstIndex(of: "}"),
+              close > first.index(after: open) else { return args }
+        var guarded = args
+        guarded[2] = String(n + 1)
+        guarded.insert(String(first[...close]) + ":slot-guard", at: 3 + n)
+        return guarded
+    }
+
     /// The slot a command goes to, nil for one with no key.
     public static func of(command args: [String]) -> Int? {
         routingKey(args).map(of)

@@ -77,6 +77,19 @@ public enum ClusterTopology {
     /// which must not block).
     public static func requestRefresh() { refreshWanted.store(true, ordering: .releasing) }
 
+    /// The map is stale: the watch thread loads it, or (in a process without
+    /// one: tools, tests) the caller does now. Why not every caller: after a
+    /// failover each worker thread would ask every node in turn, each bounded
+    /// by `askTimeoutMs`, all at once.
+    static func refreshSoon(_ endpoint: RedisEndpoint) {
+        if watching.load(ordering: .acquiring) {
+            requestRefresh()
+        } else {
+            _ = try? load(endpoint)
+        }
+    }
+    private static let watching = Atomic<Bool>(false)
+
     /// Starts the thread that keeps the map fresh, for a cluster endpoint
     /// only (nil for any other). It loads the map at once.
     /// The first load is made before it returns, so that the process'
@@ -84,6 +97,7 @@ public enum ClusterTopology {
     public static func startWatch(_ endpoint: RedisEndpoint, logger: Logger) -> BackgroundThread? {
         guard endpoint.cluster != nil else { return nil }
         _ = try? load(endpoint)
+        watching.store(true, ordering: .releasing)
         return BackgroundThread(name: "spool-cluster") {
             var lastLoad: Int64 = 0
             var lastProblem: String?

@@ -29,9 +29,8 @@ end
     /// The keys of the queue a script works on, by name.
     static let queueKeys = LuaPiece("queue_keys", #"""
 -- Every queue script takes its queue's keys first, in the order of QueueKeys
--- (Swift): KEYS[1..11] and ARGV[1..5]. Its own keys and arguments follow
--- (KEYS[12..], ARGV[6..]). KEYS[11] is the slot guard, never read or written
--- (see KeySchema.slotGuard).
+-- (Swift): KEYS[1..10] and ARGV[1..5]. Its own keys and arguments follow
+-- (KEYS[11..], ARGV[6..]).
 local function queue_keys()
   return {pending = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, scheduled = KEYS[5], lease = KEYS[6], dead = KEYS[7],
           paused = KEYS[8], wake = KEYS[9], stats = KEYS[10],

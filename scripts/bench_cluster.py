@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The Redis Cluster scenario of `make bench` (issue 14, part 4), also run alone by
+`make bench-cluster`.
+
+On 2 cores a 3-primary cluster cannot show 3x the throughput of one Redis, so it
+measures what predicts it: Redis CPU seconds per 100,000 jobs (enqueued in
+batches over 12 queues, then drained by one worker of 16 loops), on each primary
+of a 3-primary cluster (no replicas) against one redis-server running the same
+work in the same session. If the load splits evenly, each primary spends about a
+third of what the single Redis does (target: at most 0.4 x).
+
+The 12 queue names are chosen 4 per primary (by their slot), as an operator
+places queues on a cluster; names hashed at random can land 6/3/3.
+"""
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (the shared helpers: start, stop, bench_tool, ...)
+
+QUEUES = 12
+
+
+def cluster_port():
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def redis_cpu(port):
+    """used_cpu_sys + used_cpu_user of a redis-server, in seconds."""
+    info = bench.redis_cli(port, "INFO", "cpu")
+    return sum(float(v) for v in re.findall(r"used_cpu_(?:sys|user):([\d.]+)", info))
+
+
+class Nodes:
+    """`count` redis-servers (cluster nodes when `cluster`), in one temp dir."""
+
+    def __init__(self, count, cluster):
+        self.dir = tempfile.mkdtemp(prefix="spool-bench-cluster-")
+        self.ports = [cluster_port() if cluster else bench.free_port() for _ in range(count)]
+        for port in self.ports:
+            d = Path(self.dir) / str(port)
+            d.mkdir()
+            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--save", "",
+                    "--appendonly", "no", "--daemonize", "no"]
+            if cluster:
+                args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            bench.start(args)
+            bench.wait_port(port)
+        if cluster:
+            bench.sh(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                      "--cluster-replicas", "0", "--cluster-yes"])
+            deadline = time.monotonic() + 30
+            while not all("cluster_state:ok" in bench.redis_cli(p, "CLUSTER", "INFO") for p in self.ports):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not become ok")
+                time.sleep(0.2)
+            self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        else:
+            self.url = f"redis://127.0.0.1:{self.ports[0]}"
+
+    def owner_ranges(self):
+        """port -> [(first slot, last slot)] from CLUSTER SLOTS."""
+        ranges = {}
+        for line in bench.redis_cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+            parts = line.split()
+            port = int(parts[1].split("@")[0].rsplit(":", 1)[1])
+            for r in parts[8:]:
+                if r.startswith("["):
+                    continue
+                lo, _, hi = r.partition("-")
+                ranges.setdefault(port, []).append((int(lo), int(hi or lo)))
+        return ranges
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def balanced_queue_names(nodes):
+    """QUEUES names, the same number on each primary."""
+    ranges = nodes.owner_ranges()
+    per_node = QUEUES // len(ranges)
+    chosen = {port: [] for port in ranges}
+    candidates = [f"q{i}" for i in range(400)]
+    slots = bench.sh([str(bench.BIN / "spool-bench"), "slots", *[f"spool:{{{c}}}:wake" for c in candidates]]).split()
+    for name, slot in zip(candidates, map(int, slots)):
+        port = next(p for p, rs in ranges.items() if any(lo <= slot <= hi for lo, hi in rs))
+        if len(chosen[port]) < per_node:
+            chosen[port].append(name)
+    names = [n for ns in chosen.values() for n in ns]
+    assert len(names) == QUEUES, chosen
+    return names
+
+
+def workload(nodes, queues, jobs):
+    """Enqueues `jobs` noop jobs spread over `queues` in batches, drains them with
+    one worker of 16 loops; returns Redis CPU seconds used per node and seconds taken."""
+    api_port = bench.free_port()
+    api = bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{api_port}", "--log-level", "warning"],
+                      {"REDIS_URL": nodes.url})
+    bench.wait_port(api_port)
+    time.sleep(0.5)
+    before = {p: redis_cpu(p) for p in nodes.ports}
+    t0 = time.monotonic()
+    per_queue = jobs // len(queues)
+    for q in queues:
+        bench.bench_tool("batch", "--addr", f"127.0.0.1:{api_port}", "--queue", q, "--batches", per_queue // 1000,
+                         "--size", 1000, "--connections", 1)
+    worker = bench.start([str(bench.BIN / "spool-worker"), "--queues", ",".join(queues), "--concurrency", "16",
+                          "--log-level", "warning"], {"REDIS_URL": nodes.url})
+    for q in queues:
+        bench.bench_tool("wait-processed", "--redis-url", nodes.url, "--queue", q, "--target", per_queue)
+    seconds = time.monotonic() - t0
+    used = {p: redis_cpu(p) - before[p] for p in nodes.ports}
+    bench.stop(worker)
+    bench.stop(api)
+    return used, seconds
+
+
+def scenario(jobs):
+    """The figures for the report: per-primary and single-node Redis CPU seconds
+    per 100,000 jobs, and their ratio."""
+    cluster = Nodes(3, cluster=True)
+    try:
+        queues = balanced_queue_names(cluster)
+        used, seconds = workload(cluster, queues, jobs)
+    finally:
+        bench.stop_all()
+        cluster.close()
+    single = Nodes(1, cluster=False)
+    try:
+        single_used, single_seconds = workload(single, queues, jobs)
+    finally:
+        bench.stop_all()
+        single.close()
+    scale = 100_000 / jobs
+    per_primary = sorted(round(v * scale, 2) for v in used.values())
+    single_cpu = round(sum(single_used.values()) * scale, 2)
+    return {"jobs": jobs, "queues": QUEUES, "per_primary_cpu_s_per_100k": per_primary,
+            "single_cpu_s_per_100k": single_cpu,
+            "worst_primary_ratio": round(max(per_primary) / single_cpu, 3) if single_cpu else None,
+            "cluster_seconds": round(seconds, 1), "single_seconds": round(single_seconds, 1)}
+
+
+if __name__ == "__main__":
+    jobs = int(os.environ.get("BENCH_CLUSTER_JOBS", "120000"))
+    result = scenario(jobs)
+    print(json.dumps(result, indent=1))
+    out = bench.ROOT / ".spool" / "bench-cluster.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
