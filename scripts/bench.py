@@ -460,8 +460,11 @@ def render_cluster(r):
 16 loops, on a 3-primary cluster (no replicas) and on one redis-server, in the same run. Redis CPU seconds
 (`INFO cpu`) per 100,000 jobs: each primary {', '.join(f'{v:g}' for v in c['per_primary_cpu_s_per_100k'])};
 the single Redis {c['single_cpu_s_per_100k']:g}. The busiest primary spends **{c['worst_primary_ratio']:.2f} ×** the
-single Redis' CPU per job (target ≤ 0.4 ×: the load splits evenly, so 3 primaries on 3 hosts would take
-about 3 × the work). Wall time (2 shared cores, not a throughput figure): cluster {c['cluster_seconds']:g} s,
+single Redis' CPU per job (target ≤ 0.4 ×). The load splits evenly over the primaries; what keeps each
+above a third is Redis' own cost in cluster mode: the same script calls ({c.get('script_calls_per_job', 0):g} per job
+on the cluster, {c.get('single_script_calls_per_job', 0):g} on one Redis) took {c.get('usec_per_script_call', 0):g} µs each
+on a cluster node against {c.get('single_usec_per_script_call', 0):g} µs on the single Redis (`INFO commandstats`).
+Wall time (2 shared cores, not a throughput figure): cluster {c['cluster_seconds']:g} s,
 single {c['single_seconds']:g} s."""
 
 
