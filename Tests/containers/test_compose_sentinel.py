@@ -79,8 +79,15 @@ def test_the_primary_killed_under_load_loses_no_accepted_job(stack):
         time.sleep(2)
         killed_at = time.monotonic()
         podman("kill", "-s", "KILL", container(project, "redis"))
-        wait_for(lambda: any(at > killed_at + 1 for at, _ in accepted), timeout=90,
-                 what="an enqueue answered 201 from the promoted replica", interval=0.5)
+        try:
+            wait_for(lambda: any(at > killed_at + 1 for at, _ in accepted), timeout=90,
+                     what="an enqueue answered 201 from the promoted replica", interval=0.5)
+        except AssertionError:
+            for service in ("sentinel-1", "api"):
+                r = podman("logs", "--tail", "30", container(project, service), check=False)
+                print(f"--- {service}\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+            print("refused:", dict(refused))
+            raise
         back = min(at for at, _ in accepted if at > killed_at + 1) - killed_at
         time.sleep(2)
     finally:

@@ -225,19 +225,20 @@ def sentinel_model(compose_bin) -> dict:
 
 
 def test_the_sentinel_profile_points_spool_at_the_sentinels(compose_bin):
-    """sentinel.yml over the main file: a replica, three sentinels, and both
+    """sentinel.yml over the main file: two replicas, three sentinels, and both
     binaries given the sentinels' URL and SPOOL_MIN_REPLICAS=1, every other
     setting kept; the same rules as the main file hold."""
     model = sentinel_model(compose_bin)
     services = model["services"]
-    assert {"redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "api", "worker"} <= set(services)
+    assert {"redis", "redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3", "api", "worker"} <= set(services)
     for name in ("api", "worker"):
         env = services[name]["environment"]
         assert env["REDIS_URL"].startswith("redis+sentinel://:"), env["REDIS_URL"]
         assert env["REDIS_URL"].endswith("@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/spool")
         assert env["SPOOL_MIN_REPLICAS"] == "1"
         assert env["SPOOL_PREFIX"], "the main file's other settings are kept"
-    assert "--replicaof" in services["redis-replica"]["command"]
+    for replica in ("redis-replica-1", "redis-replica-2"):
+        assert "--replicaof" in services[replica]["command"]
     assert "--masterauth" in services["redis"]["command"], "the primary must rejoin as a replica after a failover"
     assert healthy_dependency_problems(model) == []
     assert fixed_port_on_replicas_problems(model) == []

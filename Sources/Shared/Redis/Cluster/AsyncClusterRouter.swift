@@ -108,6 +108,9 @@ final class AsyncClusterRouter {
         return made
     }
 
+    // Not inlined: it would be copied into every caller of the connection
+    // (hundreds of kilobytes of code for a path one Redis never takes).
+    @inline(never)
     func send(_ command: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
         if command.first == "WAIT" { return waitForReplicas(command, callback) }
         let args = ClusterSlot.withSlotGuard(command)
@@ -126,6 +129,7 @@ final class AsyncClusterRouter {
 
     /// `redirects` counts MOVED and ASK followed (at most maxRedirects);
     /// `retries` the TRYAGAIN and CLUSTERDOWN answers (bounded by `giveUpAt`).
+    @inline(never)
     private func dispatch(_ args: [String], to node: RedisEndpoint.Node, redirects: Int = 0, retries: Int = 0,
                           asking: Bool = false, giveUpAt: Int64,
                           _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
@@ -176,6 +180,7 @@ final class AsyncClusterRouter {
 
     /// `WAIT n ms` on every primary written to since the last one; answers
     /// the smallest count (or the first failure).
+    @inline(never)
     private func waitForReplicas(_ args: [String], _ callback: @escaping (Result<RedisReply, RedisError>) -> Void) {
         let nodes = written.isEmpty ? Array(map?.primaries.prefix(1) ?? []) : Array(written)
         written = []

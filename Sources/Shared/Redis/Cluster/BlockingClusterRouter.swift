@@ -33,6 +33,7 @@ final class BlockingClusterRouter {
         _ = try ClusterTopology.mapOrLoad(endpoint)
     }
 
+    @inline(never)
     func command(_ command: [String], blockingMs: Int? = nil) throws -> RedisReply {
         let args = ClusterSlot.withSlotGuard(command)
         let slot = ClusterSlot.of(command: args)

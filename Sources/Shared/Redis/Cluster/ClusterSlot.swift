@@ -38,7 +38,8 @@ public enum ClusterSlot {
     /// first. A command with several keys (BLPOP) must keep them in one slot.
     public static func routingKey(_ args: [String]) -> String? {
         guard args.count > 1 else { return nil }
-        let name = args[0].uppercased()
+        // Spool names every command in capitals.
+        let name = args[0]
         if name == "EVALSHA" || name == "EVAL" || name == "EVALSHA_RO" || name == "EVAL_RO" {
             guard args.count > 3, let n = Int(args[2]), n > 0 else { return nil }
             return args[3]
