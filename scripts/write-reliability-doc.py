@@ -296,7 +296,9 @@ def render(run, all_runs):
       "promotion until a new replica has synced: give each primary two replicas. A queue's slot migrated to "
       "another primary under load (`MIGRATING`/`IMPORTING`, `MIGRATE` in batches of 10 keys, "
       f"{F.v('cluster_slot_migration', 'keys_moved')} keys in {F.v('cluster_slot_migration', 's_migrating', ' s')}): "
-      f"{F.v('cluster_slot_migration', 'accepted')} jobs answered `201`, none lost, no error to any HTTP caller. "
+      f"{F.v('cluster_slot_migration', 'accepted')} jobs answered `201`, none lost, no error to any HTTP caller; "
+      f"the longest an enqueue waited for the move was {F.v('cluster_slot_migration', 'longest_enqueue_wait_s', ' s')} "
+      "(`SPOOL_REDIS_TIMEOUT_MS=10000` in that test). "
       "While a slot moves, Redis answers `TRYAGAIN` to that queue's scripts, and Spool retries them for up to "
       "`SPOOL_REDIS_TIMEOUT_MS`: keep the move of one slot shorter than that (`redis-cli --cluster reshard "
       "--cluster-pipeline 1000` moves 1,000 keys per `MIGRATE`), or callers of that queue get `503` until it ends.")
