@@ -9,6 +9,12 @@ of a 3-primary cluster (no replicas) against one redis-server running the same
 work in the same session. If the load splits evenly, each primary spends about a
 third of what the single Redis does (target: at most 0.4 x).
 
+Two forms: "mixed" (one worker over all 12 queues: the three primaries busy at
+once, sharing the 2 cores with each other and the load, which inflates each
+one's CPU per command) and "phased" (one primary's queues drained at a time,
+one Redis busy at a time as in the single run). A one-node cluster run shows
+what cluster mode alone costs per script call.
+
 The 12 queue names are chosen 4 per primary (by their slot), as an operator
 places queues on a cluster (names hashed at random can land 6/3/3), and the
 worker is given them interleaved across the primaries.
@@ -52,7 +58,9 @@ def redis_cpu(port):
 
 
 class Nodes:
-    """`count` redis-servers (cluster nodes when `cluster`), in one temp dir."""
+    """`count` redis-servers (cluster nodes when `cluster`), in one temp dir. A
+    cluster of one node takes every slot itself (redis-cli creates clusters of
+    3 or more)."""
 
     def __init__(self, count, cluster):
         self.dir = tempfile.mkdtemp(prefix="spool-bench-cluster-")
@@ -66,9 +74,12 @@ class Nodes:
                 args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             bench.start(args)
             bench.wait_port(port)
-        if cluster:
+        if cluster and count == 1:
+            bench.redis_cli(self.ports[0], "CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        elif cluster:
             bench.sh(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
                       "--cluster-replicas", "0", "--cluster-yes"])
+        if cluster:
             deadline = time.monotonic() + 30
             while not all("cluster_state:ok" in bench.redis_cli(p, "CLUSTER", "INFO") for p in self.ports):
                 if time.monotonic() > deadline:
@@ -146,29 +157,73 @@ def workload(nodes, queues, jobs):
         bench.bench_tool("wait-processed", "--redis-url", nodes.url, "--queue", q, "--target", per_queue)
     seconds = time.monotonic() - t0
     used = {p: redis_cpu(p) - before[p] for p in nodes.ports}
-    scripts = [sum(x) for x in zip(*(script_calls(p) for p in nodes.ports))]
+    per_node = {p: script_calls(p) for p in nodes.ports}
+    scripts = [sum(x) for x in zip(*per_node.values())]
     bench.stop(worker)
     bench.stop(api)
-    return used, seconds, scripts
+    return used, seconds, scripts, per_node
+
+
+def phased_workload(nodes, groups, jobs):
+    """The same jobs, drained one group of queues (one primary's) at a time by
+    a worker serving only that group: one Redis busy at a time, as on the
+    single-node run, so that the CPU figures are not inflated by three Redis
+    processes sharing two cores with the load. Returns Redis CPU seconds per node."""
+    api_port = bench.free_port()
+    api = bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{api_port}", "--log-level", "warning"],
+                      {"REDIS_URL": nodes.url})
+    bench.wait_port(api_port)
+    time.sleep(0.5)
+    before = {p: redis_cpu(p) for p in nodes.ports}
+    per_queue = jobs // sum(len(g) for g in groups)
+    for group in groups:
+        for q in group:
+            bench.bench_tool("batch", "--addr", f"127.0.0.1:{api_port}", "--queue", q, "--batches", per_queue // 1000,
+                             "--size", 1000, "--connections", 1)
+        worker = bench.start([str(bench.BIN / "spool-worker"), "--queues", ",".join(group), "--concurrency", "16",
+                              "--log-level", "warning"], {"REDIS_URL": nodes.url})
+        for q in group:
+            bench.bench_tool("wait-processed", "--redis-url", nodes.url, "--queue", q, "--target", per_queue)
+        bench.stop(worker)
+    used = {p: redis_cpu(p) - before[p] for p in nodes.ports}
+    bench.stop(api)
+    return used
+
+
+def run(nodes_factory, queues_for, jobs):
+    nodes = nodes_factory()
+    try:
+        queues = queues_for(nodes)
+        return (queues, *workload(nodes, queues, jobs))
+    finally:
+        bench.stop_all()
+        nodes.close()
 
 
 def scenario(jobs):
     """The figures for the report: per-primary and single-node Redis CPU seconds
-    per 100,000 jobs, and their ratio."""
+    per 100,000 jobs and their ratio; each primary's share of the script calls;
+    and the cost per script call on one Redis, on a one-node cluster (cluster
+    mode alone) and on the 3 primaries (which share the 2 cores with each
+    other and with the load)."""
+    queues, used, seconds, scripts, per_node = run(lambda: Nodes(3, cluster=True), balanced_queue_names, jobs)
+    _, single_used, single_seconds, single_scripts, _ = run(lambda: Nodes(1, cluster=False), lambda _: queues, jobs)
+    _, one_used, _, one_scripts, _ = run(lambda: Nodes(1, cluster=True), lambda _: queues, jobs)
+    scale = 100_000 / jobs
+    groups = [queues[i::3] for i in range(3)]  # interleaved names: one primary's queues per group
     cluster = Nodes(3, cluster=True)
     try:
-        queues = balanced_queue_names(cluster)
-        used, seconds, scripts = workload(cluster, queues, jobs)
+        phased = phased_workload(cluster, groups, jobs)
     finally:
         bench.stop_all()
         cluster.close()
     single = Nodes(1, cluster=False)
     try:
-        single_used, single_seconds, single_scripts = workload(single, queues, jobs)
+        phased_single = sum(phased_workload(single, groups, jobs).values())
     finally:
         bench.stop_all()
         single.close()
-    scale = 100_000 / jobs
+    phased_per_primary = sorted(round(v * scale, 2) for v in phased.values())
     per_primary = sorted(round(v * scale, 2) for v in used.values())
     single_cpu = round(sum(single_used.values()) * scale, 2)
     return {"jobs": jobs, "queues": QUEUES, "per_primary_cpu_s_per_100k": per_primary,
@@ -179,7 +234,13 @@ def scenario(jobs):
             # cost Redis more each in cluster mode (INFO commandstats).
             "script_calls_per_job": round(scripts[0] / jobs, 2), "single_script_calls_per_job": round(single_scripts[0] / jobs, 2),
             "usec_per_script_call": round(scripts[1] / max(scripts[0], 1), 1),
-            "single_usec_per_script_call": round(single_scripts[1] / max(single_scripts[0], 1), 1)}
+            "single_usec_per_script_call": round(single_scripts[1] / max(single_scripts[0], 1), 1),
+            "one_node_cluster_usec_per_script_call": round(one_scripts[1] / max(one_scripts[0], 1), 1),
+            "one_node_cluster_cpu_s_per_100k": round(sum(one_used.values()) * scale, 2),
+            "script_call_share_per_primary": sorted(round(c / max(scripts[0], 1), 3) for c, _ in per_node.values()),
+            "phased_per_primary_cpu_s_per_100k": phased_per_primary,
+            "phased_single_cpu_s_per_100k": round(phased_single * scale, 2),
+            "phased_worst_primary_ratio": round(max(phased_per_primary) / (phased_single * scale), 3) if phased_single else None}
 
 
 if __name__ == "__main__":
