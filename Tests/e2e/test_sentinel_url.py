@@ -63,3 +63,38 @@ def test_a_wrong_sentinel_password_is_named(guarded):
         assert "WRONGPASS" in err["message"] or "invalid" in err["message"].lower(), err
     finally:
         api.stop()
+
+
+def test_the_sentinels_as_separate_settings(guarded):
+    """SPOOL_SENTINELS and SPOOL_SENTINEL_MASTER instead of a redis+sentinel://
+    URL: REDIS_URL then gives only the data node's password (its host is not
+    used: here it names nothing that exists)."""
+    redis, sentinel_port = guarded
+    url = "redis://:data-secret@no-such-host.invalid:1"
+    env = {"SPOOL_SENTINELS": f"127.0.0.1:{sentinel_port}", "SPOOL_SENTINEL_MASTER": "main",
+           "SPOOL_SENTINEL_PASSWORD": "sentinel-secret"}
+    api = API(url, env=env)
+    worker = Worker(url, queues="separate", env=env)
+    try:
+        wait_for(lambda: api.get("/readyz")[0] == 200, timeout=10, what="readyz through the sentinel")
+        job = api.enqueue("separate", {"type": "echo", "payload": 7})
+        assert api.wait_state(job["id"], "succeeded", timeout=20)["result"] == 7
+        assert f"redis+sentinel://:***@127.0.0.1:{sentinel_port}/main/0" in api.output()
+    finally:
+        worker.stop()
+        api.stop()
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"SPOOL_SENTINEL_MASTER": "main"}, "without SPOOL_SENTINELS"),
+    ({"SPOOL_SENTINELS": "127.0.0.1:26379"}, "without SPOOL_SENTINEL_MASTER"),
+    ({"SPOOL_SENTINELS": "127.0.0.1:26379,,x", "SPOOL_SENTINEL_MASTER": "m"}, "empty sentinel address"),
+    ({"SPOOL_SENTINELS": "127.0.0.1:26379", "SPOOL_SENTINEL_MASTER": "m",
+      "REDIS_URL": "redis+cluster://127.0.0.1:7000"}, "both say where Redis is"),
+])
+def test_separate_sentinel_settings_are_checked(env, words):
+    from harness import BIN_DIR
+    full = {"PATH": os.environ["PATH"], "REDIS_URL": "redis://127.0.0.1:6379", **env}
+    for binary in ("spool-api", "spool-worker"):
+        out = subprocess.run([str(BIN_DIR / binary)], env=full, capture_output=True, text=True, timeout=10)
+        assert out.returncode == 2 and words in out.stderr, (binary, out.stderr)

@@ -87,9 +87,26 @@ public struct SettingSource {
         } catch {
             throw ConfigError("\(origin(SharedSettings.redisURL)): '\(text)' \(error)")
         }
+        let sentinels = raw(SharedSettings.sentinels), master = raw(SharedSettings.sentinelMaster)
+        if let given = sentinels ?? master {
+            guard let sentinels, let master else {
+                let missing = sentinels == nil ? SharedSettings.sentinels : SharedSettings.sentinelMaster
+                throw ConfigError("\(given.origin) is set without \(missing.env): give both, or a redis+sentinel:// URL")
+            }
+            guard endpoint.sentinel == nil, endpoint.cluster == nil, endpoint.socketPath == nil else {
+                throw ConfigError("\(sentinels.origin) and \(origin(SharedSettings.redisURL)) '\(endpoint)' both say where "
+                                  + "Redis is: with SPOOL_SENTINELS, REDIS_URL is a redis:// URL giving only credentials and database")
+            }
+            do {
+                try endpoint.useSentinels(sentinels.value, master: master.value)
+            } catch {
+                throw ConfigError("\(sentinels.origin) / \(master.origin): \(error)")
+            }
+        }
         let sentinelUser = raw(SharedSettings.sentinelUsername), sentinelPassword = raw(SharedSettings.sentinelPassword)
         if endpoint.sentinel == nil, let given = sentinelUser ?? sentinelPassword {
-            throw ConfigError("\(given.origin) is set, but \(origin(SharedSettings.redisURL)) is not a redis+sentinel:// URL")
+            throw ConfigError("\(given.origin) is set, but \(origin(SharedSettings.redisURL)) is not a redis+sentinel:// URL "
+                              + "and SPOOL_SENTINELS is not set")
         }
         endpoint.sentinel?.username = sentinelUser?.value
         endpoint.sentinel?.password = sentinelPassword?.value

@@ -60,19 +60,26 @@ public enum SharedSettings {
     public static let redisURL = Setting(
         "redis-url", env: "REDIS_URL", default: "`redis://127.0.0.1:6379`",
         "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'), or a Redis Cluster `redis+cluster://[user[:password]@]host1[:port],host2[:port],...` (seed nodes; any one that answers is enough). Percent-encode `@ : / ?` in a password. No TLS yet")
+    public static let sentinels = Setting(
+        "sentinels", env: "SPOOL_SENTINELS", default: "–",
+        "The sentinels as separate settings, instead of a `redis+sentinel://` URL: `host1[:port],host2[:port],...` (26379 by default), with `SPOOL_SENTINEL_MASTER`; `REDIS_URL` (a `redis://` URL) then gives only the data nodes' user, password and database, its host and port are not used")
+    public static let sentinelMaster = Setting(
+        "sentinel-master", env: "SPOOL_SENTINEL_MASTER", default: "–",
+        "With `SPOOL_SENTINELS`: the name of the master the sentinels watch")
     public static let sentinelUsername = Setting(
         "sentinel-username", env: "SPOOL_SENTINEL_USERNAME", default: "–",
-        "With `redis+sentinel://`: the user the sentinels take, when they have their own ACL")
+        "With `redis+sentinel://` or `SPOOL_SENTINELS`: the user the sentinels take, when they have their own ACL")
     public static let sentinelPassword = Setting(
         "sentinel-password", env: "SPOOL_SENTINEL_PASSWORD", default: "–",
-        "With `redis+sentinel://`: the sentinels' password (`requirepass` in sentinel.conf), when they have one")
+        "With `redis+sentinel://` or `SPOOL_SENTINELS`: the sentinels' password (`requirepass` in sentinel.conf), when they have one")
     public static let prefix = Setting(
         "prefix", env: "SPOOL_PREFIX", default: "`spool`", "Prefix of every Redis key: 1 to 32 of A-Z a-z 0-9 _ . -")
     public static let logLevel = Setting(
         "log-level", env: "SPOOL_LOG_LEVEL", default: "`info`", "trace, debug, info, notice, warning, error, critical")
     public static let logFormat = Setting(
         "log-format", env: "SPOOL_LOG_FORMAT", default: "`text` on a terminal, else `json`", "`json` (one object per line) or `text`")
-    public static let all = [redisURL, sentinelUsername, sentinelPassword, prefix, logLevel, logFormat]
+    public static let all = [redisURL, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
+                             logFormat]
 }
 
 extension String {

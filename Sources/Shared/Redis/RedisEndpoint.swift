@@ -232,6 +232,18 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         return nodes
     }
 
+    /// Makes this endpoint (from a `redis://` URL: credentials, database) find
+    /// its primary through sentinels given apart (SPOOL_SENTINELS,
+    /// SPOOL_SENTINEL_MASTER), as `redis+sentinel://` does.
+    public mutating func useSentinels(_ list: String, master: String) throws {
+        let nodes = try RedisEndpoint.nodeList(Substring(list.filter { !$0.isWhitespace }), defaultPort: 26379,
+                                               kind: "sentinel")
+        guard !master.isEmpty else { throw ParseError(description: "the master's name is empty") }
+        sentinel = Sentinel(nodes: nodes, masterName: master)
+        host = nodes[0].host
+        port = 6379
+    }
+
     /// The endpoint of one node of a cluster: this endpoint's credentials,
     /// that node's address.
     public func clusterNode(_ node: Node) -> RedisEndpoint {
