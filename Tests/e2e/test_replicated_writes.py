@@ -21,8 +21,24 @@ def replica(redis):
     r.cleanup()
 
 
+# Every API a test starts, stopped when the test ends (pass or fail).
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_apis():
+    yield
+    while _started:
+        _started.pop().stop()
+
+
+def started(api):
+    _started.append(api)
+    return api
+
+
 def acked_api(redis, **env):
-    return API(redis.url, env={"SPOOL_MIN_REPLICAS": "1", "SPOOL_REPLICA_ACK_TIMEOUT_MS": "300", **env})
+    return started(API(redis.url, env={"SPOOL_MIN_REPLICAS": "1", "SPOOL_REPLICA_ACK_TIMEOUT_MS": "300", **env}))
 
 
 @pytest.mark.single_redis("makes a replica of the one redis-server")
@@ -79,7 +95,7 @@ def test_cancel_and_retry_wait_for_the_replica_too(redis, replica, spawn):
 
 
 def test_off_by_default_and_no_replica_needed(redis):
-    api = API(redis.url)
+    api = started(API(redis.url))
     api.enqueue("plain", {"type": "noop"})
     metrics = api.get("/metrics")[2]
     assert "spool_writes_not_replicated_total 0" in metrics
