@@ -181,6 +181,24 @@ final class RedisEndpointTests: XCTestCase {
         }
     }
 
+    /// Redirections as both cluster routers read them.
+    func testClusterRedirectionsAreRead() {
+        let asked = RedisEndpoint.Node(host: "10.0.0.1", port: 7000)
+        guard case .moved(3999, let to)? = ClusterReply(.error("MOVED 3999 10.0.0.2:7001"), askedAt: asked, redirects: 0)
+        else { return XCTFail("MOVED not read") }
+        XCTAssertEqual(to, .init(host: "10.0.0.2", port: 7001))
+        guard case .ask(7, let here)? = ClusterReply(.error("ASK 7 :7002"), askedAt: asked, redirects: 0)
+        else { return XCTFail("ASK not read") }
+        XCTAssertEqual(here, .init(host: "10.0.0.1", port: 7002), "no host: the node asked")
+        guard case .tryAgain? = ClusterReply(.error("MOVED 1 h:1"), askedAt: asked, redirects: ClusterReply.maxRedirects)
+        else { return XCTFail("a redirection past the limit is waited out") }
+        guard case .tryAgain? = ClusterReply(.error("CLUSTERDOWN The cluster is down"), askedAt: asked, redirects: 0)
+        else { return XCTFail("CLUSTERDOWN not read") }
+        XCTAssertNil(ClusterReply(.error("ERR unknown command"), askedAt: asked, redirects: 0))
+        XCTAssertNil(ClusterReply(.bulk("MOVED 1 h:1"), askedAt: asked, redirects: 0))
+        XCTAssertEqual((0...7).map { ClusterReply.retryDelayMs(after: $0) }, [10, 20, 40, 80, 160, 200, 200, 200])
+    }
+
     /// CLUSTER SLOTS as Redis 7 answers it: an empty or null host is the node
     /// asked, `?` a node without that endpoint type (left unserved).
     func testClusterSlotsRepliesBecomeAMap() throws {

@@ -127,7 +127,7 @@ final class AsyncClusterRouter {
         dispatch(args, to: node, giveUpAt: Clock.monotonicMillis() + owner.commandTimeoutMs, callback)
     }
 
-    /// `redirects` counts MOVED and ASK followed (at most maxRedirects);
+    /// `redirects` counts MOVED and ASK followed (see ClusterReply.maxRedirects);
     /// `retries` the TRYAGAIN and CLUSTERDOWN answers (bounded by `giveUpAt`).
     @inline(never)
     private func dispatch(_ args: [String], to node: RedisEndpoint.Node, redirects: Int = 0, retries: Int = 0,
@@ -137,7 +137,7 @@ final class AsyncClusterRouter {
         if link.isConnecting {
             // A node just named (a new primary, a redirection's target): wait
             // for its link rather than fail a command that has time left.
-            let delay = min(10 << min(retries, 5), 200)
+            let delay = ClusterReply.retryDelayMs(after: retries)
             if Clock.monotonicMillis() + Int64(delay) < giveUpAt {
                 owner.loop.after(milliseconds: delay) { [weak self] in
                     guard let self else { return callback(.failure(.connection("connection closed"))) }
@@ -150,23 +150,17 @@ final class AsyncClusterRouter {
         written.insert(node)
         if asking { link.sendRaw(["ASKING"]) { _ in } }
         link.sendRaw(args) { [weak self] result in
-            guard let self, case .success(let reply) = result, var redirect = ClusterReply(reply) else {
-                return callback(result)
-            }
-            // Nodes that send a command back and forth (a slot's new owner
-            // told before its old one): wait for them to agree.
-            if redirects >= BlockingClusterRouter.maxRedirects { redirect = .tryAgain("redirected too often") }
+            guard let self, case .success(let reply) = result,
+                  let redirect = ClusterReply(reply, askedAt: node, redirects: redirects) else { return callback(result) }
             switch redirect {
             case .moved(_, let to):
                 ClusterTopology.requestRefresh()
-                let target = to.host.isEmpty ? RedisEndpoint.Node(host: node.host, port: to.port) : to
-                dispatch(args, to: target, redirects: redirects + 1, retries: retries, giveUpAt: giveUpAt, callback)
+                dispatch(args, to: to, redirects: redirects + 1, retries: retries, giveUpAt: giveUpAt, callback)
             case .ask(_, let to):
-                let target = to.host.isEmpty ? RedisEndpoint.Node(host: node.host, port: to.port) : to
-                dispatch(args, to: target, redirects: redirects + 1, retries: retries, asking: true, giveUpAt: giveUpAt,
+                dispatch(args, to: to, redirects: redirects + 1, retries: retries, asking: true, giveUpAt: giveUpAt,
                          callback)
             case .tryAgain:
-                let delay = min(10 << min(retries, 5), 200)
+                let delay = ClusterReply.retryDelayMs(after: retries)
                 guard Clock.monotonicMillis() + Int64(delay) < giveUpAt else { return callback(result) }
                 owner.loop.after(milliseconds: delay) { [weak self] in
                     guard let self else { return callback(result) }

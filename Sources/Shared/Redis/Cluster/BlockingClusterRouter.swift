@@ -15,8 +15,6 @@ final class BlockingClusterRouter {
     private let endpoint: RedisEndpoint
     private let timeoutMs: Int
     private var nodes: [RedisEndpoint.Node: RedisConnection] = [:]
-    /// A command follows at most this many redirections.
-    static let maxRedirects = 5
 
     init(endpoint: RedisEndpoint, timeoutMs: Int) {
         self.endpoint = endpoint
@@ -39,7 +37,7 @@ final class BlockingClusterRouter {
         let slot = ClusterSlot.of(command: args)
         var target = try primary(for: slot)
         var asking = false
-        var backoffMs: Int64 = 10
+        var retries = 0
         let giveUpAt = Clock.monotonicMillis() + Int64(timeoutMs)
         var redirects = 0
         while true {
@@ -62,22 +60,20 @@ final class BlockingClusterRouter {
                 throw error
             }
             asking = false
-            guard var redirect = ClusterReply(reply) else { return reply }
-            // Nodes that send a command back and forth (a slot's new owner
-            // told before its old one): wait for them to agree.
-            if redirects >= BlockingClusterRouter.maxRedirects { redirect = .tryAgain("redirected too often") }
+            guard let redirect = ClusterReply(reply, askedAt: target, redirects: redirects) else { return reply }
             redirects += 1
             switch redirect {
             case .moved(_, let to):
                 ClusterTopology.refreshSoon(endpoint)
-                target = to.host.isEmpty ? RedisEndpoint.Node(host: target.host, port: to.port) : to
+                target = to
             case .ask(_, let to):
-                target = to.host.isEmpty ? RedisEndpoint.Node(host: target.host, port: to.port) : to
+                target = to
                 asking = true
             case .tryAgain:
-                guard Clock.monotonicMillis() + backoffMs < giveUpAt else { return reply }
-                Clock.sleep(milliseconds: backoffMs)
-                backoffMs = min(backoffMs * 2, 200)
+                let delay = Int64(ClusterReply.retryDelayMs(after: retries))
+                guard Clock.monotonicMillis() + delay < giveUpAt else { return reply }
+                Clock.sleep(milliseconds: delay)
+                retries += 1
                 redirects = 0
                 target = try primary(for: slot)
             }

@@ -80,7 +80,19 @@ enum ClusterReply {
     /// migrated with keys on both sides, no quorum): try again shortly.
     case tryAgain(String)
 
-    init?(_ reply: RedisReply) {
+    /// A command follows at most this many redirections in a row; past it
+    /// the redirection is waited out like TRYAGAIN (nodes that send a command
+    /// back and forth: a slot's new owner told before its old one).
+    static let maxRedirects = 5
+
+    /// The wait before the next try after `retries` TRYAGAIN answers (or
+    /// tries of a link still connecting): 10, 20, 40 … 200 ms.
+    static func retryDelayMs(after retries: Int) -> Int { min(10 << min(retries, 5), 200) }
+
+    /// `reply` read as a redirection or refusal of a command sent to `node`
+    /// after `redirects` redirections; nil for any other reply. A redirection
+    /// naming no host (`MOVED 3999 :6381`) means `node`'s host.
+    init?(_ reply: RedisReply, askedAt node: RedisEndpoint.Node, redirects: Int) {
         guard case .error(let message) = reply else { return nil }
         if message.hasPrefix("TRYAGAIN") || message.hasPrefix("CLUSTERDOWN") {
             self = .tryAgain(message)
@@ -90,9 +102,13 @@ enum ClusterReply {
         guard parts.count == 3, parts[0] == "MOVED" || parts[0] == "ASK", let slot = Int(parts[1]),
               let colon = parts[2].lastIndex(of: ":"), let port = Int(parts[2][parts[2].index(after: colon)...])
         else { return nil }
+        if redirects >= ClusterReply.maxRedirects {
+            self = .tryAgain("redirected too often: \(message)")
+            return
+        }
         var host = String(parts[2][..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        let node = RedisEndpoint.Node(host: host, port: port)
-        self = parts[0] == "MOVED" ? .moved(slot: slot, to: node) : .ask(slot: slot, to: node)
+        let target = RedisEndpoint.Node(host: host.isEmpty ? node.host : host, port: port)
+        self = parts[0] == "MOVED" ? .moved(slot: slot, to: target) : .ask(slot: slot, to: target)
     }
 }
