@@ -134,10 +134,15 @@ def script_calls(port):
     return calls, usec
 
 
-def workload(nodes, queues, jobs):
-    """Enqueues `jobs` noop jobs spread over `queues` in batches, drains them with
-    one worker of 16 loops; returns Redis CPU seconds used per node, seconds
-    taken, and (calls, usec) of the script calls over all nodes."""
+def workload(nodes, groups, jobs):
+    """Enqueues `jobs` noop jobs spread evenly over the queues of `groups` in
+    batches; each group of queues is enqueued, then drained by a worker of 16
+    loops serving that group alone, before the next group. One group of all
+    queues is the "mixed" form (every primary busy at once); one group per
+    primary the "phased" form (one Redis busy at a time, as on the single-node
+    run, so that three Redis processes sharing two cores with the load do not
+    inflate the CPU figures). Returns Redis CPU seconds used per node, seconds
+    taken, and (calls, usec) of the script calls per node."""
     api_port = bench.free_port()
     api = bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{api_port}", "--log-level", "warning"],
                       {"REDIS_URL": nodes.url})
@@ -147,34 +152,6 @@ def workload(nodes, queues, jobs):
         bench.redis_cli(p, "CONFIG", "RESETSTAT")
     before = {p: redis_cpu(p) for p in nodes.ports}
     t0 = time.monotonic()
-    per_queue = jobs // len(queues)
-    for q in queues:
-        bench.bench_tool("batch", "--addr", f"127.0.0.1:{api_port}", "--queue", q, "--batches", per_queue // 1000,
-                         "--size", 1000, "--connections", 1)
-    worker = bench.start([str(bench.BIN / "spool-worker"), "--queues", ",".join(queues), "--concurrency", "16",
-                          "--log-level", "warning"], {"REDIS_URL": nodes.url})
-    for q in queues:
-        bench.bench_tool("wait-processed", "--redis-url", nodes.url, "--queue", q, "--target", per_queue)
-    seconds = time.monotonic() - t0
-    used = {p: redis_cpu(p) - before[p] for p in nodes.ports}
-    per_node = {p: script_calls(p) for p in nodes.ports}
-    scripts = [sum(x) for x in zip(*per_node.values())]
-    bench.stop(worker)
-    bench.stop(api)
-    return used, seconds, scripts, per_node
-
-
-def phased_workload(nodes, groups, jobs):
-    """The same jobs, drained one group of queues (one primary's) at a time by
-    a worker serving only that group: one Redis busy at a time, as on the
-    single-node run, so that the CPU figures are not inflated by three Redis
-    processes sharing two cores with the load. Returns Redis CPU seconds per node."""
-    api_port = bench.free_port()
-    api = bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{api_port}", "--log-level", "warning"],
-                      {"REDIS_URL": nodes.url})
-    bench.wait_port(api_port)
-    time.sleep(0.5)
-    before = {p: redis_cpu(p) for p in nodes.ports}
     per_queue = jobs // sum(len(g) for g in groups)
     for group in groups:
         for q in group:
@@ -185,19 +162,26 @@ def phased_workload(nodes, groups, jobs):
         for q in group:
             bench.bench_tool("wait-processed", "--redis-url", nodes.url, "--queue", q, "--target", per_queue)
         bench.stop(worker)
+    seconds = time.monotonic() - t0
     used = {p: redis_cpu(p) - before[p] for p in nodes.ports}
+    per_node = {p: script_calls(p) for p in nodes.ports}
     bench.stop(api)
-    return used
+    return used, seconds, per_node
 
 
-def run(nodes_factory, queues_for, jobs):
+def run(nodes_factory, groups, jobs):
+    """`workload` on nodes made for it, stopped after."""
     nodes = nodes_factory()
     try:
-        queues = queues_for(nodes)
-        return (queues, *workload(nodes, queues, jobs))
+        return workload(nodes, groups(nodes), jobs)
     finally:
         bench.stop_all()
         nodes.close()
+
+
+def total(per_node):
+    """(calls, usec) of the script calls over all nodes."""
+    return [sum(x) for x in zip(*per_node.values())]
 
 
 def scenario(jobs):
@@ -206,23 +190,20 @@ def scenario(jobs):
     and the cost per script call on one Redis, on a one-node cluster (cluster
     mode alone) and on the 3 primaries (which share the 2 cores with each
     other and with the load)."""
-    queues, used, seconds, scripts, per_node = run(lambda: Nodes(3, cluster=True), balanced_queue_names, jobs)
-    _, single_used, single_seconds, single_scripts, _ = run(lambda: Nodes(1, cluster=False), lambda _: queues, jobs)
-    _, one_used, _, one_scripts, _ = run(lambda: Nodes(1, cluster=True), lambda _: queues, jobs)
-    scale = 100_000 / jobs
+    three = lambda: Nodes(3, cluster=True)  # noqa: E731
+    queues = []
+
+    def mixed(nodes):
+        queues[:] = balanced_queue_names(nodes)
+        return [queues]
+    used, seconds, per_node = run(three, mixed, jobs)
+    single_used, single_seconds, single_per_node = run(lambda: Nodes(1, cluster=False), lambda _: [queues], jobs)
+    one_used, _, one_per_node = run(lambda: Nodes(1, cluster=True), lambda _: [queues], jobs)
     groups = [queues[i::3] for i in range(3)]  # interleaved names: one primary's queues per group
-    cluster = Nodes(3, cluster=True)
-    try:
-        phased = phased_workload(cluster, groups, jobs)
-    finally:
-        bench.stop_all()
-        cluster.close()
-    single = Nodes(1, cluster=False)
-    try:
-        phased_single = sum(phased_workload(single, groups, jobs).values())
-    finally:
-        bench.stop_all()
-        single.close()
+    phased, _, _ = run(three, lambda _: groups, jobs)
+    phased_single = sum(run(lambda: Nodes(1, cluster=False), lambda _: groups, jobs)[0].values())
+    scripts, single_scripts, one_scripts = total(per_node), total(single_per_node), total(one_per_node)
+    scale = 100_000 / jobs
     phased_per_primary = sorted(round(v * scale, 2) for v in phased.values())
     per_primary = sorted(round(v * scale, 2) for v in used.values())
     single_cpu = round(sum(single_used.values()) * scale, 2)
@@ -230,8 +211,9 @@ def scenario(jobs):
             "single_cpu_s_per_100k": single_cpu,
             "worst_primary_ratio": round(max(per_primary) / single_cpu, 3) if single_cpu else None,
             "cluster_seconds": round(seconds, 1), "single_seconds": round(single_seconds, 1),
-            # Why per-primary CPU stays above a third: the same script calls
-            # cost Redis more each in cluster mode (INFO commandstats).
+            # Why the mixed form stays above a third: each script call costs
+            # the three primaries more than one Redis (INFO commandstats), and
+            # a one-node cluster shows how much of that is cluster mode.
             "script_calls_per_job": round(scripts[0] / jobs, 2), "single_script_calls_per_job": round(single_scripts[0] / jobs, 2),
             "usec_per_script_call": round(scripts[1] / max(scripts[0], 1), 1),
             "single_usec_per_script_call": round(single_scripts[1] / max(single_scripts[0], 1), 1),
