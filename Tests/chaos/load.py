@@ -3,6 +3,8 @@ another, recording every answer as (monotonic time, status, error code, job id).
 import threading
 import time
 
+from harness import wait_for
+
 
 class Enqueuer(threading.Thread):
     def __init__(self, api, queue, timeout=5, pause_s=0.005):
@@ -19,6 +21,17 @@ class Enqueuer(threading.Thread):
             except Exception as e:  # noqa: BLE001 - a hang or a reset fails the calling test
                 self.records.append((time.monotonic(), None, repr(e), None))
             time.sleep(self.pause_s)
+
+    def first_201_after(self, t_fault, timeout=30):
+        """Waits for the API to answer 201 again after a fault at `t_fault`
+        (monotonic) and returns when it did: the first 201 after the first
+        refusal since the fault (a failover that refused nothing counts from
+        the fault)."""
+        refusals = [r[0] for r in self.records if r[0] > t_fault and r[1] != 201]
+        since = refusals[0] if refusals else t_fault
+        wait_for(lambda: any(r[0] > since and r[1] == 201 for r in self.records), timeout=timeout,
+                 what="an enqueue answered 201 after the failover")
+        return min(r[0] for r in self.records if r[0] > since and r[1] == 201)
 
     def finish(self, resp_client):
         """Stops the load; returns the ids answered 201 and those of them that

@@ -62,11 +62,7 @@ def test_queue_primary_killed_under_load(kit, figures):
         promoted = wait_for(lambda: (lambda n: n if n and n.port != primary.port else None)(
             cluster.node_for_key(f"spool:{{{QUEUE}}}:wake", required=False)), timeout=30,
             what="the cluster to promote a replica")
-        refusals = [r[0] for r in client.records if r[0] > t_fault and r[1] != 201]
-        since = refusals[0] if refusals else t_fault
-        wait_for(lambda: any(r[0] > since and r[1] == 201 for r in client.records), timeout=30,
-                 what="an enqueue answered 201 after the failover")
-        first_201 = min(r[0] for r in client.records if r[0] > since and r[1] == 201)
+        first_201 = client.first_201_after(t_fault)
         wait_for(lambda: all(started_after(w, wall_fault) for w in workers), timeout=30,
                  what="every worker to start a job again after the fault")
         all_fetching = time.monotonic()

@@ -96,13 +96,7 @@ def test_sentinel_failover_under_load(kit, figures, fault):
                  what="the sentinels to promote a replica")
         wait_for(lambda: any(r[0] > t_fault and r[1] == 201 for r in client.records), timeout=30,
                  what="an enqueue answered 201 after the fault")
-        # Back: the first 201 after the first refusal (a failover that
-        # refused nothing counts from the fault).
-        refusals = [r[0] for r in client.records if r[0] > t_fault and r[1] != 201]
-        since = refusals[0] if refusals else t_fault
-        wait_for(lambda: any(r[0] > since and r[1] == 201 for r in client.records), timeout=30,
-                 what="an enqueue answered 201 after the failover")
-        first_201 = min(r[0] for r in client.records if r[0] > since and r[1] == 201)
+        first_201 = client.first_201_after(t_fault)
         wait_for(lambda: all(started_after(w, wall_fault) for w in workers), timeout=30,
                  what="every worker to start a job again after the fault")
         all_fetching = time.monotonic()
