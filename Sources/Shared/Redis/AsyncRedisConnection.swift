@@ -56,6 +56,12 @@ public final class AsyncRedisConnection {
 
     static let maxReconnectDelayMs: Int64 = 1000
     static let tickMs = 20
+    /// Bumped when a connection comes back after failed attempts. Every
+    /// connection of the process that is waiting out its backoff then tries
+    /// at once: Redis is back for one event loop, so it is back for all, and
+    /// no request should meet a 503 for up to a second after /readyz said 200.
+    static let recoveries = Atomic<Int>(0)
+    private var recoveriesSeen = 0
 
     /// `anyNode`: on Redis Cluster, connect to any one primary (another after
     /// each drop) rather than route commands by slot: for pub/sub, whose
@@ -259,6 +265,9 @@ public final class AsyncRedisConnection {
     private func didConnect() {
         connected = true
         problem = nil
+        if reconnectDelayMs > 50 {
+            recoveriesSeen = AsyncRedisConnection.recoveries.add(1, ordering: .releasing).newValue
+        }
         reconnectDelayMs = 50
         onStateChange?(true)
     }
@@ -318,6 +327,13 @@ public final class AsyncRedisConnection {
             redisAsyncFree(ac)
             if context != nil { didDisconnect() }
             reconnectAt = now
+        }
+        if context == nil && now < reconnectAt {
+            let recoveries = AsyncRedisConnection.recoveries.load(ordering: .acquiring)
+            if recoveries != recoveriesSeen {
+                recoveriesSeen = recoveries
+                reconnectAt = now
+            }
         }
         if context == nil && now >= reconnectAt { connect() }
     }
