@@ -3,8 +3,8 @@ import PackageDescription
 
 // Spool: a Redis-backed job system. Two binaries (spool-api, spool-worker) share
 // one library (Shared) holding the key schema, the job codec, the Lua scripts and
-// the Redis access layer. hiredis and libevent come from Debian through thin
-// system-library targets.
+// the Redis access layer. hiredis, libevent and OpenSSL come from Debian through
+// thin system-library targets.
 let package = Package(
     name: "Spool",
     platforms: [.macOS(.v15)],
@@ -26,6 +26,13 @@ let package = Package(
             // the C module's struct definitions clash with Glibc's in Swift.
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // OpenSSL 3 for SHA-256 (API tokens), random bytes and TLS. Already on
+        // every Debian machine and linked by libevent's TLS bufferevents; see
+        // the README (Security) for why not swift-crypto.
+        .systemLibrary(
+            name: "COpenSSL",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .systemLibrary(
             name: "CLibevent",
             pkgConfig: "libevent_pthreads",
@@ -34,7 +41,7 @@ let package = Package(
         .target(
             name: "Shared",
             dependencies: [
-                "CHiredis", "CLibevent",
+                "CHiredis", "CLibevent", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Spool needs to build, run and test, and only what is missing:
-# the Debian packages (hiredis, libevent, redis, pkg-config, python3 + pytest).
+# the Debian packages (hiredis, libevent, OpenSSL, redis, pkg-config, python3 + pytest).
 # The Swift toolchain itself is expected on PATH (swift.org's Debian 12 build).
 set -euo pipefail
 
-packages=(libhiredis-dev libevent-dev redis-server redis-tools pkg-config python3 python3-pytest)
+packages=(libhiredis-dev libevent-dev libssl-dev redis-server redis-tools pkg-config python3 python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,6 +26,8 @@ struct APIConfig {
     var maxQueues: Int64 = 1000
     /// Queues that get per-queue series in /metrics (the deepest first).
     var metricsMaxQueues = 200
+    /// The auth file (SPOOL_AUTH_FILE); nil: no authentication (see `authMode`).
+    var authFile: String?
     /// One JSON line per answered request.
     var accessLog = false
     /// Replicas that must acknowledge a client's write before it is answered
@@ -64,6 +66,7 @@ extension APIConfig {
         jobDefaults.resultTTLSeconds = try source.integer(S.resultTTL, default: 86400)
         maxQueues = try source.integer(S.maxQueues, default: 1000)
         metricsMaxQueues = Int(try source.integer(S.metricsMaxQueues, default: 200))
+        authFile = try APIConfig.authFile(source, address: address, addressOrigin: addressOrigin)
         accessLog = try source.boolean(S.accessLog, default: false)
         minReplicas = Int(try source.integer(S.minReplicas, default: 0))
         replicaAckTimeoutMs = try source.integer(S.replicaAckTimeoutMs, default: 1000)
@@ -81,6 +84,37 @@ extension APIConfig {
         }
         logLevel = try source.logLevel()
         logFormat = try source.logFormat()
+    }
+
+    /// The auth file to use, or nil for none. Secure by default, like Redis'
+    /// protected mode: an API reachable from other machines (not on a
+    /// loopback address) without an auth file refuses to start, unless
+    /// `SPOOL_AUTH=none` says that is meant.
+    static func authFile(_ source: SettingSource, address: ListenAddress, addressOrigin: String) throws -> String? {
+        typealias S = APISettings
+        let file = source.raw(S.authFile).map(\.value).flatMap { $0.isEmpty ? nil : $0 }
+        let mode = source.string(S.authMode, default: "auto")
+        switch mode {
+        case "none":
+            guard file == nil else {
+                throw ConfigError("\(source.origin(S.authMode))=none and \(source.origin(S.authFile)) contradict each other; drop one")
+            }
+            return nil
+        case "tokens":
+            guard let file else {
+                throw ConfigError("\(source.origin(S.authMode))=tokens needs \(S.authFile.env) (or --auth-file): the JSON file of API clients")
+            }
+            return file
+        case "auto":
+            if file == nil && !address.isLoopback {
+                throw ConfigError("\(addressOrigin)=\(address) is reachable from other machines, and no auth file is set: "
+                                  + "anyone who can connect could enqueue jobs and read every result. Set \(S.authFile.env) "
+                                  + "(spool-api token makes entries), or \(S.authMode.env)=none if the network in front is trusted")
+            }
+            return file
+        default:
+            throw ConfigError("\(source.origin(S.authMode)): '\(mode.prefix(40))' must be auto, tokens or none")
+        }
     }
 
     func pendingLimit(for queue: String) -> Int64 { queueMaxPending[queue] ?? maxPending }

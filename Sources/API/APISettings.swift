@@ -44,6 +44,13 @@ enum APISettings {
     static let replicaAckTimeoutMs = Setting(
         "replica-ack-timeout-ms", env: "SPOOL_REPLICA_ACK_TIMEOUT_MS", default: "1000", range: 1...60_000,
         unit: "milliseconds", "How long a write waits for those replicas; below `--redis-timeout-ms`")
+    static let authFile = Setting(
+        "auth-file", env: "SPOOL_AUTH_FILE", default: "–",
+        "JSON file of API clients (id, token SHA-256, scopes, queues); re-read on change and SIGHUP. See Security")
+    static let authMode = Setting(
+        "auth", env: "SPOOL_AUTH", default: "`auto`",
+        "`auto`: tokens when `--auth-file` is set, else open on loopback only; `tokens`: require the file; "
+        + "`none`: no authentication, on any address")
     static let accessLog = Setting(
         "access-log", env: "SPOOL_ACCESS_LOG", default: "false",
         "One JSON line per answered request (method, path, route, status, duration)")
@@ -57,7 +64,7 @@ enum APISettings {
     /// The API's own settings, in the order of `--help` and the README.
     static let own = [addr, threads, redisTimeoutMs, maxBodyBytes, readTimeoutMs, writeTimeoutMs, maxConnections,
                       maxPending, queueMaxPending, resultTTL, maxQueues, metricsMaxQueues, minReplicas,
-                      replicaAckTimeoutMs, accessLog, drainMs,
+                      replicaAckTimeoutMs, authFile, authMode, accessLog, drainMs,
                       shutdownGraceMs]
     static let all = SharedSettings.all + own
 }

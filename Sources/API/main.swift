@@ -8,6 +8,9 @@ import Glibc
 // spool-api: read the config, start one event loop per thread, serve until
 // SIGTERM/SIGINT, then shut down gracefully (see `shutDown`).
 
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "token" {
+    TokenCommand.run(Array(CommandLine.arguments.dropFirst(2)))
+}
 let flags = CommandLineOptions.parseOrExit(program: "spool-api", abstract: "Spool HTTP API: enqueues jobs and reads their state.",
                                            settings: APISettings.all, own: APISettings.own)
 let config: APIConfig
@@ -22,15 +25,30 @@ LogSetup.bootstrap(service: "api", level: config.logLevel, format: config.logFor
 MetricsSetup.bootstrap()
 APIMetrics.bootstrap()
 let logger = Logger(label: "spool.api")
-Signals.blockTerminationSignals()
+Signals.blockTerminationSignals(andHangup: true)
 LibeventLoop.enableThreads()
+
+// Authentication: the auth file's clients, read again on change and SIGHUP.
+let auth: AuthStore?
+do {
+    auth = try config.authFile.map { try AuthStore(path: $0, logger: logger) }
+} catch {
+    FileOutput.stderr("spool-api: SPOOL_AUTH_FILE \(error)")
+    exit(2)
+}
+let authWatch = auth?.startWatching()
+if config.authFile == nil {
+    logger.warning("authentication is off: anyone who can reach this address may enqueue jobs and read every result",
+                   metadata: ["addr": "\(config.address)"])
+}
 
 let problems = RedisProblemLog(logger: logger)
 let serverErrors = ServerErrorLog(logger: logger)
 var loops: [EventLoop] = []
 do {
     for index in 0..<config.threads {
-        loops.append(try EventLoop(index: index, config: config, logger: logger, problems: problems, serverErrors: serverErrors))
+        loops.append(try EventLoop(index: index, config: config, auth: auth, logger: logger, problems: problems,
+                                   serverErrors: serverErrors))
     }
 } catch {
     FileOutput.stderr("spool-api: \(error)")
@@ -43,6 +61,7 @@ let threads = loops.map { loop in BackgroundThread(name: "spool-api-loop") { loo
 logger.info("spool-api listening", metadata: [
     "addr": "\(config.address.host):\(loops[0].listener.boundPort)", "threads": .stringConvertible(config.threads),
     "redis": "\(config.redis)", "prefix": "\(config.prefix)",
+    "auth": "\(auth.map { "\($0.current.clients.count) clients from \($0.path)" } ?? "off")",
 ])
 StartupChecks.warnAboutEviction(config.redis, logger: logger)
 // Behind Sentinel: follow its failovers (see SentinelWatch).
@@ -82,5 +101,6 @@ func shutDown(signal: String) -> Never {
     exit(0)
 }
 
-let signal = Signals.waitForTermination()
+// SIGHUP re-reads the auth file (and, with TLS, the certificate).
+let signal = Signals.waitForTermination(onHangup: { auth?.reload(reason: "SIGHUP") })
 shutDown(signal: signal)

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+import harness
 from harness import API, Cluster, Redis, Worker
 
 # SPOOL_TEST_REDIS=cluster runs the suite against a Redis Cluster (3 primaries,
@@ -36,6 +37,23 @@ def shared_cluster():
     yield c
     c.cleanup()
 from helpers import pgrep
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs():
+    """After each test: no log line of the spool processes it started holds a
+    password or token the tests registered (harness.secret), whatever the
+    log level, error or path taken."""
+    first = len(harness.ALL_LOGS)
+    yield
+    for path in harness.ALL_LOGS[first:]:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            continue
+        for s in harness.TEST_SECRETS:
+            assert s not in text, f"a test secret appears in {path}: " + next(l for l in text.splitlines() if s in l)[:300]
 
 
 @pytest.fixture

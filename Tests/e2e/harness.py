@@ -109,11 +109,25 @@ class Redis:
         return [k for k in out.splitlines() if k]
 
 
+# Passwords and tokens the tests use: no log line of any spool process may
+# hold one (checked after every test by conftest's no_secrets_in_logs).
+TEST_SECRETS = set()
+# Every spool process's log file, in the order started.
+ALL_LOGS = []
+
+
+def secret(text):
+    """Registers a password or token as one that must never be logged."""
+    TEST_SECRETS.add(text)
+    return text
+
+
 class Process:
     """A spool binary running in the background, its output captured to a file."""
 
     def __init__(self, args, env, name):
         self.log_path = tempfile.mktemp(prefix=f"spool-{name}-", suffix=".log")
+        ALL_LOGS.append(self.log_path)
         self.log_file = open(self.log_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env)
@@ -162,8 +176,10 @@ class API(Process):
     def __init__(self, redis_url, env=None, args=()):
         self.port = free_port()
         # No drain on SIGTERM unless a test asks: it would add seconds to every stop.
-        e = {"REDIS_URL": redis_url, "SPOOL_API_ADDR": f"127.0.0.1:{self.port}", "SPOOL_API_THREADS": "2",
-             "SPOOL_API_DRAIN_MS": "0"}
+        # redis_url None: the process finds Redis through its env (REDIS_URL_FILE).
+        e = {"SPOOL_API_ADDR": f"127.0.0.1:{self.port}", "SPOOL_API_THREADS": "2", "SPOOL_API_DRAIN_MS": "0"}
+        if redis_url is not None:
+            e["REDIS_URL"] = redis_url
         e.update(env or {})
         super().__init__([str(BIN_DIR / "spool-api"), *args], e, "api")
         wait_for(lambda: self.alive() and self.get("/healthz")[0] == 200, timeout=15,
@@ -212,7 +228,9 @@ class API(Process):
 
 class Worker(Process):
     def __init__(self, redis_url, queues="default", concurrency=2, env=None, args=()):
-        e = {"REDIS_URL": redis_url, "SPOOL_QUEUES": queues, "SPOOL_CONCURRENCY": str(concurrency)}
+        e = {"SPOOL_QUEUES": queues, "SPOOL_CONCURRENCY": str(concurrency)}
+        if redis_url is not None:
+            e["REDIS_URL"] = redis_url
         e.update(env or {})
         super().__init__([str(BIN_DIR / "spool-worker"), *args], e, "worker")
         wait_for(lambda: "spool-worker started" in self.output() or not self.alive(), timeout=15,

@@ -11,8 +11,12 @@ import time
 
 import pytest
 
-from harness import API, BIN_DIR, Redis, Worker, free_port, wait_for
+from harness import API, BIN_DIR, Redis, Worker, free_port, secret, wait_for
 from helpers import assert_error, log_lines_with, metric_lines
+
+# Distinct strings, so that the check for logged secrets cannot match ordinary words.
+RIGHT = secret("pw-right-7Qz4")
+WRONG = secret("pw-wrong-7Qz4")
 
 
 def promtool():
@@ -114,13 +118,13 @@ def test_a_busy_address_is_an_error_naming_it(spawn, redis):
 @pytest.fixture
 def redis_with_password():
     r = Redis()
-    r.cli("CONFIG", "SET", "requirepass", "right")
+    r.cli("CONFIG", "SET", "requirepass", RIGHT)
     yield r
     r.cleanup()
 
 
 def test_a_wrong_password_is_named_in_the_log_readyz_and_503(spawn, redis_with_password):
-    url = f"redis://:wrong@127.0.0.1:{redis_with_password.port}"
+    url = f"redis://:{WRONG}@127.0.0.1:{redis_with_password.port}"
     api = API(url)
     try:
         err = assert_error(api.get("/readyz"), 503, "redis_unavailable", mentions=["WRONGPASS"])
@@ -143,7 +147,7 @@ def test_a_wrong_password_is_named_in_the_log_readyz_and_503(spawn, redis_with_p
         assert metric_value(text, "spool_redis_up") == 0
     finally:
         none.stop()
-    good = API(f"redis://:right@127.0.0.1:{redis_with_password.port}")
+    good = API(f"redis://:{RIGHT}@127.0.0.1:{redis_with_password.port}")
     try:
         assert good.get("/readyz")[0] == 200
         good.enqueue("q", {"type": "noop"})

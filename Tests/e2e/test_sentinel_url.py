@@ -8,8 +8,11 @@ import tempfile
 
 import pytest
 
-from harness import API, Redis, Worker, free_port, wait_for
+from harness import API, Redis, Worker, free_port, secret, wait_for
 from helpers import assert_error
+
+secret("data-secret")
+secret("sentinel-secret")
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ final class EventLoop {
     private(set) var listener: HTTPListener!
 
     /// `index` 0 is the first loop: its listener checks that the address is free.
-    init(index: Int, config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) throws {
+    init(index: Int, config: APIConfig, auth: AuthStore?, logger: Logger, problems: RedisProblemLog,
+         serverErrors: ServerErrorLog) throws {
         let loop = try LibeventLoop()
         self.loop = loop
         redis = AsyncRedisConnection(endpoint: config.redis, loop: loop, commandTimeoutMs: config.redisTimeoutMs)
@@ -30,8 +31,8 @@ final class EventLoop {
                                                timeoutMs: Int(config.replicaAckTimeoutMs))
         let waiters = JobWaiters(loop: loop)
         let coalescer = EnqueueCoalescer(schema: KeySchema(prefix: config.prefix), acknowledger: acknowledger)
-        router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, coalescer: coalescer, config: config,
-                        logger: logger, problems: problems, serverErrors: serverErrors)
+        router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, coalescer: coalescer,
+                        auth: auth.map(LoopAuth.init(store:)), config: config, logger: logger, problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: config.addressOrigin, exclusive: index == 0)
         listener.onRefused = { [serverErrors] in serverErrors.connectionRefused() }

@@ -63,9 +63,13 @@ final class EnqueueCoalescer {
         }
     }
 
-    func submit(queue: String, items: [EnqueueCall.Item], pendingLimit: Int64, _ completion: @escaping Completion) {
-        guard pendingLimit == 0, !items.contains(where: { $0.job.idempotencyKey != nil }) else {
-            return run(EnqueueCall(queue: keys(queue), items: items, pendingLimit: pendingLimit), completion)
+    /// `clientLimit`: the max_pending of the client enqueuing (0: none). A
+    /// request with any limit or idempotency key is a call of its own.
+    func submit(queue: String, items: [EnqueueCall.Item], pendingLimit: Int64, clientLimit: Int64 = 0,
+                _ completion: @escaping Completion) {
+        guard pendingLimit == 0, clientLimit == 0, !items.contains(where: { $0.job.idempotencyKey != nil }) else {
+            return run(EnqueueCall(queue: keys(queue), items: items, pendingLimit: pendingLimit, clientLimit: clientLimit),
+                       completion)
         }
         if waiting[queue] == nil { order.append(queue) }
         waiting[queue, default: []].append(Request(items: items, completion: completion))
@@ -126,8 +130,8 @@ final class EnqueueCoalescer {
                 for r in group { r.completion(.failure(error)) }
             case .success(.queueFull(let pending)):
                 for r in group { r.completion(.success(.queueFull(pending: pending))) }
-            case .success(.idempotencyConflict):
-                // Cannot happen: requests with a key are not combined.
+            case .success(.idempotencyConflict), .success(.clientFull):
+                // Cannot happen: requests with a key or a client limit are not combined.
                 for r in group { r.completion(.failure(UnexpectedConflict())) }
             case .success(.enqueued(let entries)):
                 var offset = 0

@@ -23,6 +23,8 @@ struct EnqueueRequest {
     static let maxBatch = 1000
 
     let defaults: JobOptions
+    /// The client enqueuing (recorded on each job), nil when authentication is off.
+    let client: String?
     /// The loop's id generator (one per thread, never shared).
     var random: FastRandom
 
@@ -44,6 +46,7 @@ struct EnqueueRequest {
             throw FieldError(field: f("type"), message: "must match [A-Za-z0-9_.:-]{1,128}")
         }
         var job = Job(id: JobID.generate(queue: queue, using: &random), type: type)
+        job.client = client
         job.payload = (value["payload"] ?? .null).jsonText
         if let p = value["priority"] {
             guard let text = p.stringValue, let priority = Priority(rawValue: text) else {

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Shared
 import Synchronization
 
@@ -7,7 +8,7 @@ extension Router {
     /// Everything is checked before Redis is touched, and the jobs are stored
     /// by one script call: a rejected request changes nothing, and a 201 is
     /// only sent once Redis has answered that the jobs are stored.
-    func enqueue(queue segment: Substring, _ request: HTTPRequest, _ responder: Responder, batch: Bool) {
+    func enqueue(queue segment: Substring, _ request: HTTPRequest, _ responder: Responder, batch: Bool, _ caller: Caller) {
         guard let queue = queueName(segment, responder) else { return }
         let body: JSONValue
         do {
@@ -19,7 +20,7 @@ extension Router {
         }
         let items: [EnqueueCall.Item]
         do {
-            items = try parseItems(queue: queue, body: body, batch: batch)
+            items = try parseItems(queue: queue, body: body, batch: batch, client: caller.clientID)
         } catch let e as FieldError {
             return responder.send(.error(400, "invalid_field", "\(e.field): \(e.message)"))
         } catch {
@@ -28,10 +29,17 @@ extension Router {
         let minimal = Router.prefersMinimal(request)
         let limit = config.pendingLimit(for: queue)
         checkQueue(queue, responder) { [self] in
-            coalescer.submit(queue: queue, items: items, pendingLimit: limit) { [self] result in
+            let clientLimit = caller.client?.maxPending ?? 0
+            coalescer.submit(queue: queue, items: items, pendingLimit: limit, clientLimit: clientLimit) { [self] result in
                 switch result {
                 case .failure(let e):
                     responder.send(failure(e))
+                case .success(.clientFull(let unfinished)):
+                    Counter(label: SpoolMetric.authDenied, dimensions: [("reason", "client_quota")]).increment()
+                    responder.send(.error(429, "client_quota",
+                                          "client \(caller.clientID ?? "") has \(unfinished) unfinished jobs in queue \(queue); "
+                                          + "its max_pending is \(clientLimit) (\(items.count) more would cross it)",
+                                          headers: [("Retry-After", "1")]))
                 case .success(.queueFull(let pending)):
                     responder.send(.error(429, "queue_full", "queue \(queue) holds \(pending) pending jobs; its limit is \(limit)",
                                           headers: [("Retry-After", "1")]))
@@ -53,8 +61,8 @@ extension Router {
         }
     }
 
-    private func parseItems(queue: String, body: JSONValue, batch: Bool) throws -> [EnqueueCall.Item] {
-        var request = EnqueueRequest(defaults: config.jobDefaults, random: random)
+    private func parseItems(queue: String, body: JSONValue, batch: Bool, client: String?) throws -> [EnqueueCall.Item] {
+        var request = EnqueueRequest(defaults: config.jobDefaults, client: client, random: random)
         defer { random = request.random }
         guard batch else { return [try request.item(queue: queue, from: body)] }
         guard let members = body.objectMembers else { throw FieldError(field: "body", message: "must be a JSON object with a jobs array") }

@@ -30,13 +30,29 @@ extension Router {
         }
     }
 
+    /// Calls `then` when the caller may see the job (see `Caller.sees`), else
+    /// answers 404 as for a job that does not exist. Costs a read only for a
+    /// client without `admin`; runs before anything is written for the request.
+    func requireJobAccess(_ id: JobID, _ caller: Caller, _ responder: Responder, _ then: @escaping () -> Void) {
+        guard let client = caller.client else { return then() }
+        guard client.mayUse(queue: id.queue) else { return responder.send(Router.noSuchJob(id)) }
+        if client.isAdmin { return then() }
+        redis.send(["HGET", schema.job(id), JobField.client]) { [self] result in
+            switch result {
+            case .failure(let e): responder.send(failure(e))
+            case .success(let owner) where owner.string == client.id: then()
+            case .success: responder.send(Router.noSuchJob(id))
+            }
+        }
+    }
+
     /// Longest `?wait=` accepted, in seconds.
     static let maxWaitSeconds = 60.0
 
     /// `GET /v1/jobs/{id}[?wait=S]` and `GET /v1/jobs/{id}/result[?wait=S]`:
     /// with `wait`, answers when the job reaches a terminal state or after S
     /// seconds, whichever comes first.
-    func readJob(id segment: Substring, _ request: HTTPRequest, _ responder: Responder, view: JobView) {
+    func readJob(id segment: Substring, _ request: HTTPRequest, _ responder: Responder, view: JobView, _ caller: Caller) {
         guard let id = jobID(segment, responder) else { return }
         var waitMs: Int64 = 0
         if let text = request.query["wait"] {
@@ -46,6 +62,14 @@ extension Router {
             }
             waitMs = Int64(seconds * 1000)
         }
+        // A wait registers and writes a flag: for a client's own jobs only.
+        if waitMs > 0 && caller.client != nil {
+            return requireJobAccess(id, caller, responder) { [self] in readJob(id, waitMs: waitMs, responder, view: view, caller) }
+        }
+        readJob(id, waitMs: waitMs, responder, view: view, caller)
+    }
+
+    private func readJob(_ id: JobID, waitMs: Int64, _ responder: Responder, view: JobView, _ caller: Caller) {
         // Register before reading, so a completion between the read and the
         // registration cannot be missed.
         var token = 0
@@ -56,7 +80,7 @@ extension Router {
             redis.send(["SET", schema.waiting(id), "1", "PX", String(waitMs + 5000)]) { _ in }
         }
         loadJob(id, responder) { [self] job in
-            guard let job else {
+            guard let job, caller.sees(job) else {
                 if waitMs > 0 {
                     waiters.remove(id.text, token: token)
                     redis.send(["DEL", schema.waiting(id)]) { _ in }
@@ -108,8 +132,12 @@ extension Router {
     }
 
     /// `POST /v1/jobs/{id}/cancel`
-    func cancel(id segment: Substring, _ responder: Responder) {
+    func cancel(id segment: Substring, _ responder: Responder, _ caller: Caller) {
         guard let id = jobID(segment, responder) else { return }
+        requireJobAccess(id, caller, responder) { [self] in cancel(id, responder) }
+    }
+
+    private func cancel(_ id: JobID, _ responder: Responder) {
         acknowledger.run(CancelCall(schema: schema, jobID: id)) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))
@@ -128,8 +156,12 @@ extension Router {
     }
 
     /// `POST /v1/jobs/{id}/retry`: a dead job back to queued, attempts reset.
-    func retry(id segment: Substring, _ responder: Responder) {
+    func retry(id segment: Substring, _ responder: Responder, _ caller: Caller) {
         guard let id = jobID(segment, responder) else { return }
+        requireJobAccess(id, caller, responder) { [self] in retry(id, responder) }
+    }
+
+    private func retry(_ id: JobID, _ responder: Responder) {
         acknowledger.run(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))

@@ -76,7 +76,9 @@ extension Router {
     }
 
     /// `GET /v1/queues/{queue}/dead?limit=&cursor=`: dead jobs, newest first.
-    func listDead(_ segment: Substring, _ request: HTTPRequest, _ responder: Responder) {
+    /// A client without `admin` sees only its own: a page then may hold fewer
+    /// than `limit` jobs (even none) while `next_cursor` says there is more.
+    func listDead(_ segment: Substring, _ request: HTTPRequest, _ responder: Responder, _ caller: Caller) {
         guard let queue = queueName(segment, responder) else { return }
         var limit = 50
         if let text = request.query["limit"] {
@@ -100,7 +102,7 @@ extension Router {
                     w.beginObject()
                     w.key("jobs")
                     w.beginArray()
-                    for job in page.jobs { job.writeJSON(to: &w) }
+                    for job in page.jobs where caller.sees(job) { job.writeJSON(to: &w) }
                     w.endArray()
                     w.field("next_cursor", page.next?.text)
                     w.endObject()

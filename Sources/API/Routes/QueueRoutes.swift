@@ -7,8 +7,9 @@ extension Router {
 
     /// `GET /v1/queues?limit=&cursor=&prefix=`: known queues with their counts,
     /// sorted by name, a page at a time; `next_cursor` (the last name of this
-    /// page) continues, null on the last page.
-    func listQueues(_ request: HTTPRequest, _ responder: Responder) {
+    /// page) continues, null on the last page. A client sees only the queues
+    /// its entry in the auth file names.
+    func listQueues(_ request: HTTPRequest, _ responder: Responder, _ caller: Caller) {
         var limit = Router.defaultQueuePage
         if let text = request.query["limit"] {
             guard let n = Int(text), (1...Router.maxQueuePage).contains(n) else {
@@ -28,7 +29,7 @@ extension Router {
             switch result {
             case .failure(let e): responder.send(failure(e))
             case .success(let all):
-                let matching = all.filter { $0.hasPrefix(prefix) && (cursor.isEmpty || $0 > cursor) }
+                let matching = all.filter { $0.hasPrefix(prefix) && (cursor.isEmpty || $0 > cursor) && caller.mayUse(queue: $0) }
                 let page = Array(matching.prefix(limit))
                 let next = matching.count > limit ? page.last : nil
                 gatherStats(page) { result in

@@ -37,10 +37,13 @@ final class Router: HTTPHandler {
     /// too few replicas acknowledged them in time; the caller decides, by
     /// outcome, whether the call wrote anything to lose.
     let acknowledger: ReplicaAcknowledger
+    /// The auth file's clients (nil: authentication is off, every request may do everything).
+    let auth: LoopAuth?
 
     init(redis: AsyncRedisConnection, acknowledger: ReplicaAcknowledger, waiters: JobWaiters, coalescer: EnqueueCoalescer,
-         config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) {
+         auth: LoopAuth?, config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) {
         self.redis = redis
+        self.auth = auth
         self.acknowledger = acknowledger
         self.waiters = waiters
         self.coalescer = coalescer
@@ -52,10 +55,16 @@ final class Router: HTTPHandler {
         waiters.answer = { [unowned self] id, responders in answerWaiters(id, responders) }
     }
 
+    /// What a route's action gets: the segments its `:name` parts matched, in
+    /// order, the request, and who sent it.
+    typealias Action = @Sendable (Router, [Substring], HTTPRequest, Responder, Caller) -> Void
+
     /// One route: a method and a path pattern whose `:name` parts match any
     /// segment; the action gets the matched segments in order.
     struct Route: Sendable {
         let method: String
+        /// Who may call it (checked in `authorize` before the action runs).
+        let access: RouteAccess
         /// The path pattern as written, the `route` label of request metrics.
         let path: String
         /// Each segment of the pattern: nil for a `:name` part, else its bytes.
@@ -63,11 +72,11 @@ final class Router: HTTPHandler {
         /// The query parameters the route reads; any other is refused (400),
         /// so that a typo (`?wiat=5`) is an error rather than ignored.
         let query: [String]
-        let action: @Sendable (Router, [Substring], HTTPRequest, Responder) -> Void
+        let action: Action
 
-        init(_ method: String, _ path: String, query: [String] = [],
-             _ action: @escaping @Sendable (Router, [Substring], HTTPRequest, Responder) -> Void) {
+        init(_ method: String, _ path: String, query: [String] = [], _ access: RouteAccess, _ action: @escaping Action) {
             self.method = method
+            self.access = access
             self.path = "/" + path
             self.pattern = path.split(separator: "/").map { $0.first == ":" ? nil : Array($0.utf8) }
             self.query = query
@@ -97,24 +106,36 @@ final class Router: HTTPHandler {
     }
 
     static let routes: [Route] = [
-        Route("GET", "healthz") { r, _, _, out in r.health(out) },
-        Route("GET", "readyz") { r, _, _, out in r.ready(out) },
-        Route("GET", "metrics") { r, _, _, out in r.metrics(out) },
-        Route("GET", "v1/queues", query: ["limit", "cursor", "prefix"]) { r, _, req, out in r.listQueues(req, out) },
-        Route("GET", "v1/queues/:queue") { r, p, _, out in r.queueDetail(p[0], out) },
-        Route("DELETE", "v1/queues/:queue", query: ["purge"]) { r, p, req, out in r.deleteQueue(p[0], req, out) },
-        Route("POST", "v1/queues/:queue/jobs") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: false) },
-        Route("POST", "v1/queues/:queue/jobs/batch") { r, p, req, out in r.enqueue(queue: p[0], req, out, batch: true) },
-        Route("POST", "v1/queues/:queue/pause") { r, p, _, out in r.setPaused(p[0], paused: true, out) },
-        Route("POST", "v1/queues/:queue/resume") { r, p, _, out in r.setPaused(p[0], paused: false, out) },
-        Route("GET", "v1/queues/:queue/dead", query: ["limit", "cursor"]) { r, p, req, out in r.listDead(p[0], req, out) },
-        Route("DELETE", "v1/queues/:queue/dead") { r, p, _, out in r.purgeDead(p[0], out) },
-        Route("POST", "v1/queues/:queue/dead/retry") { r, p, _, out in r.retryAllDead(p[0], out) },
-        Route("GET", "v1/jobs/:id", query: ["wait"]) { r, p, req, out in r.readJob(id: p[0], req, out, view: .job) },
-        Route("GET", "v1/jobs/:id/result", query: ["wait"]) { r, p, req, out in r.readJob(id: p[0], req, out, view: .result) },
-        Route("POST", "v1/jobs/:id/cancel") { r, p, _, out in r.cancel(id: p[0], out) },
-        Route("POST", "v1/jobs/:id/retry") { r, p, _, out in r.retry(id: p[0], out) },
-        Route("GET", "v1/workers") { r, _, _, out in r.listWorkers(out) },
+        Route("GET", "healthz", .open) { r, _, _, out, _ in r.health(out) },
+        Route("GET", "readyz", .open) { r, _, _, out, _ in r.ready(out) },
+        Route("GET", "metrics", .metrics) { r, _, _, out, _ in r.metrics(out) },
+        Route("GET", "v1/queues", query: ["limit", "cursor", "prefix"], .global(.read)) { r, _, req, out, who in
+            r.listQueues(req, out, who)
+        },
+        Route("GET", "v1/queues/:queue", .queue(.read)) { r, p, _, out, _ in r.queueDetail(p[0], out) },
+        Route("DELETE", "v1/queues/:queue", query: ["purge"], .queue(.admin)) { r, p, req, out, _ in r.deleteQueue(p[0], req, out) },
+        Route("POST", "v1/queues/:queue/jobs", .queue(.enqueue)) { r, p, req, out, who in
+            r.enqueue(queue: p[0], req, out, batch: false, who)
+        },
+        Route("POST", "v1/queues/:queue/jobs/batch", .queue(.enqueue)) { r, p, req, out, who in
+            r.enqueue(queue: p[0], req, out, batch: true, who)
+        },
+        Route("POST", "v1/queues/:queue/pause", .queue(.admin)) { r, p, _, out, _ in r.setPaused(p[0], paused: true, out) },
+        Route("POST", "v1/queues/:queue/resume", .queue(.admin)) { r, p, _, out, _ in r.setPaused(p[0], paused: false, out) },
+        Route("GET", "v1/queues/:queue/dead", query: ["limit", "cursor"], .queue(.read)) { r, p, req, out, who in
+            r.listDead(p[0], req, out, who)
+        },
+        Route("DELETE", "v1/queues/:queue/dead", .queue(.admin)) { r, p, _, out, _ in r.purgeDead(p[0], out) },
+        Route("POST", "v1/queues/:queue/dead/retry", .queue(.admin)) { r, p, _, out, _ in r.retryAllDead(p[0], out) },
+        Route("GET", "v1/jobs/:id", query: ["wait"], .job(.read)) { r, p, req, out, who in
+            r.readJob(id: p[0], req, out, view: .job, who)
+        },
+        Route("GET", "v1/jobs/:id/result", query: ["wait"], .job(.read)) { r, p, req, out, who in
+            r.readJob(id: p[0], req, out, view: .result, who)
+        },
+        Route("POST", "v1/jobs/:id/cancel", .job(.enqueue)) { r, p, _, out, who in r.cancel(id: p[0], out, who) },
+        Route("POST", "v1/jobs/:id/retry", .job(.enqueue)) { r, p, _, out, who in r.retry(id: p[0], out, who) },
+        Route("GET", "v1/workers", .global(.admin)) { r, _, _, out, _ in r.listWorkers(out) },
     ]
 
     func handle(_ request: HTTPRequest, _ responder: Responder) {
@@ -125,11 +146,12 @@ final class Router: HTTPHandler {
             guard let captured = route.match(segments) else { continue }
             if route.method == method {
                 let counted = responder.observing(observer(route: route.path, method: method, request))
+                guard let caller = authorize(route, captured, request, counted) else { return }
                 if let unknown = route.unknownParameter(request) {
                     let takes = route.query.isEmpty ? "this route takes none" : "this route takes " + route.query.joined(separator: ", ")
                     return counted.send(.error(400, "invalid_field", "unknown query parameter '\(unknown.prefix(80))'; \(takes)"))
                 }
-                return route.action(self, captured, request, counted)
+                return route.action(self, captured, request, counted, caller)
             }
             allowed.append(route.method)
         }

@@ -78,14 +78,30 @@ public struct SettingSource {
         return v
     }
 
-    /// REDIS_URL / --redis-url (SharedSettings.redisURL).
+    /// REDIS_URL / --redis-url (SharedSettings.redisURL), or the file
+    /// REDIS_URL_FILE names; the password may come from REDIS_PASSWORD_FILE.
+    /// Errors show the URL without its password.
     public func redisEndpoint() throws -> RedisEndpoint {
-        let text = string(SharedSettings.redisURL, default: "redis://127.0.0.1:6379")
+        var text = string(SharedSettings.redisURL, default: "redis://127.0.0.1:6379")
+        var urlOrigin = origin(SharedSettings.redisURL)
+        if let file = raw(SharedSettings.redisURLFile) {
+            if let both = raw(SharedSettings.redisURL) {
+                throw ConfigError("\(both.origin) and \(file.origin) are both set; give the URL one way")
+            }
+            text = try SettingSource.secret(file).trimmingCharacters(in: " \t\n\r")  // not "\r\n": one Character
+            urlOrigin = "\(file.origin) (\(file.value))"
+        }
         var endpoint: RedisEndpoint
         do {
             endpoint = try RedisEndpoint(url: text)
         } catch {
-            throw ConfigError("\(origin(SharedSettings.redisURL)): '\(text)' \(error)")
+            throw ConfigError("\(urlOrigin): '\(RedisEndpoint.redacted(text))' \(error)")
+        }
+        if let file = raw(SharedSettings.redisPasswordFile) {
+            guard endpoint.password == nil else {
+                throw ConfigError("\(urlOrigin) holds a password and \(file.origin) gives one too; give it one way")
+            }
+            endpoint.password = try SettingSource.secret(file, trimming: true)
         }
         let sentinels = raw(SharedSettings.sentinels), master = raw(SharedSettings.sentinelMaster)
         if let given = sentinels ?? master {
@@ -111,6 +127,19 @@ public struct SettingSource {
         endpoint.sentinel?.username = sentinelUser?.value
         endpoint.sentinel?.password = sentinelPassword?.value
         return endpoint
+    }
+
+    /// The content of a secret file (a mounted Kubernetes Secret or compose
+    /// secret); `trimming`: without the line break an editor adds at the end.
+    static func secret(_ file: (value: String, origin: String), trimming: Bool = false) throws -> String {
+        guard var text = FileInput.read(file.value, maxBytes: 65536) else {
+            throw ConfigError("\(file.origin): cannot read '\(file.value)' (missing, unreadable, over 64 KiB or not UTF-8)")
+        }
+        if trimming {
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        }
+        guard !text.isEmpty else { throw ConfigError("\(file.origin): '\(file.value)' is empty") }
+        return text
     }
 
     // MARK: - declared settings (see Setting)
@@ -181,5 +210,10 @@ public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         self.host = host.isEmpty ? "0.0.0.0" : host
         self.port = p
+    }
+
+    /// Reachable only from this machine: 127.0.0.0/8, ::1 or localhost.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 }

@@ -60,6 +60,12 @@ public enum SharedSettings {
     public static let redisURL = Setting(
         "redis-url", env: "REDIS_URL", default: "`redis://127.0.0.1:6379`",
         "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'), or a Redis Cluster `redis+cluster://[user[:password]@]host1[:port],host2[:port],...` (seed nodes; any one that answers is enough). Percent-encode `@ : / ?` in a password. No TLS yet")
+    public static let redisURLFile = Setting(
+        "redis-url-file", env: "REDIS_URL_FILE", default: "–",
+        "A file holding the Redis URL (a mounted secret), instead of `REDIS_URL`")
+    public static let redisPasswordFile = Setting(
+        "redis-password-file", env: "REDIS_PASSWORD_FILE", default: "–",
+        "A file holding the Redis password (a mounted secret; a final line break is ignored), for a URL without one")
     public static let sentinels = Setting(
         "sentinels", env: "SPOOL_SENTINELS", default: "–",
         "The sentinels as separate settings, instead of a `redis+sentinel://` URL: `host1[:port],host2[:port],...` (26379 by default), with `SPOOL_SENTINEL_MASTER`; `REDIS_URL` (a `redis://` URL) then gives only the data nodes' user, password and database, its host and port are not used")
@@ -78,7 +84,7 @@ public enum SharedSettings {
         "log-level", env: "SPOOL_LOG_LEVEL", default: "`info`", "trace, debug, info, notice, warning, error, critical")
     public static let logFormat = Setting(
         "log-format", env: "SPOOL_LOG_FORMAT", default: "`text` on a terminal, else `json`", "`json` (one object per line) or `text`")
-    public static let all = [redisURL, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
+    public static let all = [redisURL, redisURLFile, redisPasswordFile, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
                              logFormat]
 }
 

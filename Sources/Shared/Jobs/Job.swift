@@ -21,6 +21,9 @@ public struct Job: Equatable, Sendable {
     public var result: String? = nil
     public var progress: String? = nil
     public var idempotencyKey: String? = nil
+    /// The API client that enqueued the job (its id in the auth file); nil
+    /// when authentication was off. Only that client, and admins, see the job.
+    public var client: String? = nil
 
     public init(id: JobID, type: String) {
         self.id = id
@@ -60,6 +63,7 @@ public enum JobField {
     public static let result = "result"
     public static let progress = "progress"
     public static let idempotencyKey = "idem"
+    public static let client = "client"
 }
 
 public struct JobDecodingError: Error, CustomStringConvertible {
@@ -79,8 +83,17 @@ extension Job {
         if options.timeoutMs != defaults.timeoutMs { f += [JobField.timeoutMs, String(options.timeoutMs)] }
         if options.backoffMs != defaults.backoffMs { f += [JobField.backoffMs, String(options.backoffMs)] }
         if options.resultTTLSeconds != defaults.resultTTLSeconds { f += [JobField.resultTTL, String(options.resultTTLSeconds)] }
-        if let idempotencyKey { f += [JobField.idempotencyKey, idempotencyKey] }
+        if let idempotencySlot { f += [JobField.idempotencyKey, idempotencySlot] }
+        if let client { f += [JobField.client, client] }
         return f
+    }
+
+    /// The idempotency key as stored (the `idem` field, and the suffix of its
+    /// Redis key): scoped by the client, `client/key`, so two clients' keys
+    /// never meet. (Client ids hold no `/`.)
+    public var idempotencySlot: String? {
+        guard let idempotencyKey else { return nil }
+        return client.map { $0 + "/" + idempotencyKey } ?? idempotencyKey
     }
 
     /// Every field enqueue stores for the job, as field, value pairs.
@@ -121,7 +134,11 @@ extension Job {
         error = hash[JobField.error].flatMap { $0.isEmpty ? nil : $0 }
         result = hash[JobField.result]
         progress = hash[JobField.progress].flatMap { $0.isEmpty ? nil : $0 }
-        idempotencyKey = hash[JobField.idempotencyKey]
+        client = hash[JobField.client]
+        idempotencyKey = hash[JobField.idempotencyKey].map { slot in
+            guard let client, slot.hasPrefix(client + "/") else { return slot }
+            return String(slot.dropFirst(client.utf8.count + 1))
+        }
     }
 
     /// The job as the API shows it (`GET /v1/jobs/{id}`).
@@ -147,6 +164,7 @@ extension Job {
         w.field("finished_at", finishedUs.map(Timestamp.format(micros:)))
         w.field("worker", worker)
         if let idempotencyKey { w.field("idempotency_key", idempotencyKey) }
+        if let client { w.field("client", client) }
         w.endObject()
     }
 

@@ -76,6 +76,9 @@ public enum SpoolMetric {
     public static let httpRequestDuration = "spool_http_request_duration_seconds"
     public static let queuesOmitted = "spool_metrics_queues_omitted"
     public static let connectionsRefused = "spool_http_connections_refused_total"
+    public static let authDenied = "spool_api_auth_denied_total"
+    public static let authClients = "spool_api_auth_clients"
+    public static let authReloadErrors = "spool_api_auth_file_errors_total"
     // Both
     public static let redisErrors = "spool_redis_errors_total"
     public static let redisReconnects = "spool_redis_reconnects_total"
@@ -94,6 +97,9 @@ public enum SpoolMetric {
         queueDead: "Jobs out of attempts, kept in the dead set, by queue.",
         queuesOmitted: "Queues left out of the per-queue series because of SPOOL_METRICS_MAX_QUEUES (the deepest are shown).",
         connectionsRefused: "Client connections closed at once because SPOOL_MAX_CONNECTIONS was reached.",
+        authDenied: "Requests refused by authentication (401 unauthorized) or authorization (403 forbidden, 429 client_quota), by reason.",
+        authClients: "Clients in the auth file now in use (0 when authentication is off).",
+        authReloadErrors: "Times the auth file changed but could not be used (unreadable or invalid); the previous clients stay in force.",
         jobsProcessed: "Jobs this worker ran to success, by queue.",
         jobsFailed: "Failed runs of jobs on this worker (retried or dead), by queue.",
         jobsRetried: "Failed runs scheduled for another attempt, by queue.",

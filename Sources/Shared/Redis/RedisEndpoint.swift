@@ -65,6 +65,20 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
 
     public init() {}
 
+    /// URL text as given, with its password replaced by `***`: for errors
+    /// about a URL that may not even parse.
+    public static func redacted(_ text: String) -> String {
+        guard let at = text.lastIndex(of: "@") else { return text }
+        var start = text.startIndex
+        if let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://") {
+            start = text.index(colon, offsetBy: 3)
+        }
+        guard start <= at else { return text }
+        let userinfo = text[start..<at]
+        let shown = userinfo.firstIndex(of: ":").map { userinfo[..<$0] + ":***" } ?? userinfo
+        return String(text[..<start]) + shown + String(text[at...])
+    }
+
     /// The URL without its password, for logs.
     public var description: String {
         var auth = ""

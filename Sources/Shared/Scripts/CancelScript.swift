@@ -10,7 +10,7 @@ public struct CancelCall: ScriptCall {
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
 local q = queue_keys()
 local key, id = KEYS[11], ARGV[6]
-local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s')
+local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client')
 local state = f[1]
 if not state then return {'missing'} end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then return {'conflict', state} end
@@ -26,6 +26,7 @@ end
 local _, _, now_us_text = clock()
 redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now_us_text)
 expire_job(q, key, tonumber(f[3]) or DEFAULT_RESULT_TTL)
+count_client_jobs(q, f[4], -1)
 notify_finished(q, id)
 return {'cancelled', state}
 """#)

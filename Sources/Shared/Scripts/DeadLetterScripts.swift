@@ -91,7 +91,8 @@ return out
 /// Puts dead jobs back to queued with their attempts reset: the given ids, or
 /// (with no ids) up to `limit` of the oldest.
 public struct RetryDeadCall: ScriptCall {
-    public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake],
+    public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake,
+                                                                     CommonLua.finishing],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to retry when no ids are given
@@ -104,8 +105,9 @@ if #ids == 0 then ids = redis.call('ZRANGE', q.dead, 0, tonumber(ARGV[6]) - 1) e
 local retried, refused = 0, ''
 for _, id in ipairs(ids) do
   local key = q.job_prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'priority', 'idem')
+  local f = redis.call('HMGET', key, 'state', 'priority', 'idem', 'client')
   if f[1] == 'dead' then
+    count_client_jobs(q, f[4], 1)
     redis.call('ZREM', q.dead, id)
     redis.call('HSET', key, 'state', 'queued', 'attempts', 0)
     redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result', 'progress')

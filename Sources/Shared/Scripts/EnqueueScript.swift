@@ -1,15 +1,19 @@
 /// Enqueues a batch of jobs (one or many) into one queue, all or none.
 public struct EnqueueCall: ScriptCall {
-    public static let script = LuaScript(name: "enqueue", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.wake],
+    public static let script = LuaScript(name: "enqueue", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.wake,
+                                                                 CommonLua.finishing],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    pending limit for the queue (0 = none)
--- ARGV[7]    number of jobs n, then per job:
+-- ARGV[7]    the client's max_pending (0 = none): its unfinished jobs in this queue at
+--            most (a call with a limit carries one client's jobs)
+-- ARGV[8]    number of jobs n, then per job:
 --            id, priority (1-4), run_at ms (0 = none), delay ms, idempotency key ('' = none),
 --            type, payload, count m of other fields, then m strings: field, value, ...
 --            (type and payload by position: field names sent for every job of
 --            a batch were a tenth of the script's cost)
 -- Output:    {'full', pending}           when the jobs would cross the pending limit (nothing stored)
+--            {'client_full', unfinished} when they would cross the client's max_pending (nothing stored)
 --            {'conflict', j, existing id} when job j reuses an idempotency key for a
 --                                        different request (nothing stored)
 --            {now µs, entry1, ..., entryN}  otherwise; entry = 'new' (queued), the run time in
@@ -19,7 +23,8 @@ local now, now_us, now_us_text = clock()
 local q = queue_keys()
 local limit = tonumber(ARGV[6])
 local job_prefix, idem_prefix = q.job_prefix, q.idem_prefix
-local n = tonumber(ARGV[7])
+local client_limit = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 
 -- What makes two enqueues with one idempotency key the same request: the
 -- stored fields (options at their default are not stored, on either side).
@@ -37,7 +42,8 @@ local function same_request(a, b)
 end
 
 -- First pass: parse, resolve idempotency hits, count what would become pending.
-local jobs, seen, immediate, i = {}, {}, 0, 8
+local jobs, seen, immediate, i = {}, {}, 0, 9
+local new_per_client, limited_client = {}, nil
 for j = 1, n do
   local job = { id = ARGV[i], prio = tonumber(ARGV[i + 1]), run_at = tonumber(ARGV[i + 2]),
                 delay = tonumber(ARGV[i + 3]), idem = ARGV[i + 4], type = ARGV[i + 5], payload = ARGV[i + 6],
@@ -65,7 +71,22 @@ for j = 1, n do
   if job.run_at > 0 then job.at = job.run_at elseif job.delay > 0 then job.at = now + job.delay end
   if job.at and job.at <= now then job.at = nil end
   if not job.dup and not job.at then immediate = immediate + 1 end
+  if not job.dup then
+    -- The owner, among the other fields (only jobs enqueued with a token have one).
+    for k = job.first, job.first + job.m - 1, 2 do
+      if ARGV[k] == 'client' then job.client = ARGV[k + 1] end
+    end
+    if job.client then
+      new_per_client[job.client] = (new_per_client[job.client] or 0) + 1
+      limited_client = job.client
+    end
+  end
   jobs[j] = job
+end
+
+if client_limit > 0 and limited_client then
+  local unfinished = tonumber(redis.call('HGET', q.stats, 'client:' .. limited_client)) or 0
+  if unfinished + new_per_client[limited_client] > client_limit then return {'client_full', unfinished} end
 end
 
 if limit > 0 and immediate > 0 then
@@ -106,6 +127,7 @@ end
 for p = 1, 4 do
   if #ready[p] > 0 then redis.call('RPUSH', q.pending[p], unpack(ready[p])) end
 end
+for client, count in pairs(new_per_client) do count_client_jobs(q, client, count) end
 -- Immediate jobs wake a worker each; a scheduled job wakes one, so that an
 -- idle worker shortens its wait to the new earliest run time.
 local wakes = immediate
@@ -129,6 +151,9 @@ return out
     public enum Outcome {
         /// Nothing stored: the queue holds `pending` jobs, at or over its limit.
         case queueFull(pending: Int64)
+        /// Nothing stored: the client has `unfinished` jobs in the queue, and
+        /// these would take it past its max_pending.
+        case clientFull(unfinished: Int64)
         /// Nothing stored: item `index` (from 0) reuses an idempotency key that
         /// job `existing` was enqueued with by a different request.
         case idempotencyConflict(index: Int, existing: String)
@@ -151,27 +176,30 @@ return out
     public var queue: String { queueKeys.queue }
     public let items: [Item]
     public let pendingLimit: Int64
+    /// The max_pending of the client whose jobs these are (0: none).
+    public let clientLimit: Int64
     let queueKeys: QueueKeys
 
-    public init(queue: QueueKeys, items: [Item], pendingLimit: Int64) {
+    public init(queue: QueueKeys, items: [Item], pendingLimit: Int64, clientLimit: Int64 = 0) {
         self.queueKeys = queue
         self.items = items
         self.pendingLimit = pendingLimit
+        self.clientLimit = clientLimit
     }
 
-    public init(schema: KeySchema, queue: String, items: [Item], pendingLimit: Int64) {
-        self.init(queue: schema.queueKeys(queue), items: items, pendingLimit: pendingLimit)
+    public init(schema: KeySchema, queue: String, items: [Item], pendingLimit: Int64, clientLimit: Int64 = 0) {
+        self.init(queue: schema.queueKeys(queue), items: items, pendingLimit: pendingLimit, clientLimit: clientLimit)
     }
 
     public var script: LuaScript { EnqueueCall.script }
     public var keys: [String] { queueKeys.keys }
     public var args: [String] {
-        var a = queueKeys.args + [String(pendingLimit), String(items.count)]
+        var a = queueKeys.args + [String(pendingLimit), String(clientLimit), String(items.count)]
         a.reserveCapacity(a.count + items.count * 26)
         for item in items {
             let fields = item.job.optionalFields
             a += [item.job.id.text, String(item.job.priority.index), String(item.runAt), String(item.delayMs),
-                  item.job.idempotencyKey ?? "", item.job.type, item.job.payload, String(fields.count)]
+                  item.job.idempotencySlot ?? "", item.job.type, item.job.payload, String(fields.count)]
             a += fields
         }
         return a
@@ -180,6 +208,7 @@ return out
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let head = parts.first else { throw unexpected(reply) }
         if head.string == "full" { return .queueFull(pending: parts.count > 1 ? parts[1].int ?? 0 : 0) }
+        if head.string == "client_full" { return .clientFull(unfinished: parts.count > 1 ? parts[1].int ?? 0 : 0) }
         if head.string == "conflict" {
             guard parts.count == 3, let j = parts[1].int, let existing = parts[2].string else { throw unexpected(reply) }
             return .idempotencyConflict(index: Int(j) - 1, existing: existing)

@@ -44,6 +44,7 @@ return 'dead'
 local function bury(q, id, now, dead_ttl, dead_max)
   local key = q.job_prefix .. id
   redis.call('HSET', key, 'state', 'dead', 'finished_at', now * 1000)
+  count_client_jobs(q, redis.call('HGET', key, 'client'), -1)
   notify_finished(q, id)
   redis.call('ZADD', q.dead, now, id)
   expire_job(q, key, dead_ttl)

@@ -6,18 +6,29 @@ import Glibc
 /// with sigwait, so a handler never runs at an arbitrary point of the code.
 public enum Signals {
     /// Call first in main, before any thread starts (threads inherit the mask).
-    public static func blockTerminationSignals() {
+    /// `andHangup`: SIGHUP too, for a process that reloads on it
+    /// (`waitForTermination(onHangup:)`); others keep its default action.
+    public static func blockTerminationSignals(andHangup: Bool = false) {
         var set = terminationSet()
+        if andHangup { sigaddset(&set, SIGHUP) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Blocks until SIGTERM or SIGINT arrives; returns its name.
-    public static func waitForTermination() -> String {
+    /// Blocks until SIGTERM or SIGINT arrives; returns its name. Each SIGHUP
+    /// meanwhile calls `onHangup` (when given; SIGHUP must have been blocked).
+    public static func waitForTermination(onHangup: (() -> Void)? = nil) -> String {
         var set = terminationSet()
+        if onHangup != nil { sigaddset(&set, SIGHUP) }
         var sig: Int32 = 0
-        while sigwait(&set, &sig) != 0 {}
-        return sig == SIGTERM ? "SIGTERM" : "SIGINT"
+        while true {
+            guard sigwait(&set, &sig) == 0 else { continue }
+            if sig == SIGHUP {
+                onHangup?()
+                continue
+            }
+            return sig == SIGTERM ? "SIGTERM" : "SIGINT"
+        }
     }
 
     /// Waits up to `timeoutMs` for SIGTERM or SIGINT: the signal, or nil.

@@ -89,6 +89,16 @@ local function count_minute(q, field, now, n)
   if redis.call('HINCRBY', key, field, n) == n then redis.call('EXPIRE', key, 3720) end
 end
 
+-- A client's unfinished jobs in the queue (field client:<id> of the stats
+-- hash, for the client's max_pending): enqueue adds, the end of a job
+-- (succeeded, dead, cancelled) takes away, a retry from the dead set adds.
+-- Jobs enqueued without authentication have no client and count nowhere.
+local function count_client_jobs(q, client, n)
+  if not client or client == '' then return end
+  local field = 'client:' .. client
+  if redis.call('HINCRBY', q.stats, field, n) <= 0 then redis.call('HDEL', q.stats, field) end
+end
+
 -- Tells API long-polls that a job finished, only when one waits for it:
 -- publishing every completion would cost every API loop a message per job.
 local function notify_finished(q, id)
