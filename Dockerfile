@@ -2,7 +2,8 @@
 # spool-worker (`docker run IMAGE spool-worker`).
 #
 #   docker build -t spool:dev .
-#   docker run --rm -p 8080:8080 -e REDIS_URL=redis://host:6379 spool:dev
+#   docker run --rm -p 8080:8080 -e REDIS_URL=redis://host:6379 \
+#     -v "$PWD/clients.json:/run/secrets/api-clients.json:ro" -e SPOOL_AUTH_FILE=/run/secrets/api-clients.json spool:dev
 #   docker run --rm --init -e REDIS_URL=redis://host:6379 spool:dev spool-worker
 #
 # (--init, like compose's `init: true`, puts a tiny init as PID 1 that reaps the
@@ -12,7 +13,7 @@
 # Build stage: the official Swift image for Debian 12 (bookworm), the same Debian
 # release the runtime stage uses, so the C libraries linked here are the ones
 # installed there. The Swift runtime is linked statically (--static-swift-stdlib):
-# the runtime image needs no Swift toolchain, only hiredis and libevent.
+# the runtime image needs no Swift toolchain, only hiredis, libevent and OpenSSL.
 # Tests/deploy/test_dockerfile.py builds the binaries the same way, runs ldd on them
 # and checks that every library they load comes from a package installed below or
 # from debian:bookworm-slim itself.
@@ -24,6 +25,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libhiredis-dev=0.14.1-* \
       libevent-dev=2.1.12-stable-8* \
+      libssl-dev=3.0.* \
       pkg-config=1.8.1-* \
  && rm -rf /var/lib/apt/lists/*
 
@@ -49,14 +51,16 @@ RUN swift build -c release --static-swift-stdlib \
 
 FROM debian:bookworm-slim AS runtime
 
-# Only what the binaries load (ldd): hiredis and libevent (its core, extra and
-# pthreads libraries). libc6, libgcc-s1 and libstdc++6 are part of bookworm-slim.
+# Only what the binaries load (ldd): hiredis, libevent (its core, extra and
+# pthreads libraries) and OpenSSL's libssl3 (token digests, TLS). libc6, libgcc-s1
+# and libstdc++6 are part of bookworm-slim.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libhiredis0.14=0.14.1-* \
       libevent-2.1-7=2.1.12-stable-8* \
       libevent-core-2.1-7=2.1.12-stable-8* \
       libevent-pthreads-2.1-7=2.1.12-stable-8* \
+      libssl3=3.0.* \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed, numeric non-root user, so Kubernetes' runAsNonRoot can verify it.

@@ -31,10 +31,27 @@ def podman(*args, **kw):
     return run(["podman", *args], **kw)
 
 
-def http(method, url, body=None, timeout=5):
-    """(status, parsed JSON body or text); never raises for an HTTP status."""
+# API tokens by base URL (http://host:port): every request to that API carries its own.
+TOKENS = {}
+
+
+def make_secrets(directory):
+    """Runs compose/make-secrets.sh in a copy of compose/ as a user would;
+    returns the admin token it made."""
+    shutil.copy(REPO / "compose" / "make-secrets.sh", directory)
+    run(["bash", directory / "make-secrets.sh"])
+    return (directory / "secrets" / "admin-token").read_text().strip()
+
+
+def http(method, url, body=None, timeout=5, auth=True):
+    """(status, parsed JSON body or text); never raises for an HTTP status.
+    `auth`: with the API's token (TOKENS) when it has one."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = next((t for base, t in TOKENS.items() if url.startswith(base + "/")), None) if auth else None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             status, raw = r.status, r.read()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, http, podman, ready, run, wait_for
+from conftest import REPO, TOKENS, free_port, http, make_secrets, podman, ready, run, wait_for
 
 LEASE_MS = 8000
 STOP_GRACE_S = 20
@@ -62,7 +62,6 @@ def deployment(tmp_path_factory):
     shutil.copy(REPO / "compose" / "docker-compose.yml", d)
     port = free_port()
     settings = {
-        "REDIS_PASSWORD": secrets.token_hex(16),
         "SPOOL_API_PORT": str(port),
         "SPOOL_WORKER_REPLICAS": "4",
         "SPOOL_IMAGE": "spool:dev",
@@ -79,7 +78,9 @@ def deployment(tmp_path_factory):
         env, n = re.subn(rf"^{key}=.*$", f"{key}={value}", env, flags=re.M)
         assert n == 1, f"{key} is not in .env.example"
     (d / ".env").write_text(env)
+    token = make_secrets(d)
     dep = Deployment(d, f"spoole2e{secrets.token_hex(4)}", port)
+    TOKENS[dep.base] = token
     started = time.monotonic()
     try:
         dep.compose("up", "-d", "--no-build", timeout=300)

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import REPO, free_port, http, podman, ready, record_figure, run, wait_for
+from conftest import REPO, TOKENS, free_port, http, make_secrets, podman, ready, record_figure, run, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +21,14 @@ def stack(tmp_path_factory):
     for name in ("docker-compose.yml", "sentinel.yml"):
         shutil.copy(REPO / "compose" / name, d)
     port = free_port()
-    settings = {"REDIS_PASSWORD": secrets.token_hex(16), "SPOOL_API_PORT": str(port), "SPOOL_WORKER_REPLICAS": "2",
+    settings = {"SPOOL_API_PORT": str(port), "SPOOL_WORKER_REPLICAS": "2",
                 "SPOOL_IMAGE": "spool:dev"}
     env = (REPO / "compose" / ".env.example").read_text()
     for key, value in settings.items():
         env, n = re.subn(rf"^{key}=.*$", f"{key}={value}", env, flags=re.M)
         assert n == 1, f"{key} is not in .env.example"
     (d / ".env").write_text(env)
+    token = make_secrets(d)
     project = f"spoolsen{secrets.token_hex(4)}"
 
     def compose(*args, **kw):
@@ -35,6 +36,7 @@ def stack(tmp_path_factory):
                    cwd=d, **kw)
 
     base = f"http://127.0.0.1:{port}"
+    TOKENS[base] = token
     try:
         compose("up", "-d", "--no-build", timeout=300)
         wait_for(lambda: ready(base), timeout=90, what="the API's /readyz through the sentinels")

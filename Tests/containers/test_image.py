@@ -1,8 +1,11 @@
 """Facts about the image as built from the project's Dockerfile (make image)."""
+import hashlib
+import json
+import secrets
 import time
 import uuid
 
-from conftest import IMAGE, free_port, host_rss_kb, http, podman, ready, record_figure, start_redis, wait_for
+from conftest import IMAGE, TOKENS, free_port, host_rss_kb, http, podman, ready, record_figure, start_redis, wait_for
 
 
 def test_runs_as_uid_10001():
@@ -34,20 +37,37 @@ def test_image_size():
     assert size <= 120e6, f"the image is {size / 1e6:.0f} MB ({(size - base) / 1e6:.0f} MB over its base)"
 
 
-def test_api_ready_within_2s_and_both_binaries_run_with_a_read_only_root(network):
+def test_the_image_refuses_to_serve_everyone_without_an_auth_file():
+    """Secure by default: the image listens on 0.0.0.0, so without an auth file
+    (or SPOOL_AUTH=none) the API does not start, and says why."""
+    r = podman("run", "--rm", "-e", "REDIS_URL=redis://127.0.0.1:1", IMAGE, check=False, timeout=60)
+    assert r.returncode == 2, r
+    assert "SPOOL_AUTH_FILE" in r.stderr and "SPOOL_AUTH=none" in r.stderr, r.stderr
+
+
+def test_api_ready_within_2s_and_both_binaries_run_with_a_read_only_root(network, tmp_path):
     net, containers = network
     redis = start_redis(net, containers)
     port = free_port()
     api = f"api-{uuid.uuid4().hex[:8]}"
+    token = "spool_" + secrets.token_urlsafe(32)
+    clients = tmp_path / "clients.json"
+    clients.write_text(json.dumps({"clients": [{"id": "t", "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+                                                "scopes": ["admin"], "queues": ["*"]}]}))
+    clients.chmod(0o644)
     started = time.monotonic()
     podman("run", "-d", "--name", api, "--network", net, "--read-only", "-p", f"127.0.0.1:{port}:8080",
+           "-v", f"{clients}:/run/secrets/api-clients.json:ro", "-e", "SPOOL_AUTH_FILE=/run/secrets/api-clients.json",
            "-e", f"REDIS_URL=redis://{redis}:6379", IMAGE)
     containers.append(api)
     base = f"http://127.0.0.1:{port}"
+    TOKENS[base] = token
     wait_for(lambda: ready(base), timeout=10, what="the API's /readyz")
     ready_s = time.monotonic() - started
     record_figure("api_start_to_ready_s", round(ready_s, 2))
     assert ready_s <= 2.0, f"/readyz answered 200 only {ready_s:.2f} s after podman run"
+    # The mounted auth file is in force: no token, no answer.
+    assert http("GET", f"{base}/v1/queues", auth=False)[0] == 401
 
     worker = f"worker-{uuid.uuid4().hex[:8]}"
     # A command handler that leaves a background child behind: /bin/sh runs

@@ -21,7 +21,9 @@ What podman cannot exercise, and stays validated offline (Tests/deploy):
   pod's name on the podman network;
 - the Secret: podman 4.3 reads a `kind: Secret` of the YAML but cannot then
   resolve a secretKeyRef to it, so the same keys go into a podman secret of the
-  JSON form it reads;
+  JSON form it reads; and the API's auth file (the spool-api-clients Secret,
+  mounted as a volume) is played as a hostPath holding a clients.json with the
+  test's token, at the same mount path;
 - `$(REDIS_PASSWORD)` in the Redis container's args: Kubernetes expands it
   from the container's env, podman 4.3 does not; the play file carries the
   expanded value;
@@ -31,6 +33,7 @@ command, envFrom the ConfigMap, secretKeyRef env, runAsUser 10001,
 readOnlyRootFilesystem, dropped capabilities, the emptyDir on /tmp, the shared
 process namespace of the worker pod, and the replica count."""
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -39,7 +42,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import REPO, http, podman, run, wait_for
+from conftest import REPO, TOKENS, http, podman, run, wait_for
 
 K8S = REPO / "k8s"
 
@@ -79,6 +82,18 @@ def played(tmp_path):
                  "metadata": {"name": "redis", "labels": template["metadata"]["labels"]}, "spec": pod_spec})
     deployments = [d for f in ("api.yaml", "worker.yaml") for d in load(f) if d["kind"] == "Deployment"]
     docs += deployments
+    token = "spool_" + secrets.token_urlsafe(32)
+    auth_dir = tmp_path / "auth"
+    auth_dir.mkdir()
+    (auth_dir / "clients.json").write_text(json.dumps({"clients": [
+        {"id": "kube-test", "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "scopes": ["admin"], "queues": ["*"]}]}))
+    auth_dir.chmod(0o755)
+    (auth_dir / "clients.json").chmod(0o644)
+    for d in deployments:
+        for v in d["spec"]["template"]["spec"].get("volumes", []):
+            if "secret" in v:
+                v.pop("secret")
+                v["hostPath"] = {"path": str(auth_dir), "type": "Directory"}
     # podman 4.3 publishes every containerPort on the host, so a second
     # replica could not start: the ports (which only name what a pod listens
     # on) are left out of the play file; pods are reached by their address.
@@ -97,7 +112,7 @@ def played(tmp_path):
     podman("secret", "create", secret_name, "-", input=secret_json)
     try:
         r = podman("kube", "play", "--network", net, play, timeout=180)
-        yield {"net": net, "play": play, "deployments": deployments, "output": r.stdout + r.stderr}
+        yield {"net": net, "play": play, "deployments": deployments, "output": r.stdout + r.stderr, "token": token}
     finally:
         podman("kube", "down", play, check=False, timeout=120)
         podman("volume", "rm", "-f", f"redis-data-{tag}", check=False)
@@ -126,6 +141,7 @@ def test_manifests_play_and_jobs_flow(played):
     ip = podman("inspect", "--format", f"{{{{(index .NetworkSettings.Networks \"{played['net']}\").IPAddress}}}}",
                 apis[0]).stdout.strip()
     base = f"http://{ip}:8080"
+    TOKENS[base] = played["token"]
     wait_for(lambda: http("GET", f"{base}/readyz", timeout=1)[0] == 200, timeout=60, what="the API pod's /readyz")
     ids = []
     for i in range(200):

@@ -126,9 +126,18 @@ def test_services_shape(compose_bin):
     model = resolved(compose_bin)
     s = model["services"]
     assert set(s) == {"redis", "api", "worker"}
-    redis_cmd = s["redis"]["command"]
-    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
-    assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "noeviction", "an eviction policy deletes jobs silently"
+    redis_cmd = " ".join(s["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd
+    assert "--maxmemory-policy noeviction" in redis_cmd, "an eviction policy deletes jobs silently"
+    # Secrets from files only: the password is in no environment and no command line.
+    assert "requirepass" in redis_cmd and "/run/secrets/redis-password" in redis_cmd
+    assert set(model["secrets"]) == {"redis-password", "api-clients.json"}
+    assert [x["source"] for x in s["redis"]["secrets"]] == ["redis-password"]
+    assert sorted(x["source"] for x in s["api"]["secrets"]) == ["api-clients.json", "redis-password"]
+    assert [x["source"] for x in s["worker"]["secrets"]] == ["redis-password"]
+    assert s["api"]["environment"]["SPOOL_AUTH_FILE"] == "/run/secrets/api-clients.json"
+    for name in ("redis", "api", "worker"):
+        assert not any("PASSWORD" in k and not k.endswith("_FILE") for k in s[name].get("environment", {})), s[name]["environment"]
     api_grace = int(s["api"]["environment"]["SPOOL_API_SHUTDOWN_GRACE_MS"])
     assert go_duration_ms(s["api"]["stop_grace_period"]) > api_grace, "the API must exit by itself before docker kills it"
     assert any(v["target"] == "/data" and v["type"] == "volume" for v in s["redis"]["volumes"])
@@ -138,7 +147,8 @@ def test_services_shape(compose_bin):
     for name in ("api", "worker"):
         assert s[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         env = s[name]["environment"]
-        assert env["REDIS_URL"].startswith("redis://") and "@redis:6379" in env["REDIS_URL"]
+        assert env["REDIS_URL"].startswith("redis://redis:6379"), "no password in the URL: it is a secret file"
+        assert env["REDIS_PASSWORD_FILE"] == "/run/secrets/redis-password"
         assert env["SPOOL_LOG_FORMAT"] == "json"
     assert [p["target"] for p in s["api"]["ports"]] == [8080]
 
@@ -233,13 +243,13 @@ def test_the_sentinel_profile_points_spool_at_the_sentinels(compose_bin):
     assert {"redis", "redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3", "api", "worker"} <= set(services)
     for name in ("api", "worker"):
         env = services[name]["environment"]
-        assert env["REDIS_URL"].startswith("redis+sentinel://:"), env["REDIS_URL"]
-        assert env["REDIS_URL"].endswith("@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/spool")
+        assert env["REDIS_URL"] == "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/spool"
+        assert env["REDIS_PASSWORD_FILE"] == "/run/secrets/redis-password"
         assert env["SPOOL_MIN_REPLICAS"] == "1"
         assert env["SPOOL_PREFIX"], "the main file's other settings are kept"
     for replica in ("redis-replica-1", "redis-replica-2"):
-        assert "--replicaof" in services[replica]["command"]
-    assert "--masterauth" in services["redis"]["command"], "the primary must rejoin as a replica after a failover"
+        assert "--replicaof redis 6379" in " ".join(services[replica]["command"])
+    assert "masterauth" in " ".join(services["redis"]["command"]), "the primary must rejoin as a replica after a failover"
     assert healthy_dependency_problems(model) == []
     assert fixed_port_on_replicas_problems(model) == []
     assert stop_grace_problems(model) == []

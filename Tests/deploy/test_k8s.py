@@ -271,3 +271,22 @@ def test_readme_exists():
     text = (REPO / "k8s" / "README.md").read_text()
     for word in ("kubectl apply -k", "SIGTERM", "lease", "KEDA", "terminationGracePeriodSeconds"):
         assert word in text, word
+
+
+def test_the_api_reads_its_auth_file_from_a_secret(k8s_docs):
+    """The API pods get SPOOL_AUTH_FILE inside a read-only mount of the
+    spool-api-clients Secret (not subPath: that would never see an update), and
+    the Secret as shipped admits nobody: a placeholder token would be a hole."""
+    import json
+    api = find(k8s_docs, "Deployment", "spool-api")["spec"]["template"]["spec"]
+    c = api["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "auth")
+    assert mount.get("readOnly") is True and "subPath" not in mount
+    assert env["SPOOL_AUTH_FILE"] == mount["mountPath"].rstrip("/") + "/clients.json"
+    volume = next(v for v in api["volumes"] if v["name"] == "auth")
+    secret = find(k8s_docs, "Secret", volume["secret"]["secretName"])
+    assert json.loads(secret["stringData"]["clients.json"]) == {"clients": []}
+    # The worker needs no tokens: it never calls the API.
+    worker = find(k8s_docs, "Deployment", "spool-worker")["spec"]["template"]["spec"]
+    assert all(e["name"] != "SPOOL_AUTH_FILE" for e in worker["containers"][0]["env"])

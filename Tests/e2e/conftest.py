@@ -11,17 +11,31 @@ from harness import API, Cluster, Redis, Worker
 # 3 replicas) instead of one redis-server: one cluster for the whole session,
 # emptied before each test.
 CLUSTER_MODE = os.environ.get("SPOOL_TEST_REDIS", "single") == "cluster"
+# SPOOL_TEST_REDIS=acl: the API and workers log in as the least-privileged ACL
+# user the README's Security section writes down (its ACL SETUSER line, read
+# from the README itself), so a command Spool needs and the README forgets
+# fails the run with NOPERM.
+ACL_MODE = os.environ.get("SPOOL_TEST_REDIS", "single") == "acl"
+ACL_PASSWORD = harness.secret("acl-pw-5Tq8v")
+
+
+def readme_acl():
+    """The README's ACL line, as redis-cli would pass it (quotes and the
+    backslash before a `|` are the shell's)."""
+    line = next(l for l in (harness.ROOT / "README.md").read_text().splitlines()
+                if l.startswith("redis-cli ACL SETUSER spool "))
+    return line[len("redis-cli "):].replace("'", "").replace("\\|", "|")
 
 
 def pytest_collection_modifyitems(config, items):
     """In cluster mode, tests marked single_redis (they stop, restart or
     reconfigure the one redis-server) are skipped with the reason given."""
-    if not CLUSTER_MODE:
+    if not (CLUSTER_MODE or ACL_MODE):
         return
     for item in items:
         mark = item.get_closest_marker("single_redis")
         if mark:
-            item.add_marker(pytest.mark.skip(reason="single redis-server only: " + (mark.args[0] if mark.args else "")))
+            item.add_marker(pytest.mark.skip(reason="own redis-server setup: " + (mark.args[0] if mark.args else "")))
 
 
 def pytest_configure(config):
@@ -77,6 +91,8 @@ def redis(shared_cluster):
         yield shared_cluster
         return
     r = Redis()
+    if ACL_MODE:
+        r.acl_user(readme_acl(), ACL_PASSWORD)
     yield r
     r.cleanup()
 

@@ -66,10 +66,6 @@ class Redis:
         self.proc = None
         self.start()
 
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}"
-
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", self.appendfsync,
@@ -89,6 +85,23 @@ class Redis:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def acl_user(self, acl, password):
+        """Makes the ACL user `acl` describes (the README's `ACL SETUSER spool
+        ...` line, YOUR-PASSWORD replaced) and turns `url` into a login as it.
+        The tests' own redis-cli keeps the default user."""
+        words = acl.replace("YOUR-PASSWORD", password).split()
+        assert words[:2] == ["ACL", "SETUSER"], words[:3]
+        out = self.cli(*words)
+        assert out == "OK", out
+        self.user = (words[2], password)
+
+    @property
+    def url(self):
+        user = getattr(self, "user", None)
+        if user:
+            return f"redis://{user[0]}:{user[1]}@127.0.0.1:{self.port}"
+        return f"redis://127.0.0.1:{self.port}"
 
     def cli(self, *args):
         """Runs one command with redis-cli; returns its stdout, stripped."""
