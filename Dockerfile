@@ -51,8 +51,8 @@ RUN swift build -c release --static-swift-stdlib \
 
 FROM debian:bookworm-slim AS runtime
 
-# Only what the binaries load (ldd): hiredis, libevent (its core, extra and
-# pthreads libraries) and OpenSSL's libssl3 (token digests, TLS). libc6, libgcc-s1
+# Only what the binaries load (ldd): hiredis, libevent (its core, extra, pthreads
+# and openssl libraries) and OpenSSL's libssl3 (token digests, TLS). libc6, libgcc-s1
 # and libstdc++6 are part of bookworm-slim.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -60,6 +60,7 @@ RUN apt-get update \
       libevent-2.1-7=2.1.12-stable-8* \
       libevent-core-2.1-7=2.1.12-stable-8* \
       libevent-pthreads-2.1-7=2.1.12-stable-8* \
+      libevent-openssl-2.1-7=2.1.12-stable-8* \
       libssl3=3.0.* \
  && rm -rf /var/lib/apt/lists/*
 

@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl deploy-test chaos-short chaos bench bench-cluster clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl deploy-test chaos-short chaos bench bench-cluster bench-security clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -96,6 +96,13 @@ bench: deps
 bench-cluster: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_cluster.py
+
+# Scenario 11 of make bench alone: HTTPS and API tokens against plain HTTP on
+# concurrent enqueue (.spool/bench-security.json).
+bench-security: deps
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_security.py
 
 test: unit e2e e2e-cluster e2e-acl deploy-test chaos-short deploy-e2e warnings
 

@@ -345,6 +345,10 @@ def main():
     import bench_cluster  # its own Redis nodes; imported here, it imports this module
     results["cluster"] = bench_cluster.scenario(24_000 if QUICK else 120_000)
 
+    print("11 security: HTTPS and tokens on concurrent enqueue", flush=True)
+    import bench_security
+    results["security"] = bench_security.scenario(seconds=3 if QUICK else 5, rounds=2 if QUICK else 3)
+
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)
     (ROOT / ".spool").mkdir(exist_ok=True)
@@ -444,9 +448,17 @@ Details:
 
 {render_cluster(r)}
 
+{render_security(r)}
+
 {render_peer(r)}
 
 {notes()}"""
+
+
+def render_security(r):
+    """Scenario 11 (scripts/bench_security.py)."""
+    import bench_security
+    return bench_security.render(r.get("security"))
 
 
 def render_cluster(r):

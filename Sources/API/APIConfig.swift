@@ -28,6 +28,9 @@ struct APIConfig {
     var metricsMaxQueues = 200
     /// The auth file (SPOOL_AUTH_FILE); nil: no authentication (see `authMode`).
     var authFile: String?
+    /// HTTPS: the PEM certificate chain and key (both or neither).
+    var tlsCertificate: String?
+    var tlsKey: String?
     /// One JSON line per answered request.
     var accessLog = false
     /// Replicas that must acknowledge a client's write before it is answered
@@ -67,6 +70,13 @@ extension APIConfig {
         maxQueues = try source.integer(S.maxQueues, default: 1000)
         metricsMaxQueues = Int(try source.integer(S.metricsMaxQueues, default: 200))
         authFile = try APIConfig.authFile(source, address: address, addressOrigin: addressOrigin)
+        tlsCertificate = source.raw(S.tlsCert).map(\.value).flatMap { $0.isEmpty ? nil : $0 }
+        tlsKey = source.raw(S.tlsKey).map(\.value).flatMap { $0.isEmpty ? nil : $0 }
+        guard (tlsCertificate == nil) == (tlsKey == nil) else {
+            let given = tlsCertificate == nil ? source.origin(S.tlsKey) : source.origin(S.tlsCert)
+            let missing = tlsCertificate == nil ? S.tlsCert : S.tlsKey
+            throw ConfigError("\(given) is set without \(missing.env) (\(missing.flagName)): HTTPS needs the certificate and its key")
+        }
         accessLog = try source.boolean(S.accessLog, default: false)
         minReplicas = Int(try source.integer(S.minReplicas, default: 0))
         replicaAckTimeoutMs = try source.integer(S.replicaAckTimeoutMs, default: 1000)

@@ -51,6 +51,11 @@ enum APISettings {
         "auth", env: "SPOOL_AUTH", default: "`auto`",
         "`auto`: tokens when `--auth-file` is set, else open on loopback only; `tokens`: require the file; "
         + "`none`: no authentication, on any address")
+    static let tlsCert = Setting(
+        "tls-cert", env: "SPOOL_TLS_CERT", default: "–",
+        "PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3) instead of HTTP; with `--tls-key`. Re-read on change and SIGHUP")
+    static let tlsKey = Setting(
+        "tls-key", env: "SPOOL_TLS_KEY", default: "–", "PEM private key of `--tls-cert`")
     static let accessLog = Setting(
         "access-log", env: "SPOOL_ACCESS_LOG", default: "false",
         "One JSON line per answered request (method, path, route, status, duration)")
@@ -64,7 +69,7 @@ enum APISettings {
     /// The API's own settings, in the order of `--help` and the README.
     static let own = [addr, threads, redisTimeoutMs, maxBodyBytes, readTimeoutMs, writeTimeoutMs, maxConnections,
                       maxPending, queueMaxPending, resultTTL, maxQueues, metricsMaxQueues, minReplicas,
-                      replicaAckTimeoutMs, authFile, authMode, accessLog, drainMs,
+                      replicaAckTimeoutMs, authFile, authMode, tlsCert, tlsKey, accessLog, drainMs,
                       shutdownGraceMs]
     static let all = SharedSettings.all + own
 }

@@ -36,7 +36,22 @@ do {
     FileOutput.stderr("spool-api: SPOOL_AUTH_FILE \(error)")
     exit(2)
 }
-let authWatch = auth?.startWatching()
+// HTTPS: the certificate and key, read again on change and SIGHUP.
+let tls: TLSServerContext?
+do {
+    tls = try config.tlsCertificate.map { try TLSServerContext(certificate: $0, key: config.tlsKey ?? "") }
+} catch {
+    FileOutput.stderr("spool-api: SPOOL_TLS_CERT / SPOOL_TLS_KEY: \(error)")
+    exit(2)
+}
+// Every second: files changed (a Secret or certificate rotated) are read again.
+let reloadWatch = (auth != nil || tls != nil) ? BackgroundThread(name: "spool-api-reload") {
+    while true {
+        Clock.sleep(milliseconds: 1000)
+        auth?.reloadIfChanged()
+        tls?.reloadIfChanged(logger: logger)
+    }
+} : nil
 if config.authFile == nil {
     logger.warning("authentication is off: anyone who can reach this address may enqueue jobs and read every result",
                    metadata: ["addr": "\(config.address)"])
@@ -47,7 +62,7 @@ let serverErrors = ServerErrorLog(logger: logger)
 var loops: [EventLoop] = []
 do {
     for index in 0..<config.threads {
-        loops.append(try EventLoop(index: index, config: config, auth: auth, logger: logger, problems: problems,
+        loops.append(try EventLoop(index: index, config: config, auth: auth, tls: tls, logger: logger, problems: problems,
                                    serverErrors: serverErrors))
     }
 } catch {
@@ -62,6 +77,7 @@ logger.info("spool-api listening", metadata: [
     "addr": "\(config.address.host):\(loops[0].listener.boundPort)", "threads": .stringConvertible(config.threads),
     "redis": "\(config.redis)", "prefix": "\(config.prefix)",
     "auth": "\(auth.map { "\($0.current.clients.count) clients from \($0.path)" } ?? "off")",
+    "scheme": "\(tls == nil ? "http" : "https")",
 ])
 StartupChecks.warnAboutEviction(config.redis, logger: logger)
 // Behind Sentinel: follow its failovers (see SentinelWatch).
@@ -102,5 +118,8 @@ func shutDown(signal: String) -> Never {
 }
 
 // SIGHUP re-reads the auth file (and, with TLS, the certificate).
-let signal = Signals.waitForTermination(onHangup: { auth?.reload(reason: "SIGHUP") })
+let signal = Signals.waitForTermination(onHangup: {
+    auth?.reload(reason: "SIGHUP")
+    tls?.reload(reason: "SIGHUP", logger: logger)
+})
 shutDown(signal: signal)

@@ -13,3 +13,5 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+// TLS bufferevents over OpenSSL (the API's HTTPS).
+#include <event2/bufferevent_ssl.h>

@@ -103,8 +103,8 @@ def spawn(redis):
     started = []
 
     class Spawner:
-        def api(self, env=None, args=()):
-            p = API(redis.url, env=env, args=args)
+        def api(self, env=None, args=(), ca=None):
+            p = API(redis.url, env=env, args=args, ca=ca)
             started.append(p)
             return p
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -186,8 +187,11 @@ class Process:
 
 
 class API(Process):
-    def __init__(self, redis_url, env=None, args=()):
+    def __init__(self, redis_url, env=None, args=(), ca=None):
+        """`ca`: the API serves HTTPS (its env names the certificate); requests
+        verify it against this CA file."""
         self.port = free_port()
+        self.ssl_context = ssl.create_default_context(cafile=str(ca)) if ca else None
         # No drain on SIGTERM unless a test asks: it would add seconds to every stop.
         # redis_url None: the process finds Redis through its env (REDIS_URL_FILE).
         e = {"SPOOL_API_ADDR": f"127.0.0.1:{self.port}", "SPOOL_API_THREADS": "2", "SPOOL_API_DRAIN_MS": "0"}
@@ -200,7 +204,10 @@ class API(Process):
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         """Returns (status, headers dict with lower-case names, parsed JSON body or raw text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.ssl_context:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ssl_context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             if body is not None and not isinstance(body, (bytes, str)):
                 body = json.dumps(body)
@@ -319,3 +326,35 @@ class Cluster:
     def cleanup(self):
         for n in self.nodes:
             n.cleanup()
+
+
+class CertAuthority:
+    """A certificate authority made for one test with the openssl command
+    line: it signs server (and client) certificates for loopback names."""
+
+    def __init__(self, directory, name="Spool Test CA"):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cert = self.dir / "ca.pem"
+        self.key = self.dir / "ca.key"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", f"/CN={name}")
+        self.serial = 1000
+
+    def _openssl(self, *args):
+        out = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+
+    def issue(self, name, dns=("localhost",), ips=("127.0.0.1",), client=False):
+        """(certificate path, key path) for `name`, valid for the names given."""
+        self.serial += 1
+        key, csr, cert = self.dir / f"{name}.key", self.dir / f"{name}.csr", self.dir / f"{name}.pem"
+        ext = self.dir / f"{name}.ext"
+        alt = ",".join([f"DNS:{d}" for d in dns] + [f"IP:{i}" for i in ips])
+        ext.write_text((f"subjectAltName={alt}\n" if alt else "")
+                       + ("extendedKeyUsage=clientAuth\n" if client else "extendedKeyUsage=serverAuth\n"))
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                      "-out", csr, "-subj", f"/CN={name}")
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key, "-set_serial", self.serial,
+                      "-out", cert, "-days", "2", "-extfile", ext)
+        return cert, key

@@ -7,9 +7,9 @@ import Glibc
 #endif
 
 /// The auth file's clients as the API uses them now, shared by every event
-/// loop. The file is read again when it changes (checked every second: a
-/// Kubernetes Secret is updated by swapping a symlink, which no inotify watch
-/// on the file would see) or on SIGHUP. A file that cannot be read or parsed
+/// loop. The file is read again when it changes (main's reload watch checks
+/// every second: a Kubernetes Secret is updated by swapping a symlink, which no
+/// inotify watch on the file would see) or on SIGHUP. A file that cannot be read or parsed
 /// leaves the clients in force as they were, and is logged and counted.
 final class AuthStore: @unchecked Sendable {  // `table` and `stamp` are under `lock`
     let path: String
@@ -65,16 +65,6 @@ final class AuthStore: @unchecked Sendable {  // `table` and `stamp` are under `
         }
     }
 
-    /// Checks the file every `everyMs` on a thread of its own.
-    func startWatching(everyMs: Int64 = 1000) -> BackgroundThread {
-        BackgroundThread(name: "spool-auth-watch") { [self] in
-            while true {
-                Clock.sleep(milliseconds: everyMs)
-                reloadIfChanged()
-            }
-        }
-    }
-
     private static func load(_ path: String) throws -> AuthTable {
         guard let text = FileInput.read(path, maxBytes: AuthTable.maxFileBytes) else {
             throw AuthTable.Invalid("\(path): cannot be read (missing, unreadable, over \(AuthTable.maxFileBytes) bytes or not UTF-8)")
@@ -84,23 +74,5 @@ final class AuthStore: @unchecked Sendable {  // `table` and `stamp` are under `
         } catch {
             throw AuthTable.Invalid("\(path): \(error)")
         }
-    }
-}
-
-/// What tells one version of a file from another: device, inode, size and
-/// modification time, as stat(2) sees them through symlinks.
-struct FileStamp: Equatable {
-    let device: UInt64
-    let inode: UInt64
-    let size: Int64
-    let modifiedNs: Int64
-
-    init?(_ path: String) {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        device = UInt64(st.st_dev)
-        inode = UInt64(st.st_ino)
-        size = Int64(st.st_size)
-        modifiedNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 }

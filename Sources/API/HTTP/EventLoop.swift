@@ -18,7 +18,7 @@ final class EventLoop {
     private(set) var listener: HTTPListener!
 
     /// `index` 0 is the first loop: its listener checks that the address is free.
-    init(index: Int, config: APIConfig, auth: AuthStore?, logger: Logger, problems: RedisProblemLog,
+    init(index: Int, config: APIConfig, auth: AuthStore?, tls: TLSServerContext?, logger: Logger, problems: RedisProblemLog,
          serverErrors: ServerErrorLog) throws {
         let loop = try LibeventLoop()
         self.loop = loop
@@ -34,7 +34,7 @@ final class EventLoop {
         router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, coalescer: coalescer,
                         auth: auth.map(LoopAuth.init(store:)), config: config, logger: logger, problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,
-                                    setting: config.addressOrigin, exclusive: index == 0)
+                                    setting: config.addressOrigin, exclusive: index == 0, tls: tls)
         listener.onRefused = { [serverErrors] in serverErrors.connectionRefused() }
         redis.onStateChange = { [router] up in router.redisStateChanged(up: up) }
         redis.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }

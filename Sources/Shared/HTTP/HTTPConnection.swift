@@ -37,9 +37,14 @@ final class HTTPConnection {
     /// Bumped for each request, so a late reply to an old request is ignored.
     private var sequence = 0
 
-    init(bev: OpaquePointer, server: HTTPListener) {
+    /// The socket carries TLS: every byte goes through the bufferevent (which
+    /// encrypts), never straight to the socket.
+    private let tls: Bool
+
+    init(bev: OpaquePointer, server: HTTPListener, tls: Bool = false) {
         self.bev = bev
         self.server = server
+        self.tls = tls
     }
 
     func start() {
@@ -239,7 +244,7 @@ final class HTTPConnection {
     private func writeDirect(_ bytes: [UInt8]) {
         let output = bufferevent_get_output(bev)
         var sent = 0
-        if evbuffer_get_length(output) == 0 {
+        if !tls && evbuffer_get_length(output) == 0 {
             let fd = bufferevent_getfd(bev)
             sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
             if sent < 0 { sent = 0 }
@@ -258,7 +263,9 @@ final class HTTPConnection {
         guard lingering else { return close() }
         if lingerStartedAt == 0 {
             lingerStartedAt = Clock.monotonicMillis()
-            shutdown(bufferevent_getfd(bev), Int32(SHUT_WR))
+            // Under TLS a half-close of the socket would cut the session
+            // mid-record: the client closes on our `Connection: close` instead.
+            if !tls { shutdown(bufferevent_getfd(bev), Int32(SHUT_WR)) }
             var tv = timeval(tv_sec: 1, tv_usec: 0)
             bufferevent_set_timeouts(bev, &tv, nil)
             bufferevent_enable(bev, Int16(EV_READ))
@@ -267,6 +274,8 @@ final class HTTPConnection {
     }
 
     private func eventOccurred(_ events: Int16) {
+        // A TLS handshake that completed: the conversation starts.
+        if events & Int16(BEV_EVENT_CONNECTED) != 0 && events & Int16(BEV_EVENT_ERROR | BEV_EVENT_EOF) == 0 { return }
         // A read timeout in the middle of a request is answered (408) before
         // closing; EOF, errors and other timeouts just end the conversation.
         let readTimeout = Int16(BEV_EVENT_TIMEOUT | BEV_EVENT_READING)

@@ -20,6 +20,8 @@ public protocol HTTPHandler: AnyObject {
 public final class HTTPListener {
     public let limits: HTTPLimits
     public unowned let handler: HTTPHandler
+    /// HTTPS: every accepted connection speaks TLS with this context's certificate.
+    let tls: TLSServerContext?
     private let base: OpaquePointer
     private var listener: OpaquePointer?
     /// Open connections (each retains itself while open; listed here so a
@@ -35,10 +37,11 @@ public final class HTTPListener {
 
     /// `setting` names the configuration that gave the address, for errors.
     public init(loop: LibeventLoop, address: ListenAddress, limits: HTTPLimits, handler: HTTPHandler,
-                setting: String, exclusive: Bool = true, backlog: Int32 = 1024) throws {
+                setting: String, exclusive: Bool = true, backlog: Int32 = 1024, tls: TLSServerContext? = nil) throws {
         self.base = loop.base
         self.limits = limits
         self.handler = handler
+        self.tls = tls
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -96,11 +99,25 @@ public final class HTTPListener {
         }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard let bev = bufferevent_socket_new(base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
+        let made: OpaquePointer?
+        if let tls {
+            // The handshake runs inside the bufferevent; the SSL object and the
+            // socket are freed with it.
+            guard let ssl = tls.newSSL() else {
+                Glibc.close(fd)
+                return
+            }
+            made = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))
+            // A client that closes without TLS' close_notify is an ordinary end, not an error.
+            if let made { bufferevent_openssl_set_allow_dirty_shutdown(made, 1) }
+        } else {
+            made = bufferevent_socket_new(base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))
+        }
+        guard let bev = made else {
             Glibc.close(fd)
             return
         }
-        let connection = HTTPConnection(bev: bev, server: self)
+        let connection = HTTPConnection(bev: bev, server: self, tls: tls != nil)
         connections[ObjectIdentifier(connection)] = connection
         connection.start()
     }

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""The security scenario of `make bench` (issue 15), also run alone by
+`make bench-security`: what HTTPS and API tokens cost on concurrent enqueue.
+
+One redis-server, three spool-api processes on it: plain HTTP with no
+authentication, HTTPS (SPOOL_TLS_CERT/KEY, a certificate made here), and
+HTTPS with an auth file (every request carries a bearer token). wrk loads each
+in turn, 64 keep-alive connections, in alternating rounds (plain, HTTPS,
+HTTPS + token, then again), so that drift on a shared machine falls on all
+three alike; each variant's figure is the median of its rounds, given as a
+ratio to plain HTTP in the same run (target for HTTPS: at least 0.6).
+"""
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (the shared helpers: start, stop, wrk, ...)
+
+
+def make_certificate(directory):
+    """A self-signed certificate for 127.0.0.1 (wrk does not verify it)."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+def wrk_rate(url, seconds, token=None):
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    lines = ['wrk.method = "POST"', "wrk.body = '{\"type\":\"noop\"}'", 'wrk.headers["Content-Type"] = "application/json"']
+    if token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    script.write_text("\n".join(lines) + "\n")
+    out = bench.sh(["wrk", "-t2", "-c64", f"-d{seconds}s", "-s", str(script), url])
+    shutil.rmtree(script.parent, ignore_errors=True)
+    import re
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert not non2xx, f"{url}: {non2xx.group(0)}"
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def scenario(seconds=5, rounds=3):
+    d = Path(tempfile.mkdtemp(prefix="spool-bench-sec-"))
+    redis_port = bench.free_port()
+    redis = bench.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(d),
+                         "--save", "", "--appendonly", "no", "--daemonize", "no"])
+    apis = []
+    try:
+        bench.wait_port(redis_port)
+        url = f"redis://127.0.0.1:{redis_port}"
+        lpush = bench.redis_benchmark(redis_port, 1)
+        cert, key = make_certificate(d)
+        token = "spool_bench_" + os.urandom(16).hex()
+        clients = d / "clients.json"
+        clients.write_text(json.dumps({"clients": [{"id": "bench", "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+                                                    "scopes": ["enqueue", "read"], "queues": ["bench*"]}]}))
+        variants = {}
+        for name, env in [("http", {}), ("https", {"SPOOL_TLS_CERT": str(cert), "SPOOL_TLS_KEY": str(key)}),
+                          ("https_token", {"SPOOL_TLS_CERT": str(cert), "SPOOL_TLS_KEY": str(key),
+                                           "SPOOL_AUTH_FILE": str(clients)})]:
+            port = bench.free_port()
+            p = bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{port}", "--log-level", "warning",
+                             "--log-format", "json"], {"REDIS_URL": url, **env})
+            apis.append(p)
+            bench.wait_port(port)
+            scheme = "https" if "SPOOL_TLS_CERT" in env else "http"
+            variants[name] = (f"{scheme}://127.0.0.1:{port}/v1/queues/bench/jobs", token if "SPOOL_AUTH_FILE" in env else None)
+        time.sleep(0.3)
+        rates = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, (target, tok) in variants.items():
+                rates[name].append(wrk_rate(target, seconds, tok))
+                bench.redis_cli(redis_port, "FLUSHALL")
+        median = {name: statistics.median(v) for name, v in rates.items()}
+        return {"lpush": lpush, "seconds": seconds, "rounds": rounds, "rates": rates, "median": median,
+                "https_over_http": median["https"] / median["http"],
+                "token_over_http": median["https_token"] / median["http"],
+                "token_over_https": median["https_token"] / median["https"]}
+    finally:
+        for p in apis:
+            bench.stop(p)
+        bench.stop(redis)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def render(r):
+    if not r:
+        return "## Security\n\nNot measured in this run."
+    m = r["median"]
+    return f"""## Security: HTTPS and tokens
+
+Concurrent enqueue (`wrk -t2 -c64`, keep-alive, body `{{"type":"noop"}}`) against three APIs on one
+Redis, {r['rounds']} alternating rounds of {r['seconds']} s each (median): plain HTTP without authentication,
+HTTPS (TLS 1.3, P-256 certificate), and HTTPS with a bearer token checked on every request
+(SHA-256 of the token, compared in constant time with every client of the file).
+
+| variant | jobs/s | × plain HTTP | × LPUSH ({r['lpush']:,.0f}/s) |
+|---|---|---|---|
+| HTTP | {m['http']:,.0f} | 1.00 | {m['http'] / r['lpush']:.2f} |
+| HTTPS | {m['https']:,.0f} | **{r['https_over_http']:.2f}** (target ≥ 0.6) | {m['https'] / r['lpush']:.2f} |
+| HTTPS + token | {m['https_token']:,.0f} | {r['token_over_http']:.2f} | {m['https_token'] / r['lpush']:.2f} |
+
+Rounds, jobs/s: {', '.join(f"{k} {' / '.join(f'{x:,.0f}' for x in v)}" for k, v in r['rates'].items())}."""
+
+
+if __name__ == "__main__":
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    try:
+        result = scenario(seconds=3 if quick else 5, rounds=2 if quick else 3)
+    finally:
+        bench.stop_all()
+    (bench.ROOT / ".spool").mkdir(exist_ok=True)
+    (bench.ROOT / ".spool" / "bench-security.json").write_text(json.dumps(result, indent=2))
+    print(render(result))
