@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl deploy-test chaos-short chaos bench bench-cluster bench-security clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -53,11 +53,17 @@ e2e-cluster: build
 # The HTTP contract with the API and workers logged in as the least-privileged
 # Redis ACL user the README's Security section gives (read from the README):
 # a command Spool needs and the README forgets fails here with NOPERM.
-ACL_SUITE = test_lifecycle.py test_queues_and_dead.py test_cancel_and_progress.py test_scheduling_and_waiting.py \
+CONTRACT_SUITE = test_lifecycle.py test_queues_and_dead.py test_cancel_and_progress.py test_scheduling_and_waiting.py \
 	test_workers_and_retention.py test_auth.py test_api_errors.py test_metrics.py test_crash_recovery.py
 e2e-acl: build
 	@bash scripts/install-test-tools.sh
-	cd Tests/e2e && SPOOL_TEST_REDIS=acl SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST) $(ACL_SUITE)
+	cd Tests/e2e && SPOOL_TEST_REDIS=acl SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST) $(CONTRACT_SUITE)
+
+# The same contract over TLS: redis-server with --tls-port only (a CA made by the
+# test), API and workers on rediss:// through their in-process TLS relay.
+e2e-tls: build
+	@bash scripts/install-test-tools.sh
+	cd Tests/e2e && SPOOL_TEST_REDIS=tls SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST) $(CONTRACT_SUITE) test_tls_redis.py
 
 # Dockerfile, compose file and Kubernetes manifests, validated offline.
 deploy-test: validators
@@ -104,7 +110,7 @@ bench-security: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_security.py
 
-test: unit e2e e2e-cluster e2e-acl deploy-test chaos-short deploy-e2e warnings
+test: unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short deploy-e2e warnings
 
 clean:
 	rm -rf .build .build-static .spool

@@ -348,6 +348,8 @@ def main():
     print("11 security: HTTPS and tokens on concurrent enqueue", flush=True)
     import bench_security
     results["security"] = bench_security.scenario(seconds=3 if QUICK else 5, rounds=2 if QUICK else 3)
+    results["security"]["redis_tls"] = bench_security.redis_tls_scenario(
+        seconds=3 if QUICK else 5, rounds=2 if QUICK else 3, jobs=20_000 if QUICK else 50_000)
 
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)

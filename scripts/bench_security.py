@@ -92,6 +92,58 @@ def scenario(seconds=5, rounds=3):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def redis_tls_scenario(seconds=5, rounds=3, jobs=50_000):
+    """What TLS to Redis costs through the relay: one redis-server listening
+    on a plain and a TLS port; an API on each (rediss:// for the second) for
+    concurrent enqueue, and a drain of `jobs` noop jobs by one worker (1 x 16)
+    on each, in alternating rounds."""
+    d = Path(tempfile.mkdtemp(prefix="spool-bench-rtls-"))
+    plain_port, tls_port = bench.free_port(), bench.free_port()
+    cert, key = make_certificate(d)
+    redis = bench.start(["redis-server", "--port", str(plain_port), "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+                         "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+                         "--bind", "127.0.0.1", "--dir", str(d), "--save", "", "--appendonly", "no", "--daemonize", "no"])
+    apis = []
+    try:
+        bench.wait_port(plain_port)
+        lpush = bench.redis_benchmark(plain_port, 1)
+        urls = {"tcp": f"redis://127.0.0.1:{plain_port}", "tls": f"rediss://127.0.0.1:{tls_port}"}
+        env = {"SPOOL_REDIS_CA_FILE": str(cert)}
+        api_ports = {}
+        for name, url in urls.items():
+            port = bench.free_port()
+            apis.append(bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{port}", "--log-level", "warning",
+                                     "--log-format", "json"], {"REDIS_URL": url, **(env if name == "tls" else {})}))
+            bench.wait_port(port)
+            api_ports[name] = port
+        time.sleep(0.5)
+        enqueue = {name: [] for name in urls}
+        drain = {name: [] for name in urls}
+        for _ in range(rounds):
+            for name, url in urls.items():
+                enqueue[name].append(wrk_rate(f"http://127.0.0.1:{api_ports[name]}/v1/queues/bench/jobs", seconds))
+                bench.redis_cli(plain_port, "FLUSHALL")
+                bench.bench_tool("batch", "--addr", f"127.0.0.1:{api_ports['tcp']}", "--queue", "bench",
+                                 "--batches", jobs // 1000 // 2, "--size", 1000, "--connections", 2)
+                w = bench.start([str(bench.BIN / "spool-worker"), "--queues", "bench", "--concurrency", "16",
+                                 "--log-level", "warning", "--log-format", "json"],
+                                {"REDIS_URL": url, **(env if name == "tls" else {})})
+                r = bench.bench_tool("wait-processed", "--redis-url", urls["tcp"], "--queue", "bench", "--target", jobs)
+                bench.stop(w)
+                drain[name].append(r["rate"])
+                bench.redis_cli(plain_port, "FLUSHALL")
+        med = lambda v: statistics.median(v)  # noqa: E731
+        return {"lpush": lpush, "seconds": seconds, "rounds": rounds, "jobs": jobs, "enqueue": enqueue, "drain": drain,
+                "enqueue_ratio": med(enqueue["tls"]) / med(enqueue["tcp"]), "drain_ratio": med(drain["tls"]) / med(drain["tcp"]),
+                "median": {"enqueue_tcp": med(enqueue["tcp"]), "enqueue_tls": med(enqueue["tls"]),
+                           "drain_tcp": med(drain["tcp"]), "drain_tls": med(drain["tls"])}}
+    finally:
+        for p in apis:
+            bench.stop(p)
+        bench.stop(redis)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def render(r):
     if not r:
         return "## Security\n\nNot measured in this run."
@@ -109,13 +161,38 @@ HTTPS (TLS 1.3, P-256 certificate), and HTTPS with a bearer token checked on eve
 | HTTPS | {m['https']:,.0f} | **{r['https_over_http']:.2f}** (target ≥ 0.6) | {m['https'] / r['lpush']:.2f} |
 | HTTPS + token | {m['https_token']:,.0f} | {r['token_over_http']:.2f} | {m['https_token'] / r['lpush']:.2f} |
 
-Rounds, jobs/s: {', '.join(f"{k} {' / '.join(f'{x:,.0f}' for x in v)}" for k, v in r['rates'].items())}."""
+Rounds, jobs/s: {', '.join(f"{k} {' / '.join(f'{x:,.0f}' for x in v)}" for k, v in r['rates'].items())}.
+
+{render_redis_tls(r.get('redis_tls'))}"""
+
+
+def render_redis_tls(t):
+    if not t:
+        return "TLS to Redis: not measured in this run."
+    m = t["median"]
+    rounds = lambda v: " / ".join(f"{x:,.0f}" for x in v)  # noqa: E731
+    return f"""### TLS to Redis (`rediss://`, through the in-process relay)
+
+One redis-server listening on a TCP and a TLS port; the same work through each, {t['rounds']} alternating
+rounds (median). Enqueue: `wrk -t2 -c64` for {t['seconds']} s against an API on each URL. Drain:
+{t['jobs']:,} noop jobs by one worker (1 × 16) on each URL.
+
+| | TCP | TLS | TLS × TCP |
+|---|---|---|---|
+| concurrent enqueue, jobs/s | {m['enqueue_tcp']:,.0f} | {m['enqueue_tls']:,.0f} | **{t['enqueue_ratio']:.2f}** |
+| drain 1 × 16, jobs/s | {m['drain_tcp']:,.0f} | {m['drain_tls']:,.0f} | **{t['drain_ratio']:.2f}** |
+
+Rounds: enqueue TCP {rounds(t['enqueue']['tcp'])}, TLS {rounds(t['enqueue']['tls'])}; drain TCP {rounds(t['drain']['tcp'])},
+TLS {rounds(t['drain']['tls'])}. Where the cost goes: every byte crosses one more socket (hiredis to the relay, a Unix
+socket) and is encrypted on the relay's thread, which on 2 cores competes with the API, the worker and Redis."""
 
 
 if __name__ == "__main__":
     quick = os.environ.get("BENCH_QUICK") == "1"
     try:
         result = scenario(seconds=3 if quick else 5, rounds=2 if quick else 3)
+        result["redis_tls"] = redis_tls_scenario(seconds=3 if quick else 5, rounds=2 if quick else 3,
+                                                 jobs=20_000 if quick else 50_000)
     finally:
         bench.stop_all()
     (bench.ROOT / ".spool").mkdir(exist_ok=True)

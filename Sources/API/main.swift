@@ -22,6 +22,14 @@ do {
 }
 
 LogSetup.bootstrap(service: "api", level: config.logLevel, format: config.logFormat)
+// rediss://: a certificate that will never be trusted stops the start, with the reason.
+do {
+    try RedisTLS.checkAtStart(config.redis)
+} catch {
+    FileOutput.stderr("spool-api: \(error)")
+    exit(2)
+}
+TLSRelay.shared.logger = Logger(label: "spool.tls")
 MetricsSetup.bootstrap()
 APIMetrics.bootstrap()
 let logger = Logger(label: "spool.api")
@@ -114,6 +122,7 @@ func shutDown(signal: String) -> Never {
     logger.info("spool-api stopped", metadata: [
         "took_ms": .stringConvertible(Clock.monotonicMillis() - started), "connections_left": .stringConvertible(open),
     ])
+    TLSRelay.shared.removeSockets()
     exit(0)
 }
 

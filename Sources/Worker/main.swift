@@ -18,6 +18,14 @@ do {
 }
 
 LogSetup.bootstrap(service: "worker", level: config.logLevel, format: config.logFormat)
+// rediss://: a certificate that will never be trusted stops the start, with the reason.
+do {
+    try RedisTLS.checkAtStart(config.redis)
+} catch {
+    FileOutput.stderr("spool-worker: \(error)")
+    exit(2)
+}
+TLSRelay.shared.logger = Logger(label: "spool.tls")
 MetricsSetup.bootstrap()
 Signals.blockTerminationSignals()
 if config.processes > 1 {
@@ -34,4 +42,5 @@ process.start()
 let signal = Signals.waitForTermination()
 process.worker.logger.info("signal received", metadata: ["signal": "\(signal)", "worker_id": "\(process.worker.id)"])
 process.shutdown()
+TLSRelay.shared.removeSockets()
 exit(0)

@@ -17,6 +17,9 @@ CLUSTER_MODE = os.environ.get("SPOOL_TEST_REDIS", "single") == "cluster"
 # fails the run with NOPERM.
 ACL_MODE = os.environ.get("SPOOL_TEST_REDIS", "single") == "acl"
 ACL_PASSWORD = harness.secret("acl-pw-5Tq8v")
+# SPOOL_TEST_REDIS=tls: the redis-server listens with TLS only (a CA made for
+# the session), every spool process gets a rediss:// URL and the CA.
+TLS_MODE = os.environ.get("SPOOL_TEST_REDIS", "single") == "tls"
 
 
 def readme_acl():
@@ -30,7 +33,7 @@ def readme_acl():
 def pytest_collection_modifyitems(config, items):
     """In cluster mode, tests marked single_redis (they stop, restart or
     reconfigure the one redis-server) are skipped with the reason given."""
-    if not (CLUSTER_MODE or ACL_MODE):
+    if not (CLUSTER_MODE or ACL_MODE or TLS_MODE):
         return
     for item in items:
         mark = item.get_closest_marker("single_redis")
@@ -84,13 +87,24 @@ def marker():
             pass
 
 
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory):
+    """(CA, certificate, key) for the TLS mode's redis-servers, else None."""
+    if not TLS_MODE:
+        return None
+    ca = harness.CertAuthority(tmp_path_factory.mktemp("redis-pki"))
+    cert, key = ca.issue("redis")
+    harness.EXTRA_ENV["SPOOL_REDIS_CA_FILE"] = str(ca.cert)
+    return (ca.cert, cert, key)
+
+
 @pytest.fixture
-def redis(shared_cluster):
+def redis(shared_cluster, redis_tls):
     if shared_cluster:
         shared_cluster.flush()
         yield shared_cluster
         return
-    r = Redis()
+    r = Redis(tls=redis_tls)
     if ACL_MODE:
         r.acl_user(readme_acl(), ACL_PASSWORD)
     yield r

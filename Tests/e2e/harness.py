@@ -55,10 +55,19 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
-class Redis:
-    """A redis-server of our own, in a temp dir, on a free port."""
+# Added to the environment of every API and worker started on a rediss:// URL
+# (the TLS mode of conftest puts SPOOL_REDIS_CA_FILE here).
+EXTRA_ENV = {}
 
-    def __init__(self, aof=False, appendfsync="everysec", extra_args=(), port=None):
+
+class Redis:
+    """A redis-server of our own, in a temp dir, on a free port.
+
+    `tls` = (CA file, certificate, key): it listens with TLS only, and `url`
+    is a rediss:// URL."""
+
+    def __init__(self, aof=False, appendfsync="everysec", extra_args=(), port=None, tls=None):
+        self.tls = tls
         self.dir = tempfile.mkdtemp(prefix="spool-redis-")
         self.port = port or free_port()
         self.aof = aof
@@ -68,7 +77,12 @@ class Redis:
         self.start()
 
     def start(self):
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            ca, cert, key = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                      "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+        args = ["redis-server", *listen, "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", self.appendfsync,
                 "--daemonize", "no", "--loglevel", "warning", *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,22 +114,29 @@ class Redis:
     @property
     def url(self):
         user = getattr(self, "user", None)
+        scheme = "rediss" if self.tls else "redis"
         if user:
-            return f"redis://{user[0]}:{user[1]}@127.0.0.1:{self.port}"
-        return f"redis://127.0.0.1:{self.port}"
+            return f"{scheme}://{user[0]}:{user[1]}@127.0.0.1:{self.port}"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def cli_args(self):
+        """redis-cli and the options that reach this server (TLS included)."""
+        return ["redis-cli", "-p", str(self.port)] + (["--tls", "--cacert", str(self.tls[0])] if self.tls else [])
 
     def cli(self, *args):
         """Runs one command with redis-cli; returns its stdout, stripped."""
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *map(str, args)],
+        out = subprocess.run([*self.cli_args(), "--raw", *map(str, args)],
                              capture_output=True, text=True, timeout=10)
         return out.stdout.strip()
 
     def ping(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                s = ssl.create_default_context(cafile=str(self.tls[0])).wrap_socket(raw, server_hostname="127.0.0.1") \
+                    if self.tls else raw
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
-        except OSError:
+        except (OSError, ssl.SSLError):
             return False
 
     def keys(self, pattern="*"):
@@ -197,10 +218,20 @@ class API(Process):
         e = {"SPOOL_API_ADDR": f"127.0.0.1:{self.port}", "SPOOL_API_THREADS": "2", "SPOOL_API_DRAIN_MS": "0"}
         if redis_url is not None:
             e["REDIS_URL"] = redis_url
+            if redis_url.startswith("rediss://"):
+                e.update(EXTRA_ENV)
         e.update(env or {})
         super().__init__([str(BIN_DIR / "spool-api"), *args], e, "api")
         wait_for(lambda: self.alive() and self.get("/healthz")[0] == 200, timeout=15,
                  what=f"spool-api on port {self.port}\n{self.output()}")
+        if (redis_url or "").startswith("rediss://") and self.get("/readyz")[0] != 200:
+            # Over TLS the first connection takes a handshake longer: give it a
+            # moment, as a load balancer waits for /readyz (Redis may also be
+            # down on purpose: then go on).
+            try:
+                wait_for(lambda: self.get("/readyz")[0] == 200, timeout=2, what="readiness")
+            except AssertionError:
+                pass
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         """Returns (status, headers dict with lower-case names, parsed JSON body or raw text)."""
@@ -251,6 +282,8 @@ class Worker(Process):
         e = {"SPOOL_QUEUES": queues, "SPOOL_CONCURRENCY": str(concurrency)}
         if redis_url is not None:
             e["REDIS_URL"] = redis_url
+            if redis_url.startswith("rediss://"):
+                e.update(EXTRA_ENV)
         e.update(env or {})
         super().__init__([str(BIN_DIR / "spool-worker"), *args], e, "worker")
         wait_for(lambda: "spool-worker started" in self.output() or not self.alive(), timeout=15,

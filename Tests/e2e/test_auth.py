@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import API, BIN_DIR, free_port, secret, wait_for
+from harness import API, BIN_DIR, EXTRA_ENV, free_port, secret, wait_for
 
 ROUTES_NEEDING_TOKEN = [
     ("GET", "/metrics"), ("GET", "/v1/queues"), ("GET", "/v1/queues/shared"), ("DELETE", "/v1/queues/shared"),
@@ -88,7 +88,7 @@ def clients(tmp_path, spawn):
 def snapshot(redis):
     """Every key with its serialized value (DUMP): equal snapshots, unchanged data."""
     node = redis.alive_nodes()[0] if hasattr(redis, "alive_nodes") else redis
-    return {k: subprocess.run(["redis-cli", "-c", "-p", str(node.port), "DUMP", k], capture_output=True, timeout=10).stdout
+    return {k: subprocess.run([*node.cli_args(), "-c", "DUMP", k], capture_output=True, timeout=10).stdout
             for k in sorted(redis.keys())}
 
 
@@ -329,6 +329,8 @@ def test_secure_by_default(tmp_path, redis):
     def start(env):
         port = free_port()
         e = {"REDIS_URL": redis.url, "SPOOL_API_ADDR": f"0.0.0.0:{port}", "SPOOL_API_THREADS": "1", "PATH": os.environ["PATH"]}
+        if redis.url.startswith("rediss://"):
+            e.update(EXTRA_ENV)
         e.update(env)
         return subprocess.Popen([str(BIN_DIR / "spool-api")], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), port
 
@@ -352,8 +354,8 @@ def test_secure_by_default(tmp_path, redis):
     p, port = start({"SPOOL_AUTH": "none"})
     try:
         api = API.__new__(API)
-        api.port = port
-        wait_for(lambda: p.poll() is None and api.get("/healthz")[0] == 200, timeout=10, what="the open API to start")
+        api.port, api.ssl_context = port, None
+        wait_for(lambda: p.poll() is None and api.get("/readyz")[0] == 200, timeout=10, what="the open API to be ready")
         assert api.get("/v1/queues")[0] == 200
     finally:
         p.terminate()

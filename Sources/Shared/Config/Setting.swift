@@ -97,6 +97,21 @@ public struct SettingSource {
         } catch {
             throw ConfigError("\(urlOrigin): '\(RedisEndpoint.redacted(text))' \(error)")
         }
+        let tlsSettings = [SharedSettings.redisCAFile, SharedSettings.redisCertFile, SharedSettings.redisKeyFile,
+                           SharedSettings.redisTLSServerName].map { (setting: $0, value: raw($0)) }
+        if endpoint.tls != nil {
+            endpoint.tls?.caFile = tlsSettings[0].value?.value
+            endpoint.tls?.certificateFile = tlsSettings[1].value?.value
+            endpoint.tls?.keyFile = tlsSettings[2].value?.value
+            endpoint.tls?.serverName = tlsSettings[3].value?.value
+            for file in tlsSettings.prefix(3) {
+                if let given = file.value, FileInput.read(given.value, maxBytes: 1 << 20) == nil {
+                    throw ConfigError("\(given.origin): cannot read '\(given.value)'")
+                }
+            }
+        } else if let given = tlsSettings.first(where: { $0.value != nil }) {
+            throw ConfigError("\(given.value!.origin) is set, but \(urlOrigin) is not a rediss:// URL: TLS settings need TLS")
+        }
         if let file = raw(SharedSettings.redisPasswordFile) {
             guard endpoint.password == nil else {
                 throw ConfigError("\(urlOrigin) holds a password and \(file.origin) gives one too; give it one way")

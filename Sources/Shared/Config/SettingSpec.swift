@@ -59,13 +59,24 @@ public struct Setting: Sendable {
 public enum SharedSettings {
     public static let redisURL = Setting(
         "redis-url", env: "REDIS_URL", default: "`redis://127.0.0.1:6379`",
-        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'), or a Redis Cluster `redis+cluster://[user[:password]@]host1[:port],host2[:port],...` (seed nodes; any one that answers is enough). Percent-encode `@ : / ?` in a password. No TLS yet")
+        "Where Redis is, read as RFC 3986: `redis://[user[:password]@]host[:port][/db]` (`redis://app@host` is the user `app` with an empty password, as an ACL `nopass` user takes; `redis://:secret@host` a password for the default user), IPv6 in brackets (`redis://[::1]:6379`), or `unix:///path/redis.sock?db=2`, or behind Sentinel `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]` (sentinels on 26379 by default; the credentials are the data nodes'), or a Redis Cluster `redis+cluster://[user[:password]@]host1[:port],host2[:port],...` (seed nodes; any one that answers is enough). `rediss://...` is `redis://` over TLS (one Redis; see `SPOOL_REDIS_CA_FILE`). Percent-encode `@ : / ?` in a password")
     public static let redisURLFile = Setting(
         "redis-url-file", env: "REDIS_URL_FILE", default: "–",
         "A file holding the Redis URL (a mounted secret), instead of `REDIS_URL`")
     public static let redisPasswordFile = Setting(
         "redis-password-file", env: "REDIS_PASSWORD_FILE", default: "–",
         "A file holding the Redis password (a mounted secret; a final line break is ignored), for a URL without one")
+    public static let redisCAFile = Setting(
+        "redis-ca-file", env: "SPOOL_REDIS_CA_FILE", default: "the system's CAs",
+        "With `rediss://`: PEM file of the CA certificates that Redis' certificate must chain to")
+    public static let redisCertFile = Setting(
+        "redis-cert-file", env: "SPOOL_REDIS_CERT_FILE", default: "–",
+        "With `rediss://`: client certificate (PEM) for a Redis that asks for one (`tls-auth-clients yes`); with `SPOOL_REDIS_KEY_FILE`")
+    public static let redisKeyFile = Setting(
+        "redis-key-file", env: "SPOOL_REDIS_KEY_FILE", default: "–", "With `rediss://`: the client certificate's private key (PEM)")
+    public static let redisTLSServerName = Setting(
+        "redis-tls-server-name", env: "SPOOL_REDIS_TLS_SERVER_NAME", default: "the URL's host",
+        "With `rediss://`: the name Redis' certificate must carry (and SNI), when it is not the URL's host")
     public static let sentinels = Setting(
         "sentinels", env: "SPOOL_SENTINELS", default: "–",
         "The sentinels as separate settings, instead of a `redis+sentinel://` URL: `host1[:port],host2[:port],...` (26379 by default), with `SPOOL_SENTINEL_MASTER`; `REDIS_URL` (a `redis://` URL) then gives only the data nodes' user, password and database, its host and port are not used")
@@ -84,7 +95,8 @@ public enum SharedSettings {
         "log-level", env: "SPOOL_LOG_LEVEL", default: "`info`", "trace, debug, info, notice, warning, error, critical")
     public static let logFormat = Setting(
         "log-format", env: "SPOOL_LOG_FORMAT", default: "`text` on a terminal, else `json`", "`json` (one object per line) or `text`")
-    public static let all = [redisURL, redisURLFile, redisPasswordFile, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
+    public static let all = [redisURL, redisURLFile, redisPasswordFile, redisCAFile, redisCertFile, redisKeyFile,
+                             redisTLSServerName, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
                              logFormat]
 }
 

@@ -195,7 +195,14 @@ public final class AsyncRedisConnection {
             onProblem?(problem)
             return scheduleReconnect()
         }
-        let made = target.socketPath.map { redisAsyncConnectUnix($0) } ?? redisAsyncConnect(target.host, Int32(target.port))
+        let local: String?
+        do {
+            local = try target.localSocket()
+        } catch {
+            problem = (error as? RedisError) ?? .connection("\(error)")
+            return scheduleReconnect()
+        }
+        let made = local.map { redisAsyncConnectUnix($0) } ?? redisAsyncConnect(target.host, Int32(target.port))
         guard let ac = made else { return scheduleReconnect() }
         if ac.pointee.c.err != 0 {
             problem = .connection("\(target.address): \(RedisConnection.errorText(ac.pointee.c))")
@@ -278,6 +285,10 @@ public final class AsyncRedisConnection {
         context = nil
         connected = false
         problem = dropReason ?? failure
+        // Over TLS the relay knows why the connection ended (a refused certificate).
+        if dropReason == nil, !wasConnected, target.tls != nil, let why = TLSRelay.shared.lastFailure(for: target) {
+            problem = .connection("TLS to \(why)")
+        }
         dropReason = nil
         deadlines.removeAll()
         scheduleReconnect()

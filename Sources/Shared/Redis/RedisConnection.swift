@@ -61,7 +61,8 @@ public final class RedisConnection {
         let target = try endpoint.resolved()
         self.target = target
         let tv = RedisConnection.timeval(ms: commandTimeoutMs)
-        let made = target.socketPath.map { redisConnectUnixWithTimeout($0, tv) }
+        let local = try target.localSocket()
+        let made = local.map { redisConnectUnixWithTimeout($0, tv) }
             ?? redisConnectWithTimeout(target.host, Int32(target.port), tv)
         guard let c = made else { throw RedisError.connection("out of memory") }
         if c.pointee.err != 0 {
@@ -71,22 +72,27 @@ public final class RedisConnection {
         }
         redisSetTimeout(c, tv)
         // TCP only: on a Unix socket it fails and leaves the context in error.
-        if target.socketPath == nil { redisEnableKeepAlive(c) }
+        if local == nil { redisEnableKeepAlive(c) }
         // Handler processes the worker spawns must not inherit the socket.
         _ = fcntl(c.pointee.fd, F_SETFD, FD_CLOEXEC)
         context = c
-        for cmd in target.handshake {
-            if case .error(let e) = try command(cmd) {
-                disconnect()
-                throw RedisError.connection(target.handshakeFailure(cmd, e))
+        do {
+            for cmd in target.handshake {
+                if case .error(let e) = try command(cmd) {
+                    disconnect()
+                    throw RedisError.connection(target.handshakeFailure(cmd, e))
+                }
             }
-        }
-        guard requiresPrimary else { return }
-        // A replica (a stale address after a failover, or a demoted primary
-        // that came back) would refuse every write: refuse it first.
-        if let why = RedisProblem.refusal(ofRole: try command(["ROLE"]), address: target.address) {
-            disconnect()
-            throw RedisError.connection(why)
+            guard requiresPrimary else { return }
+            // A replica (a stale address after a failover, or a demoted primary
+            // that came back) would refuse every write: refuse it first.
+            if let why = RedisProblem.refusal(ofRole: try command(["ROLE"]), address: target.address) {
+                disconnect()
+                throw RedisError.connection(why)
+            }
+        } catch RedisError.connection(let message) where target.tls != nil {
+            // Over TLS the relay knows why the connection ended (a refused certificate).
+            throw RedisError.connection(TLSRelay.shared.lastFailure(for: target).map { "TLS to \($0)" } ?? message)
         }
     }
 

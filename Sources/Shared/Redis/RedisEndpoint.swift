@@ -2,6 +2,7 @@
 /// - `redis://[user[:password]@]host[:port][/db][?db=N]`, host a name, an
 ///   IPv4 address or a bracketed IPv6 address (`redis://[::1]:6379`);
 /// - `redis://:password@host` for a password without a user (Redis' `default` user);
+/// - `rediss://...` as `redis://`, over TLS (see `RedisTLS` and `TLSRelay`);
 /// - `unix://[user[:password]@]/path/to/redis.sock[?db=N]` for a Unix socket;
 /// - `redis+sentinel://[user[:password]@]host1[:port],host2[:port],.../master[/db]`:
 ///   the primary of `master`, asked of the sentinels (port 26379 by default)
@@ -27,6 +28,8 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     /// Set for `redis+cluster://`: the seed nodes. Host and port then name
     /// the first seed; connections route each command by its key's slot.
     public var cluster: [Node]? = nil
+    /// Set for `rediss://`: TLS to host:port, through the in-process relay.
+    public var tls: RedisTLS? = nil
 
     /// One `host:port` of a list (sentinels, cluster seeds).
     public struct Node: Hashable, Sendable {
@@ -93,7 +96,7 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         }
         if let socketPath { return "unix://\(auth)\(socketPath)?db=\(database)" }
         let shownHost = host.contains(":") ? "[\(host)]" : host
-        return "redis://\(auth)\(shownHost):\(port)/\(database)"
+        return "\(tls == nil ? "redis" : "rediss")://\(auth)\(shownHost):\(port)/\(database)"
     }
 
     /// The address alone, for messages about connecting.
@@ -106,7 +109,7 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         public let description: String
     }
 
-    public static let urlForms = "redis://[user[:password]@]host[:port][/db], unix://[user[:password]@]/path/redis.sock[?db=N] "
+    public static let urlForms = "redis://[user[:password]@]host[:port][/db], rediss://... (TLS), unix://[user[:password]@]/path/redis.sock[?db=N] "
         + ", redis+sentinel://[user[:password]@]host[:port],host[:port],.../master[/db] "
         + "or redis+cluster://[user[:password]@]host[:port],host[:port],..."
 
@@ -128,7 +131,11 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
             isUnix = true
             rest = url.dropFirst("unix://".count)
         } else if url.hasPrefix("rediss://") {
-            throw ParseError(description: "rediss:// (TLS) is not supported yet; use redis:// or unix://")
+            isUnix = false
+            tls = RedisTLS()
+            rest = url.dropFirst("rediss://".count)
+        } else if url.hasPrefix("rediss+") {
+            throw ParseError(description: "TLS is supported for one Redis (rediss://host:port), not yet behind Sentinel or on a Cluster")
         } else {
             throw ParseError(description: "must be \(RedisEndpoint.urlForms)")
         }
