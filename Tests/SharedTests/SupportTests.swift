@@ -112,8 +112,26 @@ final class RedisEndpointTests: XCTestCase {
         XCTAssertEqual(try RedisEndpoint(url: "redis://h:6379?db=4").database, 4)
     }
 
+    func testRedissIsRedisOverTLSAndDescribesItself() throws {
+        let e = try RedisEndpoint(url: "rediss://app:s3cret@cache.example:6380/2")
+        XCTAssertNotNil(e.tls)
+        XCTAssertEqual(e.host, "cache.example")
+        XCTAssertEqual(e.port, 6380)
+        XCTAssertEqual(e.database, 2)
+        XCTAssertEqual(e.description, "rediss://app:***@cache.example:6380/2")
+        XCTAssertNil(try RedisEndpoint(url: "redis://h").tls)
+    }
+
+    func testRedactedHidesThePasswordEvenOfAURLThatDoesNotParse() {
+        XCTAssertEqual(RedisEndpoint.redacted("redis://:pw@h:notaport"), "redis://:***@h:notaport")
+        XCTAssertEqual(RedisEndpoint.redacted("redis://app:p@ss@h:1"), "redis://app:***@h:1")
+        XCTAssertEqual(RedisEndpoint.redacted("redis://h:1"), "redis://h:1")
+        XCTAssertEqual(RedisEndpoint.redacted("redis://app@h"), "redis://app@h")
+        XCTAssertEqual(RedisEndpoint.redacted("junk:secret@x"), "junk:***@x")
+    }
+
     func testRejectsBadURLs() {
-        for bad in ["http://x", "rediss://x:6379", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1",
+        for bad in ["http://x", "rediss+sentinel://s1/m", "rediss+cluster://h1", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1",
                     "redis://::1:6379", "redis://[::1", "unix://relative.sock", "unix://", "redis://h?timeout=3",
                     "redis://u:%zz@h", "redis://h:6379?db=x",
                     "redis+sentinel://s1:26379", "redis+sentinel://s1,/m", "redis+sentinel://s1:0/m",
