@@ -350,6 +350,8 @@ def main():
     results["security"] = bench_security.scenario(seconds=3 if QUICK else 5, rounds=2 if QUICK else 3)
     results["security"]["redis_tls"] = bench_security.redis_tls_scenario(
         seconds=3 if QUICK else 5, rounds=2 if QUICK else 3, jobs=20_000 if QUICK else 50_000)
+    results["security"]["encryption"] = bench_security.encryption_scenario(
+        seconds=3 if QUICK else 5, rounds=2 if QUICK else 3, jobs=20_000 if QUICK else 50_000)
 
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)

@@ -10,6 +10,7 @@ HTTPS + token, then again), so that drift on a shared machine falls on all
 three alike; each variant's figure is the median of its rounds, given as a
 ratio to plain HTTP in the same run (target for HTTPS: at least 0.6).
 """
+import base64
 import hashlib
 import json
 import os
@@ -92,12 +93,14 @@ def scenario(seconds=5, rounds=3):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def redis_tls_scenario(seconds=5, rounds=3, jobs=50_000):
-    """What TLS to Redis costs through the relay: one redis-server listening
-    on a plain and a TLS port; an API on each (rediss:// for the second) for
-    concurrent enqueue, and a drain of `jobs` noop jobs by one worker (1 x 16)
-    on each, in alternating rounds."""
-    d = Path(tempfile.mkdtemp(prefix="spool-bench-rtls-"))
+def paired(make_variants, seconds, rounds, jobs):
+    """Two ways of running the same work on one redis-server (listening on a
+    TCP and a TLS port), in alternating rounds (median): concurrent enqueue
+    (`wrk -t2 -c64` for `seconds` against an API of each way) and a drain of
+    `jobs` noop jobs by one worker (1 x 16) of each way. `make_variants(plain
+    URL, TLS URL, certificate, directory)` gives {name: (REDIS_URL, env)} for
+    the two ways, the baseline first."""
+    d = Path(tempfile.mkdtemp(prefix="spool-bench-pair-"))
     plain_port, tls_port = bench.free_port(), bench.free_port()
     cert, key = make_certificate(d)
     redis = bench.start(["redis-server", "--port", str(plain_port), "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
@@ -106,42 +109,55 @@ def redis_tls_scenario(seconds=5, rounds=3, jobs=50_000):
     apis = []
     try:
         bench.wait_port(plain_port)
-        lpush = bench.redis_benchmark(plain_port, 1)
-        urls = {"tcp": f"redis://127.0.0.1:{plain_port}", "tls": f"rediss://127.0.0.1:{tls_port}"}
-        env = {"SPOOL_REDIS_CA_FILE": str(cert)}
+        plain_url = f"redis://127.0.0.1:{plain_port}"
+        variants = make_variants(plain_url, f"rediss://127.0.0.1:{tls_port}", cert, d)
         api_ports = {}
-        for name, url in urls.items():
+        for name, (url, env) in variants.items():
             port = bench.free_port()
             apis.append(bench.start([str(bench.BIN / "spool-api"), "--addr", f"127.0.0.1:{port}", "--log-level", "warning",
-                                     "--log-format", "json"], {"REDIS_URL": url, **(env if name == "tls" else {})}))
+                                     "--log-format", "json"], {"REDIS_URL": url, **env}))
             bench.wait_port(port)
             api_ports[name] = port
         time.sleep(0.5)
-        enqueue = {name: [] for name in urls}
-        drain = {name: [] for name in urls}
+        enqueue = {name: [] for name in variants}
+        drain = {name: [] for name in variants}
         for _ in range(rounds):
-            for name, url in urls.items():
+            for name, (url, env) in variants.items():
                 enqueue[name].append(wrk_rate(f"http://127.0.0.1:{api_ports[name]}/v1/queues/bench/jobs", seconds))
                 bench.redis_cli(plain_port, "FLUSHALL")
-                bench.bench_tool("batch", "--addr", f"127.0.0.1:{api_ports['tcp']}", "--queue", "bench",
+                # Enqueued through this way's API, so that the worker reads what it wrote (sealed or not).
+                bench.bench_tool("batch", "--addr", f"127.0.0.1:{api_ports[name]}", "--queue", "bench",
                                  "--batches", jobs // 1000 // 2, "--size", 1000, "--connections", 2)
                 w = bench.start([str(bench.BIN / "spool-worker"), "--queues", "bench", "--concurrency", "16",
-                                 "--log-level", "warning", "--log-format", "json"],
-                                {"REDIS_URL": url, **(env if name == "tls" else {})})
-                r = bench.bench_tool("wait-processed", "--redis-url", urls["tcp"], "--queue", "bench", "--target", jobs)
+                                 "--log-level", "warning", "--log-format", "json"], {"REDIS_URL": url, **env})
+                r = bench.bench_tool("wait-processed", "--redis-url", plain_url, "--queue", "bench", "--target", jobs)
                 bench.stop(w)
                 drain[name].append(r["rate"])
                 bench.redis_cli(plain_port, "FLUSHALL")
-        med = lambda v: statistics.median(v)  # noqa: E731
-        return {"lpush": lpush, "seconds": seconds, "rounds": rounds, "jobs": jobs, "enqueue": enqueue, "drain": drain,
-                "enqueue_ratio": med(enqueue["tls"]) / med(enqueue["tcp"]), "drain_ratio": med(drain["tls"]) / med(drain["tcp"]),
-                "median": {"enqueue_tcp": med(enqueue["tcp"]), "enqueue_tls": med(enqueue["tls"]),
-                           "drain_tcp": med(drain["tcp"]), "drain_tls": med(drain["tls"])}}
+        base, other = list(variants)
+        med = statistics.median
+        return {"seconds": seconds, "rounds": rounds, "jobs": jobs, "names": [base, other], "enqueue": enqueue, "drain": drain,
+                "enqueue_ratio": med(enqueue[other]) / med(enqueue[base]), "drain_ratio": med(drain[other]) / med(drain[base])}
     finally:
         for p in apis:
             bench.stop(p)
         bench.stop(redis)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def redis_tls_scenario(seconds=5, rounds=3, jobs=50_000):
+    """TLS to Redis through the relay against plain TCP."""
+    return paired(lambda plain, tls, cert, d: {"tcp": (plain, {}), "tls": (tls, {"SPOOL_REDIS_CA_FILE": str(cert)})},
+                  seconds, rounds, jobs)
+
+
+def encryption_scenario(seconds=5, rounds=3, jobs=50_000):
+    """Payloads and results sealed (SPOOL_ENCRYPTION_KEY_FILE) against plaintext."""
+    def variants(plain, tls, cert, d):
+        keys = d / "keys"
+        keys.write_text("bench " + base64.b64encode(os.urandom(32)).decode() + "\n")
+        return {"plaintext": (plain, {}), "sealed": (plain, {"SPOOL_ENCRYPTION_KEY_FILE": str(keys)})}
+    return paired(variants, seconds, rounds, jobs)
 
 
 def render(r):
@@ -163,28 +179,41 @@ HTTPS (TLS 1.3, P-256 certificate), and HTTPS with a bearer token checked on eve
 
 Rounds, jobs/s: {', '.join(f"{k} {' / '.join(f'{x:,.0f}' for x in v)}" for k, v in r['rates'].items())}.
 
-{render_redis_tls(r.get('redis_tls'))}"""
+{render_redis_tls(r.get('redis_tls'))}
+
+{render_encryption(r.get('encryption'))}"""
+
+
+def render_pair(t, title, how):
+    if not t:
+        return f"{title}: not measured in this run."
+    base, other = t["names"]
+    med = statistics.median
+    rounds = lambda v: " / ".join(f"{x:,.0f}" for x in v)  # noqa: E731
+    return f"""### {title}
+
+{how} Same redis-server, {t['rounds']} alternating rounds (median). Enqueue: `wrk -t2 -c64` for {t['seconds']} s
+against an API of each kind. Drain: {t['jobs']:,} noop jobs by one worker (1 × 16) of each kind.
+
+| | {base} | {other} | {other} × {base} |
+|---|---|---|---|
+| concurrent enqueue, jobs/s | {med(t['enqueue'][base]):,.0f} | {med(t['enqueue'][other]):,.0f} | **{t['enqueue_ratio']:.2f}** |
+| drain 1 × 16, jobs/s | {med(t['drain'][base]):,.0f} | {med(t['drain'][other]):,.0f} | **{t['drain_ratio']:.2f}** |
+
+Rounds: enqueue {base} {rounds(t['enqueue'][base])}, {other} {rounds(t['enqueue'][other])}; drain {base}
+{rounds(t['drain'][base])}, {other} {rounds(t['drain'][other])}."""
 
 
 def render_redis_tls(t):
-    if not t:
-        return "TLS to Redis: not measured in this run."
-    m = t["median"]
-    rounds = lambda v: " / ".join(f"{x:,.0f}" for x in v)  # noqa: E731
-    return f"""### TLS to Redis (`rediss://`, through the in-process relay)
+    return render_pair(t, "TLS to Redis (`rediss://`, through the in-process relay)",
+                       "Every byte crosses one more socket (hiredis to the relay, a Unix socket) and is encrypted on the "
+                       "relay's thread, which on 2 cores competes with the API, the worker and Redis.")
 
-One redis-server listening on a TCP and a TLS port; the same work through each, {t['rounds']} alternating
-rounds (median). Enqueue: `wrk -t2 -c64` for {t['seconds']} s against an API on each URL. Drain:
-{t['jobs']:,} noop jobs by one worker (1 × 16) on each URL.
 
-| | TCP | TLS | TLS × TCP |
-|---|---|---|---|
-| concurrent enqueue, jobs/s | {m['enqueue_tcp']:,.0f} | {m['enqueue_tls']:,.0f} | **{t['enqueue_ratio']:.2f}** |
-| drain 1 × 16, jobs/s | {m['drain_tcp']:,.0f} | {m['drain_tls']:,.0f} | **{t['drain_ratio']:.2f}** |
-
-Rounds: enqueue TCP {rounds(t['enqueue']['tcp'])}, TLS {rounds(t['enqueue']['tls'])}; drain TCP {rounds(t['drain']['tcp'])},
-TLS {rounds(t['drain']['tls'])}. Where the cost goes: every byte crosses one more socket (hiredis to the relay, a Unix
-socket) and is encrypted on the relay's thread, which on 2 cores competes with the API, the worker and Redis."""
+def render_encryption(t):
+    return render_pair(t, "Encryption at rest (`SPOOL_ENCRYPTION_KEY_FILE`)",
+                       "The API seals each payload, the worker opens it and seals the result (AES-256-GCM, a random "
+                       "nonce each).")
 
 
 if __name__ == "__main__":
@@ -193,6 +222,8 @@ if __name__ == "__main__":
         result = scenario(seconds=3 if quick else 5, rounds=2 if quick else 3)
         result["redis_tls"] = redis_tls_scenario(seconds=3 if quick else 5, rounds=2 if quick else 3,
                                                  jobs=20_000 if quick else 50_000)
+        result["encryption"] = encryption_scenario(seconds=3 if quick else 5, rounds=2 if quick else 3,
+                                                   jobs=20_000 if quick else 50_000)
     finally:
         bench.stop_all()
     (bench.ROOT / ".spool").mkdir(exist_ok=True)

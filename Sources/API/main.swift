@@ -30,6 +30,13 @@ do {
     exit(2)
 }
 TLSRelay.shared.logger = Logger(label: "spool.tls")
+// Encryption at rest: payloads sealed here, results opened here.
+do {
+    FieldCipher.shared = try SettingSource(flags: flags).fieldCipher()
+} catch {
+    FileOutput.stderr("spool-api: \(error)")
+    exit(2)
+}
 MetricsSetup.bootstrap()
 APIMetrics.bootstrap()
 let logger = Logger(label: "spool.api")

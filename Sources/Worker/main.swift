@@ -26,6 +26,13 @@ do {
     exit(2)
 }
 TLSRelay.shared.logger = Logger(label: "spool.tls")
+// Encryption at rest: payloads opened here, results, errors and progress sealed here.
+do {
+    FieldCipher.shared = try SettingSource(flags: flags).fieldCipher()
+} catch {
+    FileOutput.stderr("spool-worker: \(error)")
+    exit(2)
+}
 MetricsSetup.bootstrap()
 Signals.blockTerminationSignals()
 if config.processes > 1 {

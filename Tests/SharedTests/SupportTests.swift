@@ -130,6 +130,28 @@ final class RedisEndpointTests: XCTestCase {
         XCTAssertEqual(RedisEndpoint.redacted("junk:secret@x"), "junk:***@x")
     }
 
+    func testNoErrorAboutAURLQuotesItsPassword() {
+        for url in ["redis://:q7zk?w9vy@host:notaport", "redis://u:q7zk/w9vy@h:notaport", "redis+sentinel://:q7zk/w9vy@s1/m/x",
+                    "redis+cluster://:q7zk?w9vy@h1:70000", "rediss://:q7zk?w9vy@host:x"] {
+            XCTAssertThrowsError(try RedisEndpoint(url: url), url) { error in
+                for fragment in ["q7zk", "w9vy"] where "\(error)".contains(fragment) {
+                    XCTFail("\(url): the error '\(error)' quotes '\(fragment)' of the password")
+                }
+            }
+        }
+        // Lenient: an unencoded '?' or '/' in a password is still the password.
+        XCTAssertEqual(try RedisEndpoint(url: "redis://:a?b/c@h:7").password, "a?b/c")
+    }
+
+    func testLoopbackMeansALoopbackAddressNotANameThatLooksLikeOne() {
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "localhost"] {
+            XCTAssertTrue(ListenAddress(host: host, port: 1).isLoopback, host)
+        }
+        for host in ["0.0.0.0", "127.example.com", "10.0.0.1", "::", "127.0.0.1.nip.io"] {
+            XCTAssertFalse(ListenAddress(host: host, port: 1).isLoopback, host)
+        }
+    }
+
     func testRejectsBadURLs() {
         for bad in ["http://x", "rediss+sentinel://s1/m", "rediss+cluster://h1", "redis://x:0", "redis://x:99999", "redis://x:abc", "redis://x/-1",
                     "redis://::1:6379", "redis://[::1", "unix://relative.sock", "unix://", "redis://h?timeout=3",

@@ -210,8 +210,9 @@ def test_queues_a_client_may_not_use(clients, redis):
     assert_403(clients.call("bob", "POST", "/v1/queues/alice-1/jobs", {"type": "noop"}), "bob", "alice-1")
     assert_403(clients.call("bob", "GET", "/v1/queues/alice-1"), "alice-1")
     assert_403(clients.call("bob", "GET", "/v1/queues/alice-1/dead"), "alice-1")
-    # An admin of alice-* only administers those.
+    # An admin of alice-* only administers those, and cannot list every queue's workers.
     assert_403(clients.call("alice-admin", "POST", "/v1/queues/shared/pause"), "shared")
+    assert_403(clients.call("alice-admin", "GET", "/v1/workers"), "every queue")
     assert snapshot(redis) == before
     # Listings show only the client's queues.
     names = lambda cid: [q["name"] for q in clients.call(cid, "GET", "/v1/queues")[2]["queues"]]
@@ -405,3 +406,28 @@ def test_max_pending_per_client(tmp_path, spawn, redis):
     wait_for(lambda: c.call("flood", "POST", "/v1/queues/shared/jobs/batch",
                             {"jobs": [{"type": "noop"}, {"type": "noop"}, {"type": "noop"}]})[0] == 201,
              timeout=20, what="the client's places to come back as its jobs finish")
+
+
+def test_max_pending_holds_for_retries_of_dead_jobs(tmp_path, spawn, redis):
+    """Jobs that die free their places; retrying them takes places again, and
+    past max_pending a retry is refused (429) and the job stays dead."""
+    c = Clients.__new__(Clients)
+    c.path = tmp_path / "clients.json"
+    c.tokens, c.entries = {}, {}
+    c.tokens["flood"], c.entries["flood"] = make_token("flood", ["enqueue", "read"], ["shared"], max_pending=2)
+    c.write()
+    c.api = spawn.api(env={"SPOOL_AUTH_FILE": str(c.path)})
+    dead = [c.enqueue("flood", "shared", {"type": "fail", "max_attempts": 1}) for _ in range(2)]
+    w = spawn.worker(queues="shared")
+    for j in dead:
+        wait_for(lambda: c.call("flood", "GET", f"/v1/jobs/{j['id']}")[2]["state"] == "dead", timeout=20, what="death")
+    w.stop()
+    held = [c.enqueue("flood", "shared", {"type": "noop"}) for _ in range(2)]  # both places taken again
+    before = snapshot(redis)
+    status, _, data = c.call("flood", "POST", f"/v1/jobs/{dead[0]['id']}/retry")
+    assert status == 429 and data["error"]["code"] == "client_quota", (status, data)
+    assert snapshot(redis) == before
+    assert c.call("flood", "GET", f"/v1/jobs/{dead[0]['id']}")[2]["state"] == "dead"
+    assert c.call("flood", "POST", f"/v1/jobs/{held[0]['id']}/cancel")[0] == 200
+    status, _, data = c.call("flood", "POST", f"/v1/jobs/{dead[0]['id']}/retry")
+    assert status == 200 and data["state"] == "queued", (status, data)

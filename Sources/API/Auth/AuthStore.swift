@@ -41,8 +41,14 @@ final class AuthStore: @unchecked Sendable {  // `table` and `stamp` are under `
         reload(reason: "file changed")
     }
 
+    /// Held through a whole reload: the watch thread and a SIGHUP reloading
+    /// at once could otherwise install the older read last.
+    private let reloading = Lock()
+
     /// Reads the file now (SIGHUP, or a change was seen).
     func reload(reason: String) {
+        reloading.lock()
+        defer { reloading.unlock() }
         let now = FileStamp(path)
         do {
             let fresh = try AuthStore.load(path)

@@ -9,6 +9,9 @@ enum RouteAccess: Sendable {
     case metrics
     /// A client with the scope; the route names no queue (the action filters).
     case global(Scope)
+    /// A client with the scope whose queues are `*`: the route shows every
+    /// queue's data and cannot filter it (`GET /v1/workers`).
+    case everyQueue(Scope)
     /// A client with the scope that may use the queue named by the route's
     /// first `:` segment.
     case queue(Scope)
@@ -57,6 +60,13 @@ extension Router {
             return Caller(client: client)
         case .global(let scope), .job(let scope):
             needed = scope
+        case .everyQueue(let scope):
+            needed = scope
+            if client.has(scope) && !client.queues.contains(where: { $0.text == "*" }) {
+                deny("queue", responder, Router.forbidden("client \(client.id) may not use every queue (its queues are not *); "
+                                                          + "this route shows them all"))
+                return nil
+            }
         case .queue(let scope):
             needed = scope
             // An undecodable or invalid name is left to the route (400).

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Shared
 
 extension Router {
@@ -158,11 +159,15 @@ extension Router {
     /// `POST /v1/jobs/{id}/retry`: a dead job back to queued, attempts reset.
     func retry(id segment: Substring, _ responder: Responder, _ caller: Caller) {
         guard let id = jobID(segment, responder) else { return }
-        requireJobAccess(id, caller, responder) { [self] in retry(id, responder) }
+        // A client retrying its own job stays within its max_pending; an admin is not held back.
+        let limit = caller.isRestricted ? caller.client?.maxPending ?? 0 : 0
+        requireJobAccess(id, caller, responder) { [self] in retry(id, clientLimit: limit, responder) }
     }
 
-    private func retry(_ id: JobID, _ responder: Responder) {
-        acknowledger.run(RetryDeadCall(schema: schema, queue: id.queue, ids: [id])) { [self] result, notReplicated in
+    private func retry(_ id: JobID, clientLimit: Int64, _ responder: Responder) {
+        var call = RetryDeadCall(schema: schema, queue: id.queue, ids: [id])
+        call.clientLimit = clientLimit
+        acknowledger.run(call) { [self] result, notReplicated in
             switch result {
             case .failure(let e): responder.send(failure(e))
             case .success(let outcome) where outcome.retried == 1 && notReplicated != nil:
@@ -175,6 +180,10 @@ extension Router {
             case .success(let outcome):
                 if outcome.refusedState == "missing" {
                     responder.send(Router.noSuchJob(id))
+                } else if outcome.refusedState == "client_full" {
+                    Counter(label: SpoolMetric.authDenied, dimensions: [("reason", "client_quota")]).increment()
+                    responder.send(.error(429, "client_quota", "job \(id) stays dead: its client has \(clientLimit) unfinished jobs "
+                                          + "in queue \(id.queue), its max_pending", headers: [("Retry-After", "1")]))
                 } else {
                     responder.send(.error(409, "conflict", "job \(id) is \(outcome.refusedState ?? "not dead"); only dead jobs can be retried"))
                 }

@@ -135,7 +135,7 @@ final class Router: HTTPHandler {
         },
         Route("POST", "v1/jobs/:id/cancel", .job(.enqueue)) { r, p, _, out, who in r.cancel(id: p[0], out, who) },
         Route("POST", "v1/jobs/:id/retry", .job(.enqueue)) { r, p, _, out, who in r.retry(id: p[0], out, who) },
-        Route("GET", "v1/workers", .global(.admin)) { r, _, _, out, _ in r.listWorkers(out) },
+        Route("GET", "v1/workers", .everyQueue(.admin)) { r, _, _, out, _ in r.listWorkers(out) },
     ]
 
     func handle(_ request: HTTPRequest, _ responder: Responder) {

@@ -144,6 +144,16 @@ public struct SettingSource {
         return endpoint
     }
 
+    /// SPOOL_ENCRYPTION_KEY_FILE read and checked; nil when unset.
+    public func fieldCipher() throws -> FieldCipher? {
+        guard let file = raw(SharedSettings.encryptionKeyFile), !file.value.isEmpty else { return nil }
+        do {
+            return try FieldCipher(keyFileText: try SettingSource.secret(file), origin: "\(file.origin) (\(file.value))")
+        } catch let e as FieldCipher.Invalid {
+            throw ConfigError(e.description)
+        }
+    }
+
     /// The content of a secret file (a mounted Kubernetes Secret or compose
     /// secret); `trimming`: without the line break an editor adds at the end.
     static func secret(_ file: (value: String, origin: String), trimming: Bool = false) throws -> String {
@@ -227,8 +237,11 @@ public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
         self.port = p
     }
 
-    /// Reachable only from this machine: 127.0.0.0/8, ::1 or localhost.
+    /// Reachable only from this machine: an address in 127.0.0.0/8, ::1 or
+    /// localhost (a name such as 127.example.com is not).
     public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" || host == "::1" { return true }
+        var v4 = in_addr()
+        return host.hasPrefix("127.") && inet_pton(AF_INET, host, &v4) == 1
     }
 }

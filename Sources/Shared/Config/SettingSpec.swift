@@ -77,6 +77,9 @@ public enum SharedSettings {
     public static let redisTLSServerName = Setting(
         "redis-tls-server-name", env: "SPOOL_REDIS_TLS_SERVER_NAME", default: "the URL's host",
         "With `rediss://`: the name Redis' certificate must carry (and SNI), when it is not the URL's host")
+    public static let encryptionKeyFile = Setting(
+        "encryption-key-file", env: "SPOOL_ENCRYPTION_KEY_FILE", default: "– (off)",
+        "Store payloads, results, errors and progress sealed with AES-256-GCM: a file of `<key id> <base64 32 bytes>` lines, the first seals, all open. Give the API and the workers the same file")
     public static let sentinels = Setting(
         "sentinels", env: "SPOOL_SENTINELS", default: "–",
         "The sentinels as separate settings, instead of a `redis+sentinel://` URL: `host1[:port],host2[:port],...` (26379 by default), with `SPOOL_SENTINEL_MASTER`; `REDIS_URL` (a `redis://` URL) then gives only the data nodes' user, password and database, its host and port are not used")
@@ -96,7 +99,7 @@ public enum SharedSettings {
     public static let logFormat = Setting(
         "log-format", env: "SPOOL_LOG_FORMAT", default: "`text` on a terminal, else `json`", "`json` (one object per line) or `text`")
     public static let all = [redisURL, redisURLFile, redisPasswordFile, redisCAFile, redisCertFile, redisKeyFile,
-                             redisTLSServerName, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
+                             redisTLSServerName, encryptionKeyFile, sentinels, sentinelMaster, sentinelUsername, sentinelPassword, prefix, logLevel,
                              logFormat]
 }
 

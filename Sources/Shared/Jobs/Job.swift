@@ -64,6 +64,8 @@ public enum JobField {
     public static let progress = "progress"
     public static let idempotencyKey = "idem"
     public static let client = "client"
+    /// With encryption and an idempotency key: the payload's keyed digest.
+    public static let payloadMAC = "pmac"
 }
 
 public struct JobDecodingError: Error, CustomStringConvertible {
@@ -85,6 +87,13 @@ extension Job {
         if options.resultTTLSeconds != defaults.resultTTLSeconds { f += [JobField.resultTTL, String(options.resultTTLSeconds)] }
         if let idempotencySlot { f += [JobField.idempotencyKey, idempotencySlot] }
         if let client { f += [JobField.client, client] }
+        // Encrypted payloads never compare equal: the enqueue script compares
+        // their digests instead (FieldCipher.payloadMACs). `pmacs` is only read
+        // by the script, `pmac` stored.
+        if idempotencyKey != nil, let cipher = FieldCipher.shared {
+            let macs = cipher.payloadMACs(payload)
+            f += [JobField.payloadMAC, macs[0], "pmacs", macs.joined(separator: ",")]
+        }
         return f
     }
 
@@ -119,7 +128,20 @@ extension Job {
             throw JobDecodingError(description: "job field 'state' has an unknown value: \(stateText.prefix(40))")
         }
         self.state = state
-        payload = hash[JobField.payload] ?? "null"
+        // Sealed fields (SPOOL_ENCRYPTION_KEY_FILE) are opened here, where every reader passes.
+        func opened(_ name: String) throws -> String? {
+            guard let value = hash[name] else { return nil }
+            guard FieldCipher.isSealed(value) else { return value }
+            guard let cipher = FieldCipher.shared else {
+                throw JobDecodingError(description: "job field '\(name)' is encrypted, and SPOOL_ENCRYPTION_KEY_FILE is not set here")
+            }
+            do {
+                return try cipher.open(value, job: id.text, field: name)
+            } catch {
+                throw JobDecodingError(description: "\(error)")
+            }
+        }
+        payload = try opened(JobField.payload) ?? "null"
         priority = hash[JobField.priority].flatMap(Priority.init(rawValue:)) ?? .normal
         attempts = Int(try number(JobField.attempts) ?? 0)
         options.maxAttempts = Int(try number(JobField.maxAttempts) ?? Int64(options.maxAttempts))
@@ -131,9 +153,9 @@ extension Job {
         startedUs = try number(JobField.startedAt)
         finishedUs = try number(JobField.finishedAt)
         worker = hash[JobField.worker].flatMap { $0.isEmpty ? nil : $0 }
-        error = hash[JobField.error].flatMap { $0.isEmpty ? nil : $0 }
-        result = hash[JobField.result]
-        progress = hash[JobField.progress].flatMap { $0.isEmpty ? nil : $0 }
+        error = try opened(JobField.error).flatMap { $0.isEmpty ? nil : $0 }
+        result = try opened(JobField.result)
+        progress = try opened(JobField.progress).flatMap { $0.isEmpty ? nil : $0 }
         client = hash[JobField.client]
         idempotencyKey = hash[JobField.idempotencyKey].map { slot in
             guard let client, slot.hasPrefix(client + "/") else { return slot }

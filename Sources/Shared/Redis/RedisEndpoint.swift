@@ -142,14 +142,14 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         guard !rest.contains(where: { $0 == " " || $0 == "#" }) else {
             throw ParseError(description: "contains a space or '#'; percent-encode such characters (%20, %23)")
         }
+        if !isUnix { rest = try takeUserInfo(rest) }
         var query: Substring = ""
         if let q = rest.firstIndex(of: "?") {
             query = rest[rest.index(after: q)...]
             rest = rest[..<q]
         }
-        // The userinfo ends at the last '@' before the path (a password may hold '@' only encoded, but be lenient).
-        let authorityEnd = isUnix ? (rest.firstIndex(of: "/") ?? rest.endIndex) : rest.endIndex
-        if let at = rest[..<authorityEnd].lastIndex(of: "@") {
+        // A socket path holds '/': its userinfo ends at the last '@' before the path.
+        if isUnix, let at = rest[..<(rest.firstIndex(of: "/") ?? rest.endIndex)].lastIndex(of: "@") {
             try parseUserInfo(rest[..<at])
             rest = rest[rest.index(after: at)...]
         }
@@ -179,7 +179,7 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         guard !text.contains(where: { $0 == " " || $0 == "#" }) else {
             throw ParseError(description: "contains a space or '#'; percent-encode such characters (%20, %23)")
         }
-        var rest = text
+        var rest = try takeUserInfo(text)
         var query: Substring = ""
         if let q = rest.firstIndex(of: "?") {
             query = rest[rest.index(after: q)...]
@@ -190,11 +190,7 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
                              + "redis+sentinel://s1:26379,s2:26379/mymaster")
         }
         var path = rest[rest.index(after: slash)...]
-        var authority = rest[..<slash]
-        if let at = authority.lastIndex(of: "@") {
-            try parseUserInfo(authority[..<at])
-            authority = authority[authority.index(after: at)...]
-        }
+        let authority = rest[..<slash]
         let nodes = try RedisEndpoint.nodeList(authority, defaultPort: 26379, kind: "sentinel")
         if let dbSlash = path.firstIndex(of: "/") {
             let db = path[path.index(after: dbSlash)...]
@@ -224,14 +220,10 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         guard !text.contains(where: { $0 == " " || $0 == "#" }) else {
             throw ParseError(description: "contains a space or '#'; percent-encode such characters (%20, %23)")
         }
-        var authority = text
+        let authority = try takeUserInfo(text)
         if authority.contains("/") || authority.contains("?") {
             throw ParseError(description: "redis+cluster:// takes only seed nodes (host:port,host:port,...): "
                              + "Redis Cluster has one database, so no /db or parameter")
-        }
-        if let at = authority.lastIndex(of: "@") {
-            try parseUserInfo(authority[..<at])
-            authority = authority[authority.index(after: at)...]
         }
         let nodes = try RedisEndpoint.nodeList(authority, defaultPort: 6379, kind: "cluster seed")
         cluster = nodes
@@ -273,6 +265,15 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         at.host = node.host
         at.port = node.port
         return at
+    }
+
+    /// Splits off the user info first, at the URL's last '@' (a password may
+    /// hold '/', '?' or '@' unencoded: be lenient), so that no later error
+    /// about the rest of the URL can quote a piece of the password.
+    private mutating func takeUserInfo(_ text: Substring) throws -> Substring {
+        guard let at = text.lastIndex(of: "@") else { return text }
+        try parseUserInfo(text[..<at])
+        return text[text.index(after: at)...]
     }
 
     /// `user[:password]` before the '@': a user alone is a user, not a password.

@@ -59,7 +59,9 @@ return fetched
         var a = fetch.args
         a.reserveCapacity(a.count + 1 + 3 * completions.count)
         a.append(String(claimLimit))
-        for c in completions { a += [c.jobID.text, String(c.attempt), c.resultJSON] }
+        for c in completions {
+            a += [c.jobID.text, String(c.attempt), FieldCipher.stored(c.resultJSON, job: c.jobID.text, field: JobField.result)]
+        }
         return a
     }
 

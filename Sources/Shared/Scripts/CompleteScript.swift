@@ -68,7 +68,10 @@ end
 
     public var script: LuaScript { CompleteCall.script }
     public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
-    public var args: [String] { schema.queueKeys(jobID.queue).args + [jobID.text, workerID, String(attempt), resultJSON] }
+    public var args: [String] {
+        schema.queueKeys(jobID.queue).args
+            + [jobID.text, workerID, String(attempt), FieldCipher.stored(resultJSON, job: jobID.text, field: JobField.result)]
+    }
 
     /// True when stored; false when the lease was lost and the result dropped.
     public func parse(_ reply: RedisReply) throws -> Bool {

@@ -96,17 +96,24 @@ public struct RetryDeadCall: ScriptCall {
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to retry when no ids are given
--- ARGV[7..]  job ids (none: the oldest dead jobs)
+-- ARGV[7]    the retrying client's max_pending (0 = none): a job of that
+--            client is not retried past it (state 'client_full')
+-- ARGV[8..]  job ids (none: the oldest dead jobs)
 -- Output:    {retried count, state of the first id when it was not dead or '', ids examined}
 local q = queue_keys()
+local client_limit = tonumber(ARGV[7])
 local ids = {}
-for i = 7, #ARGV do table.insert(ids, ARGV[i]) end
+for i = 8, #ARGV do table.insert(ids, ARGV[i]) end
 if #ids == 0 then ids = redis.call('ZRANGE', q.dead, 0, tonumber(ARGV[6]) - 1) end
 local retried, refused = 0, ''
 for _, id in ipairs(ids) do
   local key = q.job_prefix .. id
   local f = redis.call('HMGET', key, 'state', 'priority', 'idem', 'client')
-  if f[1] == 'dead' then
+  local full = client_limit > 0 and f[4]
+               and (tonumber(redis.call('HGET', q.stats, 'client:' .. f[4])) or 0) >= client_limit
+  if f[1] == 'dead' and full then
+    if refused == '' then refused = 'client_full' end
+  elseif f[1] == 'dead' then
     count_client_jobs(q, f[4], 1)
     redis.call('ZREM', q.dead, id)
     redis.call('HSET', key, 'state', 'queued', 'attempts', 0)
@@ -144,6 +151,10 @@ return {retried, refused, #ids}
     public let limit: Int
     let schema: KeySchema
 
+    /// The max_pending of the client retrying its own job (0: none; an
+    /// admin's bulk retry is not held back by its clients' limits).
+    public var clientLimit: Int64 = 0
+
     public init(schema: KeySchema, queue: String, ids: [JobID] = [], limit: Int = 1000) {
         self.schema = schema
         self.queue = queue
@@ -153,7 +164,7 @@ return {retried, refused, #ids}
 
     public var script: LuaScript { RetryDeadCall.script }
     public var keys: [String] { schema.queueKeys(queue).keys }
-    public var args: [String] { schema.queueKeys(queue).args + [String(limit)] + ids.map(\.text) }
+    public var args: [String] { schema.queueKeys(queue).args + [String(limit), String(clientLimit)] + ids.map(\.text) }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, parts.count == 3, let n = parts[0].int, let examined = parts[2].int else {

@@ -29,14 +29,21 @@ local n = tonumber(ARGV[8])
 -- What makes two enqueues with one idempotency key the same request: the
 -- stored fields (options at their default are not stored, on either side).
 local SAME_REQUEST = {'type', 'payload', 'priority', 'max_attempts', 'timeout_ms', 'backoff_ms', 'result_ttl_s'}
+-- Encrypted payloads differ every time they are sealed: then the first
+-- job's payload digest (pmac) must be among the new request's (pmacs: one
+-- per key of the key file, so a key rotation changes nothing).
 local function request_fields(job)
   local f = {type = job.type, payload = job.payload}
   for k = job.first, job.first + job.m - 1, 2 do f[ARGV[k]] = ARGV[k + 1] end
   return f
 end
-local function same_request(a, b)
+local function same_request(first, new)
   for _, name in ipairs(SAME_REQUEST) do
-    if a[name] ~= b[name] then return false end
+    if name == 'payload' and first.pmac and new.pmacs then
+      if not string.find(',' .. new.pmacs .. ',', ',' .. first.pmac .. ',', 1, true) then return false end
+    elseif first[name] ~= new[name] then
+      return false
+    end
   end
   return true
 end
@@ -57,10 +64,10 @@ for j = 1, n do
     else
       local existing = redis.call('GET', idem_prefix .. job.idem)
       if existing then
-        local stored = redis.call('HMGET', job_prefix .. existing, unpack(SAME_REQUEST))
-        if stored[1] then
-          local fields = {}
-          for k, name in ipairs(SAME_REQUEST) do fields[name] = stored[k] or nil end
+        local stored = redis.call('HMGET', job_prefix .. existing, 'pmac', unpack(SAME_REQUEST))
+        if stored[2] then
+          local fields = {pmac = stored[1] or nil}
+          for k, name in ipairs(SAME_REQUEST) do fields[name] = stored[k + 1] or nil end
           if not same_request(fields, request_fields(job)) then return {'conflict', j, existing} end
           job.dup = existing
         end
@@ -118,7 +125,12 @@ for j = 1, n do
       local list = ready[job.prio]
       list[#list + 1] = job.id
     end
-    for k = job.first, job.first + job.m - 1 do fields[#fields + 1] = ARGV[k] end
+    for k = job.first, job.first + job.m - 1, 2 do
+      if ARGV[k] ~= 'pmacs' then
+        fields[#fields + 1] = ARGV[k]
+        fields[#fields + 1] = ARGV[k + 1]
+      end
+    end
     redis.call('HSET', unpack(fields))
     if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end
     out[j + 1] = out[j + 1] or 'new'
@@ -199,7 +211,8 @@ return out
         for item in items {
             let fields = item.job.optionalFields
             a += [item.job.id.text, String(item.job.priority.index), String(item.runAt), String(item.delayMs),
-                  item.job.idempotencySlot ?? "", item.job.type, item.job.payload, String(fields.count)]
+                  item.job.idempotencySlot ?? "", item.job.type,
+                  FieldCipher.stored(item.job.payload, job: item.job.id.text, field: JobField.payload), String(fields.count)]
             a += fields
         }
         return a

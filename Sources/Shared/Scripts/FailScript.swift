@@ -90,7 +90,8 @@ end
     public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
     public var args: [String] {
         schema.queueKeys(jobID.queue).args
-            + [jobID.text, workerID, String(attempt), errorJSON, String(retryDelayMs ?? -1), String(deadTTLSeconds),
+            + [jobID.text, workerID, String(attempt), FieldCipher.stored(errorJSON, job: jobID.text, field: JobField.error),
+               String(retryDelayMs ?? -1), String(deadTTLSeconds),
                String(deadMax)]
     }
 

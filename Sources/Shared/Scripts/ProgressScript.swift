@@ -29,7 +29,10 @@ return 1
 
     public var script: LuaScript { ProgressCall.script }
     public var keys: [String] { schema.queueKeys(jobID.queue).keys + [schema.job(jobID)] }
-    public var args: [String] { schema.queueKeys(jobID.queue).args + [jobID.text, workerID, String(attempt), progressJSON] }
+    public var args: [String] {
+        schema.queueKeys(jobID.queue).args
+            + [jobID.text, workerID, String(attempt), FieldCipher.stored(progressJSON, job: jobID.text, field: JobField.progress)]
+    }
 
     public func parse(_ reply: RedisReply) throws -> Bool {
         guard let n = reply.int else { throw unexpected(reply) }

@@ -45,7 +45,7 @@ return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
 /// name from the registry afterwards. Finished jobs are not in any list or
 /// set: their hashes expire with their result TTL as usual.
 public struct DeleteQueueCall: ScriptCall {
-    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys], body: #"""
+    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys, CommonLua.finishing], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    jobs to delete in this call when purging (0 = do not purge)
 -- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
@@ -59,23 +59,26 @@ if pending + scheduled + running + dead == 0 then
 end
 local batch = tonumber(ARGV[6])
 if batch == 0 then return {'not_empty', pending, scheduled, running, dead} end
-local function drop(id)
+-- `unfinished`: the job still counts for its client's max_pending (it is
+-- not dead): the count goes down with it, should the purge stop half-way.
+local function drop(id, unfinished)
   local key = q.job_prefix .. id
-  local idem = redis.call('HGET', key, 'idem')
-  if idem then redis.call('DEL', q.idem_prefix .. idem) end
+  local f = redis.call('HMGET', key, 'idem', 'client')
+  if f[1] then redis.call('DEL', q.idem_prefix .. f[1]) end
+  if unfinished then count_client_jobs(q, f[2], -1) end
   redis.call('DEL', key)
 end
 local removed = 0
 for k = 1, 4 do
   if removed < batch then
     local ids = redis.call('LPOP', q.pending[k], batch - removed)
-    if ids then for _, id in ipairs(ids) do drop(id) end; removed = removed + #ids end
+    if ids then for _, id in ipairs(ids) do drop(id, true) end; removed = removed + #ids end
   end
 end
 for _, set in ipairs({q.scheduled, q.lease, q.dead}) do
   if removed < batch then
     local popped = redis.call('ZPOPMIN', set, batch - removed)
-    for i = 1, #popped, 2 do drop(popped[i]) end
+    for i = 1, #popped, 2 do drop(popped[i], set ~= q.dead) end
     removed = removed + #popped / 2
   end
 end

@@ -17,6 +17,15 @@ public enum Secrets {
         return out
     }
 
+    /// HMAC-SHA-256 of `data` under `key`: 32 bytes.
+    public static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let made = HMAC(EVP_sha256(), key, Int32(key.count), data, data.count, &out, &length)
+        precondition(made != nil && length == 32, "HMAC(SHA-256) failed")
+        return out
+    }
+
     /// `count` bytes from OpenSSL's CSPRNG.
     public static func randomBytes(_ count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
@@ -64,6 +73,43 @@ public enum Secrets {
             guard let hi = value(chars[i]), let lo = value(chars[i + 1]) else { return nil }
             out.append(hi << 4 | lo)
             i += 2
+        }
+        return out
+    }
+
+    /// Key ids and the like: `[A-Za-z0-9_-]`.
+    public static func isIDByte(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F
+    }
+
+    /// Bytes from base64, standard or URL-safe alphabet, padding optional;
+    /// nil when `text` is not base64.
+    public static func bytes(base64 text: String) -> [UInt8]? {
+        var values: [UInt8] = []
+        values.reserveCapacity(text.utf8.count)
+        for c in text.utf8 {
+            switch c {
+            case 0x41...0x5A: values.append(c - 0x41)
+            case 0x61...0x7A: values.append(c - 0x61 + 26)
+            case 0x30...0x39: values.append(c - 0x30 + 52)
+            case 0x2B, 0x2D: values.append(62)
+            case 0x2F, 0x5F: values.append(63)
+            case 0x3D: continue
+            default: return nil
+            }
+        }
+        guard values.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(values.count * 3 / 4)
+        var i = 0
+        while i < values.count {
+            let n = min(4, values.count - i)
+            var chunk: UInt32 = 0
+            for k in 0..<4 { chunk = chunk << 6 | UInt32(k < n ? values[i + k] : 0) }
+            out.append(UInt8(chunk >> 16 & 0xFF))
+            if n > 2 { out.append(UInt8(chunk >> 8 & 0xFF)) }
+            if n > 3 { out.append(UInt8(chunk & 0xFF)) }
+            i += 4
         }
         return out
     }

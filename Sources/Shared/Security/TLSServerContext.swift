@@ -39,8 +39,13 @@ public final class TLSServerContext: @unchecked Sendable {  // `context` and `st
         reload(reason: "file changed", logger: logger)
     }
 
+    /// Held through a whole reload (the watch thread and SIGHUP may race).
+    private let reloading = Lock()
+
     /// Makes a new context from the files; on failure the one in force stays.
     public func reload(reason: String, logger: Logger) {
+        reloading.lock()
+        defer { reloading.unlock() }
         let now = [FileStamp(certificatePath), FileStamp(keyPath)]
         do {
             let fresh = try TLSServerContext.makeContext(certificate: certificatePath, key: keyPath)

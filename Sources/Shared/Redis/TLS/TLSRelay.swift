@@ -35,17 +35,41 @@ public final class TLSRelay: @unchecked Sendable {  // all mutable state under `
 
     /// The Unix socket hiredis connects to for the TLS endpoint `endpoint`
     /// (its host, port and TLS settings); made on first use.
+    ///
+    /// The host name is resolved here, on the caller's thread, at every
+    /// connect (a managed Redis' address changes in a failover): the relay's
+    /// own thread never waits for DNS, which would stall every connection it
+    /// carries.
     public func socketPath(for endpoint: RedisEndpoint) throws -> String {
         guard let tls = endpoint.tls else { throw RedisError.connection("not a TLS endpoint") }
         let destination = Destination(host: endpoint.host, port: endpoint.port, tls: tls)
+        let resolved = TLSRelay.resolve(endpoint.host, endpoint.port)
         return try lock.locked {
-            if let route = routes[destination] { return route.path }
-            let loop = try startIfNeeded()
-            let path = "\(directory!)/\(routes.count).sock"
-            let route = try Route(destination: destination, path: path, loop: loop, relay: self)
-            routes[destination] = route
-            return path
+            let route: Route
+            if let known = routes[destination] {
+                route = known
+            } else {
+                let loop = try startIfNeeded()
+                route = try Route(destination: destination, path: "\(directory!)/\(routes.count).sock", loop: loop, relay: self)
+                routes[destination] = route
+            }
+            if let resolved { route.address = resolved }
+            guard route.address != nil else {
+                throw RedisError.connection("\(endpoint.address): cannot resolve \(endpoint.host)")
+            }
+            return route.path
         }
+    }
+
+    /// The first address of `host`, or nil when it does not resolve.
+    static func resolve(_ host: String, _ port: Int) -> [UInt8]? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = 1  // SOCK_STREAM
+        var info: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &info) == 0, let ai = info, let sa = ai.pointee.ai_addr else { return nil }
+        defer { freeaddrinfo(info) }
+        return Array(UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen)))
     }
 
     /// Why the last TLS connection to the endpoint failed, if it did
@@ -67,6 +91,8 @@ public final class TLSRelay: @unchecked Sendable {  // all mutable state under `
     }
 
     fileprivate func noteSuccess(_ route: Route) { lock.locked { route.lastFailure = nil } }
+
+    fileprivate func lockedAddress(_ route: Route) -> [UInt8]? { lock.locked { route.address } }
 
     private func startIfNeeded() throws -> LibeventLoop {
         if let loop { return loop }
@@ -108,6 +134,8 @@ public final class TLSRelay: @unchecked Sendable {  // all mutable state under `
         unowned let relay: TLSRelay
         let base: OpaquePointer
         var lastFailure: String?  // under the relay's lock
+        /// The sockaddr bytes of Redis, resolved by the last `socketPath` (under the relay's lock).
+        var address: [UInt8]?
 
         init(destination: Destination, path: String, loop: LibeventLoop, relay: TLSRelay) throws {
             self.destination = destination
@@ -143,31 +171,38 @@ public final class TLSRelay: @unchecked Sendable {  // all mutable state under `
             loop.perform {
                 _ = evconnlistener_new(self.base, { _, client, _, _, ctx in
                     Unmanaged<Route>.fromOpaque(ctx!).takeUnretainedValue().accept(client)
-                }, me, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd)
+                }, me, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0 /* listening already */, fd)
             }
         }
 
         /// A hiredis connection arrived: open its TLS twin to Redis.
         func accept(_ client: Int32) {
-            guard let ssl = SSL_new(context) else {
+            guard let down = bufferevent_socket_new(base, client, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
                 Glibc.close(client)
                 return
             }
+            // Out of memory below: `down` owns the client socket; libevent frees
+            // the SSL object itself when it cannot make `up`.
+            guard let ssl = SSL_new(context) else {
+                bufferevent_free(down)
+                return
+            }
             destination.tls.configure(ssl, host: destination.host)
-            guard let down = bufferevent_socket_new(base, client, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)),
-                  let up = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+            guard let up = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                           Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-                SSL_free(ssl)
-                Glibc.close(client)
+                bufferevent_free(down)
                 return
             }
             let pipe = Pipe(route: self, down: down, up: up)
             pipe.start()
-            // getaddrinfo runs here, on the relay's thread (no DNS base): a
-            // slow resolver delays only new connections, which Redis clients
-            // make rarely.
-            if bufferevent_socket_connect_hostname(up, nil, AF_UNSPEC, destination.host, Int32(destination.port)) != 0 {
-                pipe.fail("cannot connect to \(destination.host):\(destination.port)")
+            guard var address = relay.lockedAddress(self) else {
+                return pipe.fail("\(destination.host):\(destination.port): cannot resolve \(destination.host)")
+            }
+            let started = address.withUnsafeMutableBytes { raw in
+                bufferevent_socket_connect(up, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), Int32(raw.count))
+            }
+            if started != 0 {
+                pipe.fail("\(destination.host):\(destination.port): \(String(cString: strerror(errno)))")
             }
         }
     }
