@@ -46,7 +46,7 @@ def test_url_and_password_from_files(redis, tmp_path):
 
 def test_conflicting_or_missing_secret_files_are_named(tmp_path, redis):
     url_file = tmp_path / "url"
-    url_file.write_text(f"redis://:{PASSWORD}@127.0.0.1:{redis.port}")
+    url_file.write_text(f"redis://:{PASSWORD}@127.0.0.1:1")  # never reached: the settings are refused first
     password_file = tmp_path / "pw"
     password_file.write_text(PASSWORD)
     for binary in ("spool-api", "spool-worker"):
