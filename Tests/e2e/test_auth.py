@@ -109,6 +109,20 @@ def assert_403(resp, *words):
         assert w in data["error"]["message"], data
 
 
+def test_the_route_list_above_is_every_route_of_the_api(clients):
+    """The binary's own route table (as /metrics labels it) has no route the
+    list above misses: a new route gets its access checked here."""
+    import re
+    metrics = clients.call("ops", "GET", "/metrics")[2]
+    served = set(re.findall(r'spool_http_request_duration_seconds_count\{method="(\w+)",route="([^"]+)"\}', metrics))
+    served |= {(m, r) for r, m in re.findall(r'spool_http_request_duration_seconds_count\{route="([^"]+)",method="(\w+)"\}', metrics)}
+    assert served, "no route series in /metrics"
+    listed = {(m, p.replace("/queues/shared", "/queues/:queue").replace("shared~01M8Q39YH1BZ3S575BSMBG3CKB", ":id"))
+              for m, p in ROUTES_NEEDING_TOKEN}
+    open_routes = {("GET", "/healthz"), ("GET", "/readyz")}
+    assert served - open_routes - listed == set(), "routes without an auth test"
+
+
 def test_every_route_but_probes_needs_a_token(clients, redis):
     # Probes stay open: kubelets and load balancers carry no token.
     assert clients.call(None, "GET", "/healthz")[0] == 200
