@@ -32,6 +32,10 @@ enum APIMetrics {
     static func enqueued(_ queue: String, count: Int) { enqueuedCounters[queue].increment(by: count) }
 
 
+    /// A request refused by authentication or a client's quota (AuthDenial.reasons).
+    static func authDenied(_ reason: String) {
+        Counter(label: SpoolMetric.authDenied, dimensions: [("reason", reason)]).increment()
+    }
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
     static func notReplicated() { Counter(label: SpoolMetric.writesNotReplicated).increment() }
     static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }

@@ -13,30 +13,18 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "token" {
 }
 let flags = CommandLineOptions.parseOrExit(program: "spool-api", abstract: "Spool HTTP API: enqueues jobs and reads their state.",
                                            settings: APISettings.all, own: APISettings.own)
+let source = SettingSource(flags: flags)
 let config: APIConfig
 do {
-    config = try APIConfig(SettingSource(flags: flags))
+    config = try APIConfig(source)
 } catch {
     FileOutput.stderr("spool-api: \(error)")
     exit(2)
 }
 
 LogSetup.bootstrap(service: "api", level: config.logLevel, format: config.logFormat)
-// rediss://: a certificate that will never be trusted stops the start, with the reason.
-do {
-    try RedisTLS.checkAtStart(config.redis)
-} catch {
-    FileOutput.stderr("spool-api: \(error)")
-    exit(2)
-}
-TLSRelay.shared.logger = Logger(label: "spool.tls")
-// Encryption at rest: payloads sealed here, results opened here.
-do {
-    FieldCipher.shared = try SettingSource(flags: flags).fieldCipher()
-} catch {
-    FileOutput.stderr("spool-api: \(error)")
-    exit(2)
-}
+// TLS to Redis and encryption at rest (a bad certificate or key file stops here).
+StartupSecurity.prepare(source, redis: config.redis, program: "spool-api")
 MetricsSetup.bootstrap()
 APIMetrics.bootstrap()
 let logger = Logger(label: "spool.api")

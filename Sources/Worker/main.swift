@@ -9,30 +9,18 @@ import Glibc
 
 let flags = CommandLineOptions.parseOrExit(program: "spool-worker", abstract: "Spool worker: runs jobs from Redis queues.",
                                            settings: WorkerSettings.all, own: WorkerSettings.own)
+let source = SettingSource(flags: flags)
 let config: WorkerConfig
 do {
-    config = try WorkerConfig(SettingSource(flags: flags))
+    config = try WorkerConfig(source)
 } catch {
     FileOutput.stderr("spool-worker: \(error)")
     exit(2)
 }
 
 LogSetup.bootstrap(service: "worker", level: config.logLevel, format: config.logFormat)
-// rediss://: a certificate that will never be trusted stops the start, with the reason.
-do {
-    try RedisTLS.checkAtStart(config.redis)
-} catch {
-    FileOutput.stderr("spool-worker: \(error)")
-    exit(2)
-}
-TLSRelay.shared.logger = Logger(label: "spool.tls")
-// Encryption at rest: payloads opened here, results, errors and progress sealed here.
-do {
-    FieldCipher.shared = try SettingSource(flags: flags).fieldCipher()
-} catch {
-    FileOutput.stderr("spool-worker: \(error)")
-    exit(2)
-}
+// TLS to Redis and encryption at rest (a bad certificate or key file stops here).
+StartupSecurity.prepare(source, redis: config.redis, program: "spool-worker")
 MetricsSetup.bootstrap()
 Signals.blockTerminationSignals()
 if config.processes > 1 {

@@ -1,4 +1,3 @@
-import CoreMetrics
 import Shared
 
 /// Who may call a route, when authentication is on.
@@ -96,7 +95,7 @@ extension Router {
     }
 
     private func deny(_ reason: String, _ responder: Responder, _ response: HTTPResponse) {
-        Counter(label: SpoolMetric.authDenied, dimensions: [("reason", reason)]).increment()
+        APIMetrics.authDenied(reason)
         responder.send(response)
     }
 

@@ -1,4 +1,3 @@
-import CoreMetrics
 import Shared
 import Synchronization
 
@@ -35,7 +34,7 @@ extension Router {
                 case .failure(let e):
                     responder.send(failure(e))
                 case .success(.clientFull(let unfinished)):
-                    Counter(label: SpoolMetric.authDenied, dimensions: [("reason", "client_quota")]).increment()
+                    APIMetrics.authDenied("client_quota")
                     responder.send(.error(429, "client_quota",
                                           "client \(caller.clientID ?? "") has \(unfinished) unfinished jobs in queue \(queue); "
                                           + "its max_pending is \(clientLimit) (\(items.count) more would cross it)",

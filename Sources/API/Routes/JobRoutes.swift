@@ -1,4 +1,3 @@
-import CoreMetrics
 import Shared
 
 extension Router {
@@ -181,7 +180,7 @@ extension Router {
                 if outcome.refusedState == "missing" {
                     responder.send(Router.noSuchJob(id))
                 } else if outcome.refusedState == "client_full" {
-                    Counter(label: SpoolMetric.authDenied, dimensions: [("reason", "client_quota")]).increment()
+                    APIMetrics.authDenied("client_quota")
                     responder.send(.error(429, "client_quota", "job \(id) stays dead: its client has \(clientLimit) unfinished jobs "
                                           + "in queue \(id.queue), its max_pending", headers: [("Retry-After", "1")]))
                 } else {

@@ -228,22 +228,14 @@ public final class TLSRelay: @unchecked Sendable {  // all mutable state under `
 
         func start() {
             let me = Unmanaged.passRetained(self).toOpaque()
-            // The two sides differ only in their event callback.
-            bufferevent_setcb(down, { bev, ctx in
-                Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().readable(bev!)
-            }, { bev, ctx in
-                Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().drained(bev!)
-            }, { _, events, ctx in
-                Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().downEvent(events)
-            }, me)
-            bufferevent_setcb(up, { bev, ctx in
-                Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().readable(bev!)
-            }, { bev, ctx in
-                Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().drained(bev!)
-            }, { _, events, ctx in
-                Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().upEvent(events)
-            }, me)
             for bev in [down, up] {
+                bufferevent_setcb(bev, { bev, ctx in
+                    Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().readable(bev!)
+                }, { bev, ctx in
+                    Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().drained(bev!)
+                }, { bev, events, ctx in
+                    Unmanaged<Pipe>.fromOpaque(ctx!).takeUnretainedValue().event(bev!, events)
+                }, me)
                 bufferevent_setwatermark(bev, Int16(EV_WRITE), Pipe.lowWater, 0)
                 bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
             }
@@ -293,7 +285,8 @@ public final class TLSRelay: @unchecked Sendable {  // all mutable state under `
             close()
         }
 
-        func downEvent(_ events: Int16) {
+        func event(_ bev: OpaquePointer, _ events: Int16) {
+            if bev == up { return upEvent(events) }
             close()  // hiredis closed its connection (EOF) or it broke
         }
 
