@@ -28,6 +28,10 @@ enum ScriptCatalog {
             PurgeDeadCall(schema: k, queue: q),
             DeleteQueueCall(schema: k, queue: q, purgeBatch: 0),
             CheckQueueCall(schema: k, queue: q),
+            AppendEventsCall(schema: k, jobID: id, workerID: "w", attempt: 1, entries: [.init(kind: .chunk, data: "1")],
+                             maxEvents: 10, maxBytes: 100),
+            OpenEventsCall(schema: k, jobID: id),
+            FollowQueueCall(schema: k, queue: q, ttlSeconds: 1),
         ]
     }
 }

@@ -20,6 +20,15 @@
 ///   subscribers on every node: the API subscribes on any one node. It carries
 ///   a message only for a job a client waits on (`waiting`), so broadcasting
 ///   costs little; sharded pub/sub would need a subscription per queue.
+/// - A job's event log (`events:<id>`) and its queue's (`queue-events`) carry
+///   the queue's hash tag too: the scripts that change a job's state append to
+///   them in the same call, on the same node. They derive both names from the
+///   job prefix they already get (`job:` → `events:`, see `event_keys` in
+///   EventLogLua), so no script takes another argument for them.
+/// - The events channel is classic pub/sub like the finished channel, for the
+///   same reason; it carries a message only for a job whose log exists (some
+///   client asked for its events, or its handler streams) or a queue whose log
+///   a dashboard keeps alive, and one per script call, not per entry.
 /// - A worker cannot BLPOP the wake lists of several queues at once on a
 ///   cluster (several slots): it listens per queue (ClusterWakeBoard).
 public struct KeySchema: Sendable {
@@ -74,6 +83,19 @@ public struct KeySchema: Sendable {
     /// completions it stored and the jobs it claimed. A loop whose reply was
     /// lost reads it to learn whether the call ran (SettleCall).
     public func receipt(_ q: String, caller: String) -> String { queueBase(q) + ":receipt:" + caller }
+    /// STREAM: one job's event log (state changes, progress, chunks, named
+    /// events). Exists only once someone asked for the job's events or its
+    /// handler streamed output; expires with the job. Scripts build it from
+    /// the job prefix: `jobPrefix` without `job:`, then `events:`.
+    public func events(_ id: JobID) -> String { eventsPrefix(id.queue) + id.text }
+    public func eventsPrefix(_ q: String) -> String { queueBase(q) + ":events:" }
+    /// STREAM, capped: the state changes of every job of the queue, written
+    /// only while some `GET /v1/queues/{q}/events` keeps it alive (it expires
+    /// otherwise, and the scripts then write nothing).
+    public func queueEvents(_ q: String) -> String { queueBase(q) + ":queue-events" }
+    /// Pub/sub channel: a job id (its log has new entries) or a queue name
+    /// (its queue log has). `finishedChannel` with `events` for `finished`.
+    public var eventsChannel: String { "\(prefix):events" }
     /// Pub/sub channel: the id of every job that reaches a terminal state
     /// (API long-polls listen on it).
     public var finishedChannel: String { "\(prefix):finished" }

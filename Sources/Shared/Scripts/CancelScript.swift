@@ -3,14 +3,15 @@
 /// and any result it still reports is dropped.
 public struct CancelCall: ScriptCall {
     public static let script = LuaScript(name: "cancel", uses: [CommonLua.clock, CommonLua.defaults, CommonLua.queueKeys,
-                                                                CommonLua.priority, CommonLua.finishing], body: #"""
+                                                                CommonLua.priority, CommonLua.finishing, EventLogLua.log],
+                                         body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11]   job hash
 -- ARGV[6]    job id
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
 local q = queue_keys()
 local key, id = KEYS[11], ARGV[6]
-local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client')
+local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client', 'attempts')
 local state = f[1]
 if not state then return {'missing'} end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then return {'conflict', state} end
@@ -26,6 +27,7 @@ end
 local _, _, now_us_text = clock()
 redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now_us_text)
 expire_job(q, key, tonumber(f[3]) or DEFAULT_RESULT_TTL)
+log_state(q, id, 'cancelled', f[5] or '0', nil, tonumber(f[3]) or DEFAULT_RESULT_TTL)
 count_client_jobs(q, f[4], -1)
 notify_finished(q, id)
 return {'cancelled', state}

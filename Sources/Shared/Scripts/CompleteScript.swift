@@ -20,7 +20,7 @@ return outcome == STALE and 0 or 1
 """#)
 
     /// Also used by CompleteAndFetchCall, for a batch of successes.
-    static let completeJob = LuaPiece("complete_job", uses: [CommonLua.defaults, CommonLua.finishing], #"""
+    static let completeJob = LuaPiece("complete_job", uses: [CommonLua.defaults, CommonLua.finishing, EventLogLua.log], #"""
 -- Records a job's success if this worker still holds its lease: STORED. The
 -- same report sent again (its reply was lost) finds it done: STORED_BEFORE,
 -- changing nothing. Else the job was recovered or cancelled, and this result
@@ -39,6 +39,7 @@ local function complete_job(q, id, worker, attempt, result, now_us_text)
   local ttl = tonumber(f[4]) or DEFAULT_RESULT_TTL
   redis.call('EXPIRE', key, ttl)
   if f[5] then redis.call('EXPIRE', q.idem_prefix .. f[5], ttl) end
+  log_state(q, id, 'succeeded', attempt, {'d', result}, ttl)
   count_client_jobs(q, f[6], -1)
   notify_finished(q, id)
   return STORED

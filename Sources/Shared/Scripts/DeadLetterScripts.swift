@@ -92,7 +92,7 @@ return out
 /// (with no ids) up to `limit` of the oldest.
 public struct RetryDeadCall: ScriptCall {
     public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake,
-                                                                     CommonLua.finishing],
+                                                                     CommonLua.finishing, EventLogLua.log],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to retry when no ids are given
@@ -120,6 +120,8 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', key, 'finished_at', 'started_at', 'worker', 'result', 'progress')
     redis.call('PERSIST', key)
     if f[3] then redis.call('PERSIST', q.idem_prefix .. f[3]) end
+    keep_log(q, id)
+    log_state(q, id, 'queued', '0')
     redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
     wake(q.wake)
     retried = retried + 1
@@ -177,7 +179,7 @@ return {retried, refused, #ids}
 
 /// Deletes up to `limit` of a queue's dead jobs (hashes and idempotency keys).
 public struct PurgeDeadCall: ScriptCall {
-    public static let script = LuaScript(name: "purge_dead", uses: [CommonLua.queueKeys], body: #"""
+    public static let script = LuaScript(name: "purge_dead", uses: [CommonLua.queueKeys, EventLogLua.log], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]  most jobs to delete in this call
 -- Output:  how many were deleted
@@ -188,6 +190,7 @@ for _, id in ipairs(ids) do
   local idem = redis.call('HGET', key, 'idem')
   if idem then redis.call('DEL', q.idem_prefix .. idem) end
   redis.call('DEL', key)
+  delete_log(q, id)
   redis.call('ZREM', q.dead, id)
 end
 return #ids

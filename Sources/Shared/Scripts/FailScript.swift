@@ -2,7 +2,7 @@
 /// set when it is out of attempts (or the failure is final).
 public struct FailCall: ScriptCall {
     public static let script = LuaScript(name: "fail", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease,
-                                                              CommonLua.wake, bury], body: #"""
+                                                              CommonLua.wake, EventLogLua.log, bury], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11]  job hash
 -- ARGV[6]   job id
@@ -29,6 +29,7 @@ if delay >= 0 and attempts < max_attempts then
   redis.call('HSET', key, 'state', 'scheduled', 'run_at', (now + delay) * 1000)
   redis.call('ZADD', q.scheduled, now + delay, id)
   redis.call('HINCRBY', q.stats, 'retried', 1)
+  log_state(q, id, 'scheduled', f[1] or '1', {'e', ARGV[9], 'r', (now + delay) * 1000})
   -- An idle worker shortens its wait to this retry's time.
   wake(q.wake)
   return 'retry'
@@ -38,13 +39,15 @@ return 'dead'
 """#)
 
     /// Also used by RecoverCall, for a job whose lease ran out on its last attempt.
-    static let bury = LuaPiece("bury", uses: [CommonLua.defaults, CommonLua.finishing], #"""
+    static let bury = LuaPiece("bury", uses: [CommonLua.defaults, CommonLua.finishing, EventLogLua.log], #"""
 -- Moves a job to the dead set, kept dead_ttl seconds and at most dead_max
 -- per queue (oldest dropped first, together with their hashes).
 local function bury(q, id, now, dead_ttl, dead_max)
   local key = q.job_prefix .. id
   redis.call('HSET', key, 'state', 'dead', 'finished_at', now * 1000)
-  count_client_jobs(q, redis.call('HGET', key, 'client'), -1)
+  local f = redis.call('HMGET', key, 'client', 'attempts', 'error')
+  count_client_jobs(q, f[1], -1)
+  log_state(q, id, 'dead', f[2] or '0', {'e', f[3] or ''}, dead_ttl)
   notify_finished(q, id)
   redis.call('ZADD', q.dead, now, id)
   expire_job(q, key, dead_ttl)
@@ -56,6 +59,7 @@ local function bury(q, id, now, dead_ttl, dead_max)
       local old_idem = redis.call('HGET', q.job_prefix .. old, 'idem')
       if old_idem then redis.call('DEL', q.idem_prefix .. old_idem) end
       redis.call('DEL', q.job_prefix .. old)
+      delete_log(q, old)
     end
     redis.call('ZREMRANGEBYRANK', q.dead, 0, extra - 1)
   end

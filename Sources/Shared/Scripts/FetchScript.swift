@@ -21,7 +21,8 @@ return fetch_jobs(q, claim, 1, now, now_us_text)
 
     /// The claim algorithm, shared with CompleteAndFetchCall.
     static let claimJobs = LuaPiece("claim_jobs", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.priority,
-                                                         CommonLua.countText, CommonLua.wake, SettleCall.receipts], #"""
+                                                         CommonLua.countText, CommonLua.wake, SettleCall.receipts,
+                                                         EventLogLua.log], #"""
 -- The arguments of a claiming call (fetch, complete_and_fetch), after the queue's:
 -- KEYS[11]  receipt key of the calling loop (absent: the caller keeps none), see KeySchema.receipt
 -- ARGV[6]   lease length ms (also how long the receipt is kept)
@@ -55,10 +56,11 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
   for _, id in ipairs(due) do
     redis.call('ZREM', q.scheduled, id)
     local key = q.job_prefix .. id
-    local f = redis.call('HMGET', key, 'state', 'priority')
+    local f = redis.call('HMGET', key, 'state', 'priority', 'attempts')
     if f[1] == 'scheduled' then
       redis.call('HSET', key, 'state', 'queued')
       redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
+      log_state(q, id, 'queued', f[3] or '0')
     elseif not f[1] and not f[2] then
       missing = missing + 1
     end
@@ -100,6 +102,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
         attempts = count_text((tonumber(attempts) or 0) + 1)
         redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker',
                    claim.worker)
+        log_state(q, id, 'running', attempts)
         claims[#claims + 1] = id
         claims[#claims + 1] = attempts
         leases[#leases + 1] = deadline

@@ -15,7 +15,7 @@ return out
 """#)
 
     /// Also used by SettleCall, for the jobs a lost call claimed.
-    static let giveBack = LuaPiece("give_back", uses: [CommonLua.lease, CommonLua.priority, CommonLua.wake], #"""
+    static let giveBack = LuaPiece("give_back", uses: [CommonLua.lease, CommonLua.priority, CommonLua.wake, EventLogLua.log], #"""
 -- Returns a job this worker holds (this attempt) to the head of its pending
 -- list without counting the attempt; false when it is no longer the worker's.
 local function give_back(q, id, worker, attempt)
@@ -23,7 +23,7 @@ local function give_back(q, id, worker, attempt)
   if not holds_lease(q, id, worker, attempt) then return false end
   redis.call('ZREM', q.lease, id)
   queue_again(key)
-  redis.call('HINCRBY', key, 'attempts', -1)
+  log_state(q, id, 'queued', redis.call('HINCRBY', key, 'attempts', -1))
   redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', key, 'priority'))], id)
   wake(q.wake)
   return true

@@ -45,7 +45,7 @@ return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
 /// name from the registry afterwards. Finished jobs are not in any list or
 /// set: their hashes expire with their result TTL as usual.
 public struct DeleteQueueCall: ScriptCall {
-    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys, CommonLua.finishing], body: #"""
+    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys, CommonLua.finishing, EventLogLua.log], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    jobs to delete in this call when purging (0 = do not purge)
 -- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
@@ -54,7 +54,7 @@ local pending = 0
 for p = 1, 4 do pending = pending + redis.call('LLEN', q.pending[p]) end
 local scheduled, running, dead = redis.call('ZCARD', q.scheduled), redis.call('ZCARD', q.lease), redis.call('ZCARD', q.dead)
 if pending + scheduled + running + dead == 0 then
-  redis.call('DEL', q.stats, q.paused, q.wake)
+  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events)
   return {'deleted'}
 end
 local batch = tonumber(ARGV[6])
@@ -67,6 +67,7 @@ local function drop(id, unfinished)
   if f[1] then redis.call('DEL', q.idem_prefix .. f[1]) end
   if unfinished then count_client_jobs(q, f[2], -1) end
   redis.call('DEL', key)
+  delete_log(q, id)
 end
 local removed = 0
 for k = 1, 4 do

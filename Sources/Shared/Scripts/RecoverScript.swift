@@ -3,7 +3,7 @@
 /// Idempotent: any number of workers may run it at once.
 public struct RecoverCall: ScriptCall {
     public static let script = LuaScript(name: "recover", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.lease,
-                                                                 CommonLua.priority, CommonLua.wake, FailCall.bury],
+                                                                 CommonLua.priority, CommonLua.wake, EventLogLua.log, FailCall.bury],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to recover in this call
@@ -24,13 +24,15 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', q.lease, '-inf', now, 'LIMIT', 0
   if f[1] == 'running' then
     local attempts = tonumber(f[2]) or 1
     local message = 'lease expired: worker ' .. (f[5] or '?') .. ' stopped heartbeating (crashed, killed or frozen)'
-    redis.call('HSET', key, 'error', cjson.encode({message = message, attempt = attempts}))
+    local error_json = cjson.encode({message = message, attempt = attempts})
+    redis.call('HSET', key, 'error', error_json)
     redis.call('HINCRBY', q.stats, 'recovered', 1)
     if attempts >= (tonumber(f[3]) or DEFAULT_MAX_ATTEMPTS) then
       bury(q, id, now, dead_ttl, dead_max)
       table.insert(out, id); table.insert(out, 'dead')
     else
       queue_again(key)
+      log_state(q, id, 'queued', attempts, {'e', error_json})
       redis.call('LPUSH', q.pending[priority_rank(f[4])], id)
       wake(q.wake)
       table.insert(out, id); table.insert(out, 'requeued')

@@ -15,6 +15,13 @@ public enum Clock {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
+    /// Wall-clock microseconds (the delay of a streamed chunk, sender to reader).
+    public static func nowMicros() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+
     /// Milliseconds on a clock that never jumps; only differences mean anything.
     public static func monotonicMillis() -> Int64 {
         var ts = timespec()

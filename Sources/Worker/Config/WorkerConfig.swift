@@ -15,6 +15,9 @@ struct WorkerConfig {
     var childLimits = ChildProcess.Limits()
     var deadTTLSeconds: Int64 = 604_800
     var deadMax = 10_000
+    /// Caps of one job's event log (entries, bytes of chunks and events).
+    var eventLogMaxEvents = 10_000
+    var eventLogMaxBytes = 4 << 20
     var redisTimeoutMs: Int64 = 5_000
     /// Worker processes; above 1 this process only supervises them.
     var processes = 1
@@ -56,6 +59,8 @@ extension WorkerConfig {
         childLimits.maxStdoutBytes = Int(try source.integer(S.maxOutputBytes, default: 1 << 20))
         deadTTLSeconds = try source.integer(S.deadTTL, default: 604_800)
         deadMax = Int(try source.integer(S.deadMax, default: 10_000))
+        eventLogMaxEvents = Int(try source.integer(S.eventLogMaxEvents, default: 10_000))
+        eventLogMaxBytes = Int(try source.integer(S.eventLogMaxBytes, default: 4 << 20))
         // A call stuck that long must leave time to renew a lease, and to stop
         // a job whose lease cannot be renewed before it expires (LeaseWatchdog).
         redisTimeoutMs = try source.integer(S.redisTimeoutMs, default: min(5000, leaseMs / 4))

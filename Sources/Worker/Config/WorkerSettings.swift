@@ -35,6 +35,12 @@ enum WorkerSettings {
         "How long dead jobs are kept")
     static let deadMax = Setting(
         "dead-max", env: "SPOOL_DEAD_MAX", default: "10000", range: 1...10_000_000, "Dead jobs kept per queue, oldest dropped first")
+    static let eventLogMaxEvents = Setting(
+        "event-log-max-events", env: "SPOOL_EVENT_LOG_MAX_EVENTS", default: "10000", range: 10...1_000_000,
+        "Entries kept in one job's event log; later chunks and events are dropped (readers get a `dropped` event)")
+    static let eventLogMaxBytes = Setting(
+        "event-log-max-bytes", env: "SPOOL_EVENT_LOG_MAX_BYTES", default: "4194304", range: 1024...(256 << 20), unit: "bytes",
+        "Bytes of chunks and events kept in one job's event log; the same when it is full")
     static let redisTimeoutMs = Setting(
         "redis-timeout-ms", env: "SPOOL_REDIS_TIMEOUT_MS", default: "min(5000, lease/4)", range: 10...60_000, unit: "milliseconds",
         "A Redis command slower than this fails; at most a third of the lease")
@@ -47,6 +53,6 @@ enum WorkerSettings {
 
     /// The worker's own settings, in the order of `--help` and the README.
     static let own = [queues, concurrency, handler, handlersJSON, handlersFile, leaseMs, heartbeatMs, shutdownGraceMs,
-                      killGraceMs, maxOutputBytes, deadTTL, deadMax, redisTimeoutMs, processes, healthPort]
+                      killGraceMs, maxOutputBytes, deadTTL, deadMax, eventLogMaxEvents, eventLogMaxBytes, redisTimeoutMs, processes, healthPort]
     static let all = SharedSettings.all + own
 }

@@ -3,7 +3,7 @@ import Shared
 /// The built-in handlers, for demos, tests and benchmarks.
 enum BuiltinHandlers {
     static func all() -> [String: JobHandler] {
-        ["noop": Noop(), "echo": Echo(), "sleep": Sleep(), "fail": Fail()]
+        ["noop": Noop(), "echo": Echo(), "sleep": Sleep(), "fail": Fail(), "stream": Stream()]
     }
 
     /// Succeeds at once with a null result.
@@ -37,6 +37,29 @@ enum BuiltinHandlers {
                 }
             }
             return .success("null")
+        }
+    }
+
+    /// `{"chunks": n, "interval_ms": m}` (n up to 1,000,000, m up to 60,000):
+    /// streams n chunks `{"i": k, "sent_us": wall clock µs}`, m ms apart, each
+    /// written at once, then succeeds with `{"chunks": n}`. For trying
+    /// streams and measuring their delay.
+    struct Stream: JobHandler {
+        func run(_ job: Job, _ context: JobContext) -> HandlerOutcome {
+            guard let payload = try? JSONParser.parse(job.payload), let n = payload["chunks"]?.integerValue,
+                  (0...1_000_000).contains(n) else {
+                return .failure("stream: payload must be {\"chunks\": n, \"interval_ms\": m} with n from 0 to 1000000", retry: false)
+            }
+            let interval = payload["interval_ms"]?.integerValue ?? 0
+            guard (0...60_000).contains(interval) else { return .failure("stream: interval_ms must be from 0 to 60000", retry: false) }
+            for i in 0..<n {
+                if i > 0 && interval > 0, let why = context.sleep(ms: interval) { return .failure("stream: \(why)", retry: true) }
+                if let why = context.checkDeadline() ?? context.stopReason { return .failure("stream: \(why)", retry: true) }
+                context.emitChunk(.object([JSONValue.Member("i", .number(String(i))),
+                                           JSONValue.Member("sent_us", .number(String(Clock.nowMicros())))]))
+                if interval > 0 { context.flushEvents() }
+            }
+            return .success("{\"chunks\":\(n)}")
         }
     }
 

@@ -134,6 +134,7 @@ final class ChildProcess {
                 }
             }
             if input.isEmpty { pipes.closeStdin() }
+            context.flushEvents()
             context.flushProgress(force: false)
         }
         let ended = status ?? ExitStatus.wait(pid) ?? ExitStatus(raw: 0)

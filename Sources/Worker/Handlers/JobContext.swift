@@ -19,6 +19,11 @@ final class JobContext {
     /// Malformed progress lines of this run (on the job's thread only).
     fileprivate(set) var malformedLines = 0
     fileprivate var lastProgressFlush: Int64 = 0
+    /// Streamed output (chunks, named events) not yet in Redis, on the job's
+    /// thread only; `eventsSink` writes a batch of it (JobContext+Streaming).
+    var unflushedEvents: [AppendEventsCall.Entry] = []
+    var unflushedEventBytes = 0
+    var eventsSink: (([AppendEventsCall.Entry]) -> Void)?
 
     init(attempt: Int, timeoutMs: Int64) {
         self.attempt = attempt
@@ -78,18 +83,32 @@ extension JobContext {
     /// (a handler writing binary to fd 3 must not flood the log).
     static let malformedLinesLogged = 3
 
-    /// A line a handler wrote on fd 3. `{"progress": {...}}` lines update the
-    /// job's progress; anything else is logged and ignored, never fatal.
-
+    /// A line a handler wrote on fd 3: `{"progress": {...}}` updates the
+    /// job's progress, `{"chunk": ...}` and `{"event": "name", "data": ...}`
+    /// go to its event log; anything else is logged and ignored, never fatal.
     func progressLine(_ line: [UInt8]) {
-        guard let value = try? JSONParser.parse(line), let progress = value["progress"], progress.objectMembers != nil else {
-            malformedLines += 1
-            guard malformedLines <= JobContext.malformedLinesLogged else { return }
-            let more = malformedLines == JobContext.malformedLinesLogged ? " (further malformed lines of this run are only counted)" : ""
-            onMalformedProgress?("ignored a progress line that is not {\"progress\": {...}}: \(JobContext.printable(line, max: 120))\(more)")
-            return
+        guard let value = try? JSONParser.parse(line), value.objectMembers != nil else {
+            return malformed(line, "not a JSON object")
         }
-        reportProgress(current: progress["current"], total: progress["total"], message: progress["message"]?.stringValue)
+        if let progress = value["progress"], progress.objectMembers != nil {
+            return reportProgress(current: progress["current"], total: progress["total"], message: progress["message"]?.stringValue)
+        }
+        if let chunk = value["chunk"] { return emitChunk(chunk) }
+        if let name = value["event"] {
+            guard let text = name.stringValue, JobContext.isEventName(text) else {
+                return malformed(line, "an event name is 1 to 64 letters, digits, '_', '-', '.' or ':', and not one of "
+                                    + JobContext.reservedEventNames.sorted().joined(separator: ", "))
+            }
+            return emitEvent(text, data: value["data"] ?? .null)
+        }
+        malformed(line, "none of {\"progress\": {...}}, {\"chunk\": ...}, {\"event\": \"name\", \"data\": ...}")
+    }
+
+    private func malformed(_ line: [UInt8], _ why: String) {
+        malformedLines += 1
+        guard malformedLines <= JobContext.malformedLinesLogged else { return }
+        let more = malformedLines == JobContext.malformedLinesLogged ? " (further malformed lines of this run are only counted)" : ""
+        onMalformedProgress?("ignored a line on fd 3 (\(why)): \(JobContext.printable(line, max: 120))\(more)")
     }
 
     /// At most `max` bytes of a line as printable ASCII, other bytes as `\xNN`.
@@ -126,7 +145,10 @@ extension JobContext {
             lastProgressFlush = now
             return p
         }
-        if let due { progressSink?(due) }
+        guard let due else { return }
+        // Output streamed before this progress goes first: one order in the log.
+        flushEvents()
+        progressSink?(due)
     }
 
     private static func number(_ v: JSONValue?) -> JSONValue {

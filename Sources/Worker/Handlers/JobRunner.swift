@@ -32,6 +32,15 @@ final class JobRunner {
 
         context.progressSink = { [reporter] progress in reporter.progress(job.id, attempt: attempt, json: progress) }
         context.onMalformedProgress = { [worker, meta] message in worker.logger.warning("\(message)", metadata: meta) }
+        var warnedFullLog = false
+        context.eventsSink = { [reporter, worker, meta] entries in
+            if case .appended(_, let dropped)? = reporter.appendEvents(job.id, attempt: attempt, entries), dropped > 0, !warnedFullLog {
+                warnedFullLog = true
+                worker.logger.warning("event log full: later chunks and events of this job are dropped", metadata: meta.merging([
+                    "max_events": .stringConvertible(worker.config.eventLogMaxEvents),
+                    "max_bytes": .stringConvertible(worker.config.eventLogMaxBytes)]) { $1 })
+            }
+        }
         let started = Clock.monotonicMillis()
         let outcome = execute(job, context)
         context.markHandlerFinished()
@@ -39,6 +48,7 @@ final class JobRunner {
             worker.logger.warning("ignored malformed progress lines", metadata: meta.merging([
                 "count": .stringConvertible(context.malformedLines)]) { $1 })
         }
+        context.flushEvents()
         context.flushProgress(force: true)
         let durationMs = Clock.monotonicMillis() - started
         queueMetrics.finished(durationMs: durationMs)

@@ -106,8 +106,19 @@ final class JobReporter {
 
     /// Stores a handler's progress; best effort: a lost update is replaced by the next one.
     func progress(_ id: JobID, attempt: Int, json: String) {
-        _ = try? redis.run(ProgressCall(schema: worker.schema, jobID: id, workerID: worker.id, attempt: attempt,
-                                        progressJSON: json))
+        var call = ProgressCall(schema: worker.schema, jobID: id, workerID: worker.id, attempt: attempt, progressJSON: json)
+        call.maxEvents = worker.config.eventLogMaxEvents
+        _ = try? redis.run(call)
+    }
+
+    /// Appends a job's streamed output to its event log, on the job's thread
+    /// while its handler waits (which is the back-pressure on a handler that
+    /// writes faster than Redis takes it). Best effort, like progress: an
+    /// output Redis could not take is counted and the job goes on.
+    func appendEvents(_ id: JobID, attempt: Int, _ entries: [AppendEventsCall.Entry]) -> AppendEventsCall.Outcome? {
+        let call = AppendEventsCall(schema: worker.schema, jobID: id, workerID: worker.id, attempt: attempt, entries: entries,
+                                    maxEvents: worker.config.eventLogMaxEvents, maxBytes: worker.config.eventLogMaxBytes)
+        return try? redis.run(call)
     }
 
     private func complete(_ run: JobRun, result: String) -> Claim? {
