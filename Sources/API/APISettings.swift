@@ -38,6 +38,12 @@ enum APISettings {
     static let metricsMaxQueues = Setting(
         "metrics-max-queues", env: "SPOOL_METRICS_MAX_QUEUES", default: "200", range: 0...100_000,
         "Queues with per-queue series in `/metrics`, the deepest first")
+    static let streamKeepalive = Setting(
+        "stream-keepalive-s", env: "SPOOL_STREAM_KEEPALIVE_S", default: "15", range: 1...300, unit: "seconds",
+        "An event stream with nothing to send gets a comment this often, so proxies keep it open")
+    static let streamMaxBuffered = Setting(
+        "stream-max-buffered-bytes", env: "SPOOL_STREAM_MAX_BUFFERED_BYTES", default: "1048576", range: 4096...(64 << 20),
+        unit: "bytes", "Unsent bytes an event stream may hold; a client reading slower is cut off (`cutoff` event: where to resume)")
     static let minReplicas = Setting(
         "min-replicas", env: "SPOOL_MIN_REPLICAS", default: "0 (off)", range: 0...16,
         "Replicas that must hold an enqueue, cancel or retry before it is answered (Redis WAIT); fewer in time: 503")
@@ -68,7 +74,7 @@ enum APISettings {
 
     /// The API's own settings, in the order of `--help` and the README.
     static let own = [addr, threads, redisTimeoutMs, maxBodyBytes, readTimeoutMs, writeTimeoutMs, maxConnections,
-                      maxPending, queueMaxPending, resultTTL, maxQueues, metricsMaxQueues, minReplicas,
+                      maxPending, queueMaxPending, resultTTL, maxQueues, metricsMaxQueues, streamKeepalive, streamMaxBuffered, minReplicas,
                       replicaAckTimeoutMs, authFile, authMode, tlsCert, tlsKey, accessLog, drainMs,
                       shutdownGraceMs]
     static let all = SharedSettings.all + own

@@ -22,6 +22,7 @@ ROUTES_NEEDING_TOKEN = [
     ("GET", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/result"),
     ("POST", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/cancel"),
     ("POST", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/retry"), ("GET", "/v1/workers"),
+    ("GET", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/events"), ("GET", "/v1/queues/shared/events"),
 ]
 
 
@@ -251,6 +252,7 @@ def test_each_client_sees_only_its_own_jobs_on_every_route(clients, redis, spawn
     for job, owner, other in [(a, "alice", "bob"), (b, "bob", "alice")]:
         jid = job["id"]
         for method, path in [("GET", f"/v1/jobs/{jid}"), ("GET", f"/v1/jobs/{jid}/result"),
+                             ("GET", f"/v1/jobs/{jid}/events"),
                              ("GET", f"/v1/jobs/{jid}?wait=2"), ("GET", f"/v1/jobs/{jid}/result?wait=2"),
                              ("POST", f"/v1/jobs/{jid}/cancel"), ("POST", f"/v1/jobs/{jid}/retry")]:
             t0 = time.monotonic()

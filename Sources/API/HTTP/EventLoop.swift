@@ -30,8 +30,11 @@ final class EventLoop {
         let acknowledger = ReplicaAcknowledger(redis: writes ?? redis, replicas: config.minReplicas,
                                                timeoutMs: Int(config.replicaAckTimeoutMs))
         let waiters = JobWaiters(loop: loop)
-        let coalescer = EnqueueCoalescer(schema: KeySchema(prefix: config.prefix), acknowledger: acknowledger)
-        router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, coalescer: coalescer,
+        let schema = KeySchema(prefix: config.prefix)
+        let feeds = EventFeeds(loop: loop, redis: redis, schema: schema, keepaliveMs: config.streamKeepaliveMs,
+                               maxBufferedBytes: config.streamMaxBufferedBytes)
+        let coalescer = EnqueueCoalescer(schema: schema, acknowledger: acknowledger)
+        router = Router(redis: redis, acknowledger: acknowledger, waiters: waiters, feeds: feeds, coalescer: coalescer,
                         auth: auth.map(LoopAuth.init(store:)), config: config, logger: logger, problems: problems, serverErrors: serverErrors)
         listener = try HTTPListener(loop: loop, address: config.address, limits: config.httpLimits, handler: router,
                                     setting: config.addressOrigin, exclusive: index == 0, tls: tls)
@@ -41,11 +44,13 @@ final class EventLoop {
         events.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
         writes?.onProblem = { problems.report($0, context: "redis connection unusable; retrying") }
         let channel = router.schema.finishedChannel
+        let eventsChannel = router.schema.eventsChannel
         events.onStateChange = { [unowned events, router] up in
             guard up else { return }
-            // Recheck once the subscription holds: a job that finished while
-            // the channel was down would otherwise be missed.
+            // Recheck once the subscription holds: a job that finished (or a
+            // log that grew) while the channel was down would otherwise be missed.
             events.subscribe(channel, onSubscribed: { router.recheckWaiters() }) { id in router.waiters.finished(id) }
+            events.subscribe(eventsChannel, onSubscribed: { router.feeds.recheckAll() }) { name in router.feeds.notify(name) }
         }
     }
 
@@ -66,6 +71,7 @@ final class EventLoop {
     func closeForShutdown() {
         listener.closeConnections()
         router.answerAllWaiters()
+        router.feeds.closeAll()
     }
 
     func stop() { loop.stop() }

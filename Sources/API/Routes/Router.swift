@@ -10,6 +10,8 @@ final class Router: HTTPHandler {
     let schema: KeySchema
     let logger: Logger
     let waiters: JobWaiters
+    /// The event streams open on this loop (`/events` routes).
+    let feeds: EventFeeds
     let coalescer: EnqueueCoalescer
     /// Queues this loop has registered in the queue set since it (re)connected,
     /// with when (monotonic ms): registered again after `registrationTTLMs`,
@@ -40,12 +42,14 @@ final class Router: HTTPHandler {
     /// The auth file's clients (nil: authentication is off, every request may do everything).
     let auth: LoopAuth?
 
-    init(redis: AsyncRedisConnection, acknowledger: ReplicaAcknowledger, waiters: JobWaiters, coalescer: EnqueueCoalescer,
+    init(redis: AsyncRedisConnection, acknowledger: ReplicaAcknowledger, waiters: JobWaiters, feeds: EventFeeds,
+         coalescer: EnqueueCoalescer,
          auth: LoopAuth?, config: APIConfig, logger: Logger, problems: RedisProblemLog, serverErrors: ServerErrorLog) {
         self.redis = redis
         self.auth = auth
         self.acknowledger = acknowledger
         self.waiters = waiters
+        self.feeds = feeds
         self.coalescer = coalescer
         self.config = config
         self.schema = KeySchema(prefix: config.prefix)
@@ -125,6 +129,9 @@ final class Router: HTTPHandler {
         Route("GET", "v1/queues/:queue/dead", query: ["limit", "cursor"], .queue(.read)) { r, p, req, out, who in
             r.listDead(p[0], req, out, who)
         },
+        Route("GET", "v1/queues/:queue/events", query: ["after"], .queue(.read)) { r, p, req, out, who in
+            r.queueEvents(p[0], req, out, who)
+        },
         Route("DELETE", "v1/queues/:queue/dead", .queue(.admin)) { r, p, _, out, _ in r.purgeDead(p[0], out) },
         Route("POST", "v1/queues/:queue/dead/retry", .queue(.admin)) { r, p, _, out, _ in r.retryAllDead(p[0], out) },
         Route("GET", "v1/jobs/:id", query: ["wait"], .job(.read)) { r, p, req, out, who in
@@ -132,6 +139,9 @@ final class Router: HTTPHandler {
         },
         Route("GET", "v1/jobs/:id/result", query: ["wait"], .job(.read)) { r, p, req, out, who in
             r.readJob(id: p[0], req, out, view: .result, who)
+        },
+        Route("GET", "v1/jobs/:id/events", query: ["after"], .job(.read)) { r, p, req, out, who in
+            r.jobEvents(id: p[0], req, out, who)
         },
         Route("POST", "v1/jobs/:id/cancel", .job(.enqueue)) { r, p, _, out, who in r.cancel(id: p[0], out, who) },
         Route("POST", "v1/jobs/:id/retry", .job(.enqueue)) { r, p, _, out, who in r.retry(id: p[0], out, who) },

@@ -40,6 +40,9 @@ final class HTTPConnection {
     /// The socket carries TLS: every byte goes through the bufferevent (which
     /// encrypts), never straight to the socket.
     private let tls: Bool
+    /// The response being streamed (server-sent events), if any.
+    private var stream: HTTPStream?
+    private var streamKeepAlive = false
 
     init(bev: OpaquePointer, server: HTTPListener, tls: Bool = false) {
         self.bev = bev
@@ -196,7 +199,7 @@ final class HTTPConnection {
     // MARK: - writing
 
     fileprivate func send(_ response: HTTPResponse, sequence: Int, keepAlive: Bool, observer: ((Int) -> Void)?) {
-        guard !closed, sequence == self.sequence, handling else { return }
+        guard !closed, sequence == self.sequence, handling, stream == nil else { return }
         handling = false
         observer?(response.status)
         let keepAlive = keepAlive && !server.closing && !closeAfterWrite
@@ -289,9 +292,115 @@ final class HTTPConnection {
     func close() {
         guard !closed else { return }
         closed = true
+        if let stream {
+            self.stream = nil
+            stream.connectionClosed()
+        }
         bufferevent_free(bev)
         server.connectionClosed(self)
         Unmanaged.passUnretained(self).release()
+    }
+}
+
+// MARK: - streaming
+
+extension HTTPConnection {
+    /// Sends `head` (status and headers) with a chunked body to come, written
+    /// through the returned stream until it finishes. The request counts as
+    /// being answered until then: no pipelined request is read meanwhile.
+    /// The read timeout is off (the client only listens), the write timeout
+    /// stays on (a client that stops reading is dropped). Nil when the
+    /// client is gone, or for HEAD (the head is all it gets).
+    fileprivate func startStream(_ head: HTTPResponse, sequence: Int, keepAlive: Bool, observer: ((Int) -> Void)?) -> HTTPStream? {
+        guard !closed, sequence == self.sequence, handling, stream == nil else { return nil }
+        if isHead {
+            send(head, sequence: sequence, keepAlive: keepAlive, observer: observer)
+            return nil
+        }
+        observer?(head.status)
+        streamKeepAlive = keepAlive && !server.closing && !closeAfterWrite
+        writeBytes(head.streamHead(keepAlive: streamKeepAlive))
+        var wt = timeval(tv_sec: server.limits.writeTimeoutMs / 1000, tv_usec: (server.limits.writeTimeoutMs % 1000) * 1000)
+        bufferevent_set_timeouts(bev, nil, &wt)
+        // Reading stays on, so that a client that leaves is noticed (EOF).
+        if readingSuspended {
+            readingSuspended = false
+            bufferevent_enable(bev, Int16(EV_READ))
+        }
+        let s = HTTPStream(connection: self)
+        stream = s
+        return s
+    }
+
+    /// One chunk of the streamed body.
+    fileprivate func writeChunk(_ bytes: [UInt8]) {
+        guard !closed, !bytes.isEmpty else { return }
+        var framed = Array(String(bytes.count, radix: 16).utf8)
+        framed.reserveCapacity(framed.count + bytes.count + 4)
+        framed += [0x0D, 0x0A]
+        framed += bytes
+        framed += [0x0D, 0x0A]
+        writeBytes(framed)
+    }
+
+    /// Ends the streamed body; the connection goes on with the next request
+    /// (or closes, when it may not be kept alive).
+    fileprivate func finishStream() {
+        guard !closed, stream != nil else { return }
+        stream = nil
+        handling = false
+        writeBytes(Array("0\r\n\r\n".utf8))
+        var rt = timeval(tv_sec: server.limits.readTimeoutMs / 1000, tv_usec: (server.limits.readTimeoutMs % 1000) * 1000)
+        var wt = timeval(tv_sec: server.limits.writeTimeoutMs / 1000, tv_usec: (server.limits.writeTimeoutMs % 1000) * 1000)
+        bufferevent_set_timeouts(bev, &rt, &wt)
+        if !streamKeepAlive || server.closing || closeAfterWrite {
+            closeAfterWrite = true
+            bufferevent_disable(bev, Int16(EV_READ))
+            if outputLength == 0 { close() }
+            return
+        }
+        if !inReadLoop { readAvailable() }
+    }
+
+    fileprivate var outputLength: Int { closed ? 0 : evbuffer_get_length(bufferevent_get_output(bev)) }
+
+    private func writeBytes(_ bytes: [UInt8]) {
+        if closeAfterWrite || tls { return write(bytes) }
+        writeDirect(bytes)
+    }
+}
+
+/// A response body written over time (server-sent events), on the
+/// connection's loop thread. `onClose` is called once if the client leaves
+/// (or the connection fails) before `finish`.
+public final class HTTPStream {
+    private let connection: HTTPConnection
+    public var onClose: (() -> Void)?
+    public private(set) var isOpen = true
+
+    fileprivate init(connection: HTTPConnection) { self.connection = connection }
+
+    public func write(_ bytes: [UInt8]) {
+        guard isOpen else { return }
+        connection.writeChunk(bytes)
+    }
+
+    /// Bytes written but not yet taken by the client's socket.
+    public var bufferedBytes: Int { isOpen ? connection.outputLength : 0 }
+
+    public func finish() {
+        guard isOpen else { return }
+        isOpen = false
+        onClose = nil
+        connection.finishStream()
+    }
+
+    fileprivate func connectionClosed() {
+        guard isOpen else { return }
+        isOpen = false
+        let call = onClose
+        onClose = nil
+        call?()
     }
 }
 
@@ -311,6 +420,12 @@ public struct Responder {
 
     public func send(_ response: HTTPResponse) {
         connection.send(response, sequence: sequence, keepAlive: keepAlive, observer: observer)
+    }
+
+    /// Starts a streamed reply (see HTTPConnection.startStream); nil when the
+    /// client is gone or asked with HEAD.
+    public func startStream(_ head: HTTPResponse) -> HTTPStream? {
+        connection.startStream(head, sequence: sequence, keepAlive: keepAlive, observer: observer)
     }
 
     /// For a reply that may take long (a long-poll): pauses reading and the

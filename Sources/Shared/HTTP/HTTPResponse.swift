@@ -54,6 +54,14 @@ public struct HTTPResponse {
         return bytes
     }
 
+    /// The head of a response whose body follows in chunks (a stream).
+    func streamHead(keepAlive: Bool) -> [UInt8] {
+        var text = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\nContent-Type: \(contentType)\r\nTransfer-Encoding: chunked\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        if !keepAlive { text += "Connection: close\r\n" }
+        return Array((text + "\r\n").utf8)
+    }
+
     static func reason(_ status: Int) -> String {
         switch status {
         case 200: return "OK"

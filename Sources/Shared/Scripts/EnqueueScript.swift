@@ -1,7 +1,7 @@
 /// Enqueues a batch of jobs (one or many) into one queue, all or none.
 public struct EnqueueCall: ScriptCall {
     public static let script = LuaScript(name: "enqueue", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.wake,
-                                                                 CommonLua.finishing],
+                                                                 CommonLua.finishing, EventLogLua.log],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    pending limit for the queue (0 = none)
@@ -132,6 +132,8 @@ for j = 1, n do
       end
     end
     redis.call('HSET', unpack(fields))
+    -- A new job has no log of its own yet; its queue's, while followed, learns of it.
+    log_queue_state(event_keys(q), job.id, job.at and 'scheduled' or 'queued', 0)
     if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end
     out[j + 1] = out[j + 1] or 'new'
   end

@@ -142,23 +142,21 @@ return open_log(queue_keys(), ARGV[6]) or false
 /// Keeps a queue's log of state changes alive while a client follows it: it
 /// is created (with one `follow` entry, which readers skip) when missing and
 /// expires `ttl` seconds after the last call; the scripts write to it only
-/// while it exists. Returns the id of its newest entry (where a new follower
-/// starts).
+/// while it exists. Returns the ids of its oldest and newest entries (a new
+/// follower starts after the newest; one resuming before the oldest missed some).
 public struct FollowQueueCall: ScriptCall {
     public static let script = LuaScript(name: "follow_queue", uses: [CommonLua.queueKeys, EventLogLua.log], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]   seconds the log lives without another call
--- Output:   the id of the log's newest entry
+-- Output:   {id of the oldest entry, id of the newest}
 local q = event_keys(queue_keys())
-local last
 if redis.call('EXISTS', q.queue_events) == 0 then
-  last = redis.call('XADD', q.queue_events, '*', 't', 'follow')
-else
-  local newest = redis.call('XREVRANGE', q.queue_events, '+', '-', 'COUNT', 1)
-  last = newest[1][1]
+  redis.call('XADD', q.queue_events, '*', 't', 'follow')
 end
 redis.call('EXPIRE', q.queue_events, tonumber(ARGV[6]))
-return last
+local oldest = redis.call('XRANGE', q.queue_events, '-', '+', 'COUNT', 1)
+local newest = redis.call('XREVRANGE', q.queue_events, '+', '-', 'COUNT', 1)
+return {oldest[1][1], newest[1][1]}
 """#)
 
     public let queue: String
@@ -175,9 +173,16 @@ return last
     public var keys: [String] { schema.queueKeys(queue).keys }
     public var args: [String] { schema.queueKeys(queue).args + [String(ttlSeconds)] }
 
-    public func parse(_ reply: RedisReply) throws -> String {
-        guard let id = reply.string else { throw unexpected(reply) }
-        return id
+    public struct Span: Equatable {
+        public let oldest: String
+        public let newest: String
+    }
+
+    public func parse(_ reply: RedisReply) throws -> Span {
+        guard let parts = reply.array, parts.count == 2, let oldest = parts[0].string, let newest = parts[1].string else {
+            throw unexpected(reply)
+        }
+        return Span(oldest: oldest, newest: newest)
     }
 }
 
