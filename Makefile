@@ -54,7 +54,7 @@ e2e-cluster: build
 # Redis ACL user the README's Security section gives (read from the README):
 # a command Spool needs and the README forgets fails here with NOPERM.
 CONTRACT_SUITE = test_lifecycle.py test_queues_and_dead.py test_cancel_and_progress.py test_scheduling_and_waiting.py \
-	test_workers_and_retention.py test_auth.py test_api_errors.py test_metrics.py test_crash_recovery.py
+	test_workers_and_retention.py test_auth.py test_api_errors.py test_metrics.py test_crash_recovery.py test_streaming.py
 e2e-acl: build
 	@bash scripts/install-test-tools.sh
 	cd Tests/e2e && SPOOL_TEST_REDIS=acl SPOOL_BIN_DIR=$(CURDIR)/.build/debug $(PYTEST) $(CONTRACT_SUITE)
