@@ -252,3 +252,35 @@ def test_a_job_nobody_follows_has_no_event_log(spawn, redis):
     job = api.enqueue("default", {"type": "echo", "payload": {"x": 1}})
     api.wait_state(job["id"], "succeeded")
     assert not [k for k in redis.keys("spool:*") if "events" in k]
+
+
+def readme_stream_handler():
+    """The README's streaming example handler (the python block after `streamwords.py`)."""
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index("(`streamwords.py`):"):]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_streaming_example_works_with_curl(spawn, tmp_path):
+    handler = tmp_path / "streamwords.py"
+    handler.write_text(readme_stream_handler())
+    api = spawn.api()
+    spawn.worker(args=["--handler", f"words={sys.executable} {handler}"])
+    job = api.enqueue("default", {"type": "words", "payload": {"text": "tokens arrive one by one"}})
+    t0 = time.monotonic()
+    curl = subprocess.Popen(["curl", "-sN", "--max-time", "20", events_url(api, job["id"])], stdout=subprocess.PIPE,
+                            text=True)
+    first_chunk_at = None
+    lines = []
+    for line in curl.stdout:
+        lines.append(line)
+        if first_chunk_at is None and line.startswith("event: chunk"):
+            first_chunk_at = time.monotonic() - t0
+    curl.wait(timeout=5)
+    body = "".join(lines)
+    words = [json.loads(b.split("data: ", 1)[1])["chunk"] for b in body.split("\n\n") if "event: chunk" in b]
+    assert words == ["tokens ", "arrive ", "one ", "by ", "one "], body
+    assert "event: stats\ndata: " in body and '"data":{"words":5}' in body
+    assert '"result":{"words":5}' in body.strip().split("\n\n")[-1]
+    # Words arrive as they are written (0.1 s apart), not all at the end.
+    assert first_chunk_at is not None and first_chunk_at < 0.45, first_chunk_at
