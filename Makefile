@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -109,6 +109,13 @@ bench-security: deps
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_security.py
+
+# Scenario 12 of make bench alone: event streams (chunk delay, 1,000 idle
+# streams, a flooding handler; .spool/bench-streaming.json).
+bench-streaming: deps
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_streaming.py
 
 test: unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short deploy-e2e warnings
 

@@ -353,6 +353,10 @@ def main():
     results["security"]["encryption"] = bench_security.encryption_scenario(
         seconds=3 if QUICK else 5, rounds=2 if QUICK else 3, jobs=20_000 if QUICK else 50_000)
 
+    print("12 streaming: chunk delay, 1,000 idle streams, a flooding handler", flush=True)
+    import bench_streaming
+    results["streaming"] = bench_streaming.scenario(quick=QUICK)
+
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)
     (ROOT / ".spool").mkdir(exist_ok=True)
@@ -454,9 +458,19 @@ Details:
 
 {render_security(r)}
 
+## Streaming (scenario 12; `make bench-streaming` alone)
+
+{render_streaming(r)}
+
 {render_peer(r)}
 
 {notes()}"""
+
+
+def render_streaming(r):
+    """Scenario 12 (scripts/bench_streaming.py)."""
+    import bench_streaming
+    return bench_streaming.render(r.get("streaming"))
 
 
 def render_security(r):

@@ -52,8 +52,11 @@ enum BuiltinHandlers {
             }
             let interval = payload["interval_ms"]?.integerValue ?? 0
             guard (0...60_000).contains(interval) else { return .failure("stream: interval_ms must be from 0 to 60000", retry: false) }
+            let start = Clock.monotonicMillis()
             for i in 0..<n {
-                if i > 0 && interval > 0, let why = context.sleep(ms: interval) { return .failure("stream: \(why)", retry: true) }
+                // On a fixed schedule (chunk i at i × interval), so the rate holds whatever a write takes.
+                let wait = start + i * interval - Clock.monotonicMillis()
+                if i > 0 && wait > 0, let why = context.sleep(ms: wait) { return .failure("stream: \(why)", retry: true) }
                 if let why = context.checkDeadline() ?? context.stopReason { return .failure("stream: \(why)", retry: true) }
                 context.emitChunk(.object([JSONValue.Member("i", .number(String(i))),
                                            JSONValue.Member("sent_us", .number(String(Clock.nowMicros())))]))
