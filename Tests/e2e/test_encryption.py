@@ -4,6 +4,7 @@ redis-cli, shows none of the plaintext; the API shows it all; keys rotate;
 idempotency still tells the same request from a different one."""
 import base64
 import os
+import socket
 import subprocess
 import time
 
@@ -37,7 +38,7 @@ def everything_in_redis(redis):
     for k in redis.keys():
         kind = redis.cli("TYPE", k)
         cmd = {"hash": ["HGETALL"], "string": ["GET"], "list": ["LRANGE", "0", "-1"], "zset": ["ZRANGE", "0", "-1"],
-               "set": ["SMEMBERS"]}.get(kind)
+               "set": ["SMEMBERS"], "stream": ["XRANGE", "-", "+"]}.get(kind)
         out.append(k)
         if cmd:
             out.append(redis.cli(cmd[0], k, *cmd[1:]))
@@ -54,10 +55,30 @@ def test_nothing_in_redis_is_plaintext(spawn, redis, tmp_path, k1):
     assert api.wait_state(ok["id"], "succeeded")["result"] == {"secret": MARK}
     dead = api.wait_state(bad["id"], "dead")
     assert MARK in dead["error"]["message"]
+    # Open the sleep job's event log while it runs (a stream started, then left), so its progress lands there.
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as c:
+        c.sendall(f"GET /v1/jobs/{slow['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert c.recv(4096).startswith(b"HTTP/1.1 200")
     running = wait_for(lambda: (lambda j: j if j["progress"] else None)(api.job(slow["id"])), timeout=10,
                        what="progress of the sleep job")
     assert running["payload"] == {"ms": 1500, "note": MARK}
     api.wait_state(slow["id"], "succeeded")
+    # Event logs too: the streamed chunks, the progress and the result in them.
+    streamed = api.enqueue("enc", {"type": "stream", "payload": {"chunks": 3, "note": MARK}})
+    api.wait_state(streamed["id"], "succeeded")
+    for job in (ok, bad, slow, streamed):
+        status, hdrs, body = api.get(f"/v1/jobs/{job['id']}/events")
+        assert status == 200 and hdrs["content-type"] == "text/event-stream", (status, body)
+    _, _, ok_events = api.get(f"/v1/jobs/{ok['id']}/events")
+    assert f'"result":{{"secret":"{MARK}"}}' in ok_events, ok_events
+    _, _, dead_events = api.get(f"/v1/jobs/{bad['id']}/events")
+    assert f"failed with {MARK}" in dead_events and '"state":"dead"' in dead_events
+    _, _, slow_events = api.get(f"/v1/jobs/{slow['id']}/events")
+    assert '"message":"sleeping"' in slow_events
+    _, _, chunk_events = api.get(f"/v1/jobs/{streamed['id']}/events")
+    assert chunk_events.count("event: chunk") == 3 and '"chunk":{"i":2,' in chunk_events, chunk_events
+    log = redis.cli("XRANGE", f"spool:{{enc}}:events:{streamed['id']}", "-", "+")
+    assert "enc1:k1:" in log and '"i":' not in log, log
     # The job hashes hold sealed values; nowhere is the mark in the clear.
     stored = everything_in_redis(redis)
     assert MARK not in stored

@@ -2,6 +2,7 @@
 GET /v1/queues/{queue}/events) by real clients: a Python SSE client from PyPI
 (httpx-sse, run from the project's virtualenv) and curl -N. Handlers stream on fd 3."""
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -284,3 +285,83 @@ def test_the_readme_streaming_example_works_with_curl(spawn, tmp_path):
     assert '"result":{"words":5}' in body.strip().split("\n\n")[-1]
     # Words arrive as they are written (0.1 s apart), not all at the end.
     assert first_chunk_at is not None and first_chunk_at < 0.45, first_chunk_at
+
+
+def test_slow_client_is_cut_off_with_where_to_resume_and_loses_nothing(spawn, tmp_path):
+    s = script(tmp_path, "big.py", """
+        import os
+        out = os.fdopen(3, "w")
+        pad = "x" * 200
+        for i in range(30000):
+            out.write('{"chunk": {"i": %d, "pad": "%s"}}\\n' % (i, pad))
+        out.flush()
+        print('"done"')
+    """)
+    api = spawn.api(env={"SPOOL_STREAM_MAX_BUFFERED_BYTES": "65536"})
+    spawn.worker(env={"SPOOL_EVENT_LOG_MAX_EVENTS": "50000", "SPOOL_EVENT_LOG_MAX_BYTES": "16777216"},
+                 args=["--handler", f"big={sys.executable} {s}"])
+    job = api.enqueue("default", {"type": "big"})
+    api.wait_state(job["id"], "succeeded", timeout=60)
+    # A client that reads nothing for a while: small receive buffer, ~7 MB to replay.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", api.port))
+    s.sendall(f"GET /v1/jobs/{job['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(2)
+    s.settimeout(10)
+    got = b""
+    while True:
+        data = s.recv(1 << 16)
+        if not data or got.endswith(b"0\r\n\r\n"):
+            break
+        got += data
+        if got.endswith(b"0\r\n\r\n"):
+            break
+    s.close()
+    assert b"event: cutoff" in got, got[-500:]
+    cutoff = got[got.index(b"event: cutoff"):].split(b"data: ", 1)[1].split(b"\n", 1)[0]
+    resume = json.loads(cutoff)["resume_after"]
+    # Decode what arrived (chunked framing removed) and resume from the cut.
+    body = got.split(b"\r\n\r\n", 1)[1]
+    text, rest = b"", body
+    while rest:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        text, rest = text + rest[:size], rest[size + 2:]
+    first = [json.loads(b.split(b"data: ", 1)[1])["chunk"]["i"] for b in text.split(b"\n\n") if b"event: chunk" in b]
+    assert 0 < len(first) < 30000, len(first)
+    rest_events = sse(events_url(api, job["id"]), "--last-event-id", resume, timeout=120)
+    assert first + [e["data"]["chunk"]["i"] for e in rest_events if e["event"] == "chunk"] == list(range(30000))
+
+
+def test_a_dropped_pubsub_connection_loses_no_event(spawn, redis, tmp_path):
+    api = spawn.api()
+    words_worker(spawn, tmp_path)
+    job = api.enqueue("default", {"type": "words", "payload": {"n": 60, "pause": 0.02}})
+    client = start_sse(events_url(api, job["id"]))
+    time.sleep(0.4)
+    # The API's pub/sub connections go; they come back and read what they missed.
+    redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+    out, err = client.communicate(timeout=30)
+    events = [json.loads(l) for l in out.splitlines()]
+    assert chunks(events) == [f"word{i}" for i in range(60)]
+    assert states(events)[-1] == ("succeeded", 1)
+
+
+def test_api_shutdown_ends_streams_and_they_resume_elsewhere(spawn):
+    api1, api2 = spawn.api(), spawn.api()
+    job = api1.enqueue("default", {"type": "noop"})  # no worker: the stream stays open
+    client = start_sse(events_url(api1, job["id"]))
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    api1.signal(signal.SIGTERM)
+    out, _ = client.communicate(timeout=10)
+    assert time.monotonic() - t0 < 3, "a stream does not hold up the shutdown"
+    api1.wait(10)
+    events = [json.loads(l) for l in out.splitlines()]
+    assert states(events) == [("queued", 0)]
+    spawn.worker()
+    rest = sse(events_url(api2, job["id"]), "--last-event-id", events[-1]["id"])
+    assert states(rest) == [("running", 1), ("succeeded", 1)]
