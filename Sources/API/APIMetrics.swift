@@ -1,5 +1,6 @@
 import CoreMetrics
 import Shared
+import Synchronization
 
 /// The API's metrics, recorded through swift-metrics (exported by the
 /// Prometheus registry on `GET /metrics`).
@@ -39,10 +40,18 @@ enum APIMetrics {
     static func redisReconnected() { Counter(label: SpoolMetric.redisReconnects).increment() }
     static func notReplicated() { Counter(label: SpoolMetric.writesNotReplicated).increment() }
     static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
+
+    /// Open event streams of the whole process (all loops).
+    private static let openStreams = Atomic<Int>(0)
+    static func streamOpened() { Gauge(label: SpoolMetric.eventStreams).record(openStreams.add(1, ordering: .relaxed).newValue) }
+    static func streamClosed() { Gauge(label: SpoolMetric.eventStreams).record(openStreams.subtract(1, ordering: .relaxed).newValue) }
+    static func streamCut() { Counter(label: SpoolMetric.eventStreamsCut).increment() }
     /// The routes' series exist before their first request (at 0 requests).
     static func bootstrap() {
         _ = Counter(label: SpoolMetric.connectionsRefused)  // incremented by ServerErrorLog.connectionRefused
         Counter(label: SpoolMetric.writesNotReplicated).increment(by: 0)
+        Counter(label: SpoolMetric.eventStreamsCut).increment(by: 0)
+        Gauge(label: SpoolMetric.eventStreams).record(0)
         for route in Router.routes {
             _ = requestTimers[RouteLabels(route: route.path, method: route.method)]  // registers the empty histogram
         }

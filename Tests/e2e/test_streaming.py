@@ -187,8 +187,15 @@ def test_idle_stream_gets_keepalive_comments(spawn):
         deadline = time.monotonic() + 4
         while b": keepalive" not in got and time.monotonic() < deadline:
             got += s.recv(4096)
-    assert b": keepalive" in got, got
-    assert b"Transfer-Encoding: chunked" in got
+        assert b": keepalive" in got, got
+        assert b"Transfer-Encoding: chunked" in got
+        metrics = api.get("/metrics")[2]
+        assert open_streams(metrics) == 1, [l for l in metrics.splitlines() if "event_streams" in l]
+    wait_for(lambda: open_streams(api.get("/metrics")[2]) == 0, timeout=5, what="the closed stream to count off")
+
+
+def open_streams(metrics):
+    return float(next(l.split()[1] for l in metrics.splitlines() if l.startswith("spool_api_event_streams ")))
 
 
 def test_bad_cursor_and_unknown_job_are_clear_errors(spawn, redis):

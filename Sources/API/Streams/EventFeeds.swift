@@ -108,9 +108,10 @@ final class EventFeeds {
     /// Shutdown: every stream ends (clients reconnect to another replica
     /// with their Last-Event-ID).
     func closeAll() {
-        let all = feeds.values
-        feeds = [:]
-        for feed in all { for f in feed.followers { f.stream.finish() } }
+        for feed in feeds.values {
+            for f in feed.followers where !f.ended { end(f) }
+            prune(feed)
+        }
     }
 
     private func feed(named name: String, key: String, job: JobID?) -> Feed {
@@ -122,6 +123,7 @@ final class EventFeeds {
 
     private func add(_ follower: Follower, to feed: Feed) {
         feed.followers.append(follower)
+        APIMetrics.streamOpened()
         follower.stream.onClose = { [weak self, weak feed, unowned follower] in
             follower.ended = true
             if let self, let feed { self.prune(feed) }
@@ -130,7 +132,9 @@ final class EventFeeds {
     }
 
     private func prune(_ feed: Feed) {
+        let before = feed.followers.count
         feed.followers.removeAll { $0.ended }
+        for _ in feed.followers.count..<before { APIMetrics.streamClosed() }
         if feed.followers.isEmpty, feeds[feed.name] === feed { feeds[feed.name] = nil }
     }
 
@@ -192,6 +196,7 @@ final class EventFeeds {
     private func cutIfBehind(_ f: Follower) {
         guard f.stream.bufferedBytes > maxBufferedBytes else { return }
         f.stream.write(ServerSentEvent.cutoff(after: f.cursor, maxBuffered: maxBufferedBytes))
+        APIMetrics.streamCut()
         end(f)
     }
 

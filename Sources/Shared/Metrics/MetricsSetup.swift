@@ -79,6 +79,8 @@ public enum SpoolMetric {
     public static let authDenied = "spool_api_auth_denied_total"
     public static let authClients = "spool_api_auth_clients"
     public static let authReloadErrors = "spool_api_auth_file_errors_total"
+    public static let eventStreams = "spool_api_event_streams"
+    public static let eventStreamsCut = "spool_api_event_streams_cut_total"
     // Both
     public static let redisErrors = "spool_redis_errors_total"
     public static let redisReconnects = "spool_redis_reconnects_total"
@@ -100,6 +102,8 @@ public enum SpoolMetric {
         authDenied: "Requests refused by authentication (401 unauthorized) or authorization (403 forbidden, 429 client_quota), by reason.",
         authClients: "Clients in the auth file now in use (0 when authentication is off).",
         authReloadErrors: "Times the auth file changed but could not be used (unreadable or invalid); the previous clients stay in force.",
+        eventStreams: "Event streams (GET .../events) open on this API process.",
+        eventStreamsCut: "Event streams cut off because their client read too slowly (SPOOL_STREAM_MAX_BUFFERED_BYTES unsent).",
         jobsProcessed: "Jobs this worker ran to success, by queue.",
         jobsFailed: "Failed runs of jobs on this worker (retried or dead), by queue.",
         jobsRetried: "Failed runs scheduled for another attempt, by queue.",
