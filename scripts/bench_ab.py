@@ -4,7 +4,10 @@ concurrent (wrk) enqueue, drain of 20,000 noop jobs by one worker of 16 loops,
 and idle RSS; medians of 4 rounds and new/old ratios. For a change on a hot
 path, measured before and after in the same session:
 
-    python3 scripts/bench_ab.py OLD_RELEASE_DIR NEW_RELEASE_DIR
+    python3 scripts/bench_ab.py OLD_RELEASE_DIR NEW_RELEASE_DIR [LABEL]
+
+Writes .spool/bench-ab.json (with LABEL, what was compared), which `make
+bench` quotes in docs/benchmarks.md when present.
 
 (each a `swift build -c release --static-swift-stdlib` output directory; the
 old one from a git worktree at the commit before the change).
@@ -44,3 +47,9 @@ for k, v in res.items():
     print(k, {m: round(statistics.median(x)) for m, x in v.items()}, v)
 o, n = res["old"], res["new"]
 print("new/old", {m: round(statistics.median(n[m]) / statistics.median(o[m]), 3) for m in o})
+out = {"label": sys.argv[3] if len(sys.argv) > 3 else f"{dirs['old']} against {dirs['new']}",
+       "date": time.strftime("%Y-%m-%d"), "rounds": len(res["old"]["seq"]),
+       "medians": {k: {m: round(statistics.median(x)) for m, x in v.items()} for k, v in res.items()},
+       "new_over_old": {m: round(statistics.median(n[m]) / statistics.median(o[m]), 3) for m in o}}
+Path(".spool").mkdir(exist_ok=True)
+Path(".spool/bench-ab.json").write_text(json.dumps(out, indent=2))

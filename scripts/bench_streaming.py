@@ -244,6 +244,28 @@ def render(r):
     if not r:
         return "(not run)"
     d, i, f, m = r["delay"], r["idle"], r["flood"], r["memory"]
+    return streaming_text(d, i, f, m) + ab_text()
+
+
+def ab_text():
+    """The last scripts/bench_ab.py run (.spool/bench-ab.json), if any: what
+    the event log costs ordinary jobs, old binaries against new, alternately."""
+    path = Path(__file__).resolve().parents[1] / ".spool" / "bench-ab.json"
+    if not path.exists():
+        return ""
+    ab = json.loads(path.read_text())
+    r, med = ab["new_over_old"], ab["medians"]
+    return f"""
+
+Ordinary jobs (nobody follows them, nothing streamed), with the event log against without it:
+`python3 scripts/bench_ab.py` on {ab['date']}, {ab['label']}, {ab['rounds']} alternating rounds, medians,
+new ÷ old: drain (20,000 noop jobs, 1 worker × 16) **{r['drain']}** ({med['new']['drain']:,}/s against
+{med['old']['drain']:,}/s), concurrent enqueue (wrk, 64 connections) **{r['conc']}** ({med['new']['conc']:,}/s
+against {med['old']['conc']:,}/s), batch enqueue {r['batch']}, sequential enqueue {r['seq']}; idle RSS API
+{r['rss_api']}, worker {r['rss_worker']}."""
+
+
+def streaming_text(d, i, f, m):
     return f"""Chunk written by a handler to event received by an SSE client, {d['chunks']:,} chunks at
 {d['chunks_per_s']:,}/s over 100 jobs, each followed by a client (built-in `stream` handler, 100 worker
 threads, one spool-api with 2 loops):

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import statistics
+import socket
 import subprocess
 import time
 
@@ -447,3 +448,43 @@ def test_max_pending_holds_for_retries_of_dead_jobs(tmp_path, spawn, redis):
     assert c.call("flood", "POST", f"/v1/jobs/{held[0]['id']}/cancel")[0] == 200
     status, _, data = c.call("flood", "POST", f"/v1/jobs/{dead[0]['id']}/retry")
     assert status == 200 and data["state"] == "queued", (status, data)
+
+
+def test_event_streams_follow_tokens_and_isolation(clients):
+    """A job's stream is another job route (owner or admin, else 404); a queue's
+    stream shows a client without admin only its own jobs."""
+    def follow(cid, path):
+        """Opens a stream on a raw socket, as the client `cid`."""
+        s = socket.create_connection(("127.0.0.1", clients.api.port), timeout=5)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {clients.tokens[cid]}\r\n\r\n".encode())
+        return s
+
+    def drain(s, seconds):
+        """Reads the stream for `seconds`; returns its events' data."""
+        s.settimeout(0.2)
+        got, end = b"", time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            got += data
+        s.close()
+        return [json.loads(l[6:]) for l in got.decode().splitlines() if l.startswith("data: ")]
+
+    alice_view, ops_view = follow("alice", "/v1/queues/shared/events"), follow("ops", "/v1/queues/shared/events")
+    time.sleep(0.5)
+    a = clients.enqueue("alice", "shared", {"type": "noop"})
+    b = clients.enqueue("bob", "shared", {"type": "noop"})
+    assert [e["id"] for e in drain(alice_view, 1.0)] == [a["id"]]
+    assert sorted(e["id"] for e in drain(ops_view, 0.2)) == sorted([a["id"], b["id"]])
+    # Job streams: the owner and an admin; for anyone else no such job.
+    assert clients.call("bob", "GET", f"/v1/jobs/{a['id']}/events")[0] == 404
+    assert clients.call("reader", "GET", f"/v1/jobs/{a['id']}/events")[0] == 404
+    assert clients.call("scraper", "GET", f"/v1/jobs/{a['id']}/events")[0] == 403
+    assert clients.call("bob", "GET", "/v1/queues/alice-1/events")[0] == 403
+    s = follow("alice", f"/v1/jobs/{a['id']}/events")
+    first = drain(s, 0.5)
+    assert first and first[0]["state"] == "queued", first

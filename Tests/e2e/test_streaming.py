@@ -372,3 +372,20 @@ def test_api_shutdown_ends_streams_and_they_resume_elsewhere(spawn):
     spawn.worker()
     rest = sse(events_url(api2, job["id"]), "--last-event-id", events[-1]["id"])
     assert states(rest) == [("running", 1), ("succeeded", 1)]
+
+
+def test_an_overlong_line_is_dropped_whole_and_logged(spawn, tmp_path):
+    s = script(tmp_path, "long.py", """
+        import os
+        out = os.fdopen(3, "w")
+        out.write('{"chunk": "before"}\\n')
+        out.write('{"chunk": "' + "y" * 70000 + '"}\\n')
+        out.write('{"chunk": "after"}\\n')
+        out.flush()
+        print('"ok"')
+    """)
+    api = spawn.api()
+    w = spawn.worker(args=["--handler", f"long={sys.executable} {s}"])
+    job = api.enqueue("default", {"type": "long"})
+    assert chunks(sse(events_url(api, job["id"]))) == ["before", "after"]
+    assert [l["msg"] for l in w.log_lines() if "fd 3" in l.get("msg", "")] == ["dropped a line on fd 3 longer than 65536 bytes"]

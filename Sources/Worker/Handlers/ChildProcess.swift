@@ -61,6 +61,8 @@ final class ChildProcess {
         var overflow = false
         var stderrTail: [UInt8] = []
         var progress: [UInt8] = []
+        /// The rest of an overlong fd 3 line is being skipped, up to its newline.
+        var skippingLine = false
         var written = 0
         var termSentAt: Int64?
         var status: ExitStatus?
@@ -126,10 +128,20 @@ final class ChildProcess {
                     readSome(fd, pipes: &pipes) { chunk in
                         progress += chunk
                         while let nl = progress.firstIndex(of: 0x0A) {
-                            onProgressLine(Array(progress[..<nl]))
+                            if skippingLine {
+                                skippingLine = false
+                            } else if nl > limits.maxProgressLineBytes {
+                                context.droppedOverlongLine(limit: limits.maxProgressLineBytes)
+                            } else {
+                                onProgressLine(Array(progress[..<nl]))
+                            }
                             progress.removeFirst(nl + 1)
                         }
-                        if progress.count > limits.maxProgressLineBytes { progress.removeAll() }
+                        if progress.count > limits.maxProgressLineBytes {
+                            if !skippingLine { context.droppedOverlongLine(limit: limits.maxProgressLineBytes) }
+                            skippingLine = true
+                            progress.removeAll()
+                        }
                     }
                 }
             }

@@ -105,10 +105,20 @@ extension JobContext {
     }
 
     private func malformed(_ line: [UInt8], _ why: String) {
+        report("ignored a line on fd 3 (\(why)): \(JobContext.printable(line, max: 120))")
+    }
+
+    /// A line on fd 3 grew past `limit` bytes without a newline: it is
+    /// dropped whole (never cut and half-read).
+    func droppedOverlongLine(limit: Int) {
+        report("dropped a line on fd 3 longer than \(limit) bytes")
+    }
+
+    private func report(_ message: String) {
         malformedLines += 1
         guard malformedLines <= JobContext.malformedLinesLogged else { return }
         let more = malformedLines == JobContext.malformedLinesLogged ? " (further malformed lines of this run are only counted)" : ""
-        onMalformedProgress?("ignored a line on fd 3 (\(why)): \(JobContext.printable(line, max: 120))\(more)")
+        onMalformedProgress?(message + more)
     }
 
     /// At most `max` bytes of a line as printable ASCII, other bytes as `\xNN`.
