@@ -86,7 +86,8 @@ def raise_fd_limit():
 
 
 def delay_scenario(stack, seconds):
-    jobs = [{"type": "stream", "payload": {"chunks": seconds * 10, "interval_ms": 100}} for _ in range(100)]
+    # Job k starts k ms into the 100 ms interval: one chunk every millisecond in all.
+    jobs = [{"type": "stream", "payload": {"chunks": seconds * 10, "interval_ms": 100, "offset_ms": k}} for k in range(100)]
     ids = enqueue(stack.addr, "bench", jobs)
     delays = []
     ended = []

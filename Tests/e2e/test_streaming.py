@@ -389,3 +389,25 @@ def test_an_overlong_line_is_dropped_whole_and_logged(spawn, tmp_path):
     job = api.enqueue("default", {"type": "long"})
     assert chunks(sse(events_url(api, job["id"]))) == ["before", "after"]
     assert [l["msg"] for l in w.log_lines() if "fd 3" in l.get("msg", "")] == ["dropped a line on fd 3 longer than 65536 bytes"]
+
+
+def test_clients_joining_a_live_stream_from_the_start_get_everything(spawn, tmp_path):
+    # Streams of one job on one loop share their reads: one that joins from
+    # the start while a read for another, further on, is in flight must still
+    # get the start. A fast handler keeps reads in flight most of the time.
+    api = spawn.api(env={"SPOOL_API_THREADS": "1"})
+    words_worker(spawn, tmp_path, env={"SPOOL_EVENT_LOG_MAX_EVENTS": "50000"})
+    n = 20000
+    job = api.enqueue("default", {"type": "words", "payload": {"n": n}})
+    first = start_sse(events_url(api, job["id"]))
+    api.wait_state(job["id"], "running")
+    late = []
+    for _ in range(8):
+        time.sleep(0.05)
+        late.append(start_sse(events_url(api, job["id"])))
+    for client in [first] + late:
+        out, err = client.communicate(timeout=60)
+        assert client.returncode == 0, err
+        events = [json.loads(l) for l in out.splitlines()]
+        assert chunks(events) == [f"word{i}" for i in range(n)]
+        assert states(events)[-1] == ("succeeded", 1)

@@ -151,16 +151,19 @@ final class EventFeeds {
             // Redis is out of reach: the subscription's recovery reads again.
             guard case .success(let reply) = result else { return }
             let entries = EventLogEntry.parse(reply)
-            deliver(entries, to: feed, caughtUp: entries.count < EventFeeds.readBatch)
+            deliver(entries, from: from, to: feed, caughtUp: entries.count < EventFeeds.readBatch)
             if entries.isEmpty, feed.job != nil, !feed.readAgain { endIfGone(feed) }
             prune(feed)
             if feeds[feed.name] === feed, feed.readAgain || entries.count == EventFeeds.readBatch { read(feed) }
         }
     }
 
-    private func deliver(_ entries: [EventLogEntry], to feed: Feed, caughtUp: Bool) {
+    /// `from`: where the read started. A stream that joined during the read
+    /// further back gets nothing from it (it would skip what lies between);
+    /// the read that its joining asked for serves it.
+    private func deliver(_ entries: [EventLogEntry], from: EventID, to feed: Feed, caughtUp: Bool) {
         let now = Clock.monotonicMillis()
-        for f in feed.followers where !f.ended {
+        for f in feed.followers where !f.ended && !(f.cursor < from) {
             for entry in entries where f.cursor < entry.id {
                 f.cursor = entry.id
                 if let job = feed.job {

@@ -40,10 +40,11 @@ enum BuiltinHandlers {
         }
     }
 
-    /// `{"chunks": n, "interval_ms": m}` (n up to 1,000,000, m up to 60,000):
-    /// streams n chunks `{"i": k, "sent_us": wall clock µs}`, m ms apart, each
-    /// written at once, then succeeds with `{"chunks": n}`. For trying
-    /// streams and measuring their delay.
+    /// `{"chunks": n, "interval_ms": m, "offset_ms": o}` (n up to 1,000,000, m
+    /// and o up to 60,000): after o ms, streams n chunks `{"i": k, "sent_us":
+    /// wall clock µs}`, m ms apart, each written at once, then succeeds with
+    /// `{"chunks": n}`. For trying streams and measuring their delay (the
+    /// offset spreads many jobs' chunks evenly over the interval).
     struct Stream: JobHandler {
         func run(_ job: Job, _ context: JobContext) -> HandlerOutcome {
             guard let payload = try? JSONParser.parse(job.payload), let n = payload["chunks"]?.integerValue,
@@ -51,7 +52,11 @@ enum BuiltinHandlers {
                 return .failure("stream: payload must be {\"chunks\": n, \"interval_ms\": m} with n from 0 to 1000000", retry: false)
             }
             let interval = payload["interval_ms"]?.integerValue ?? 0
-            guard (0...60_000).contains(interval) else { return .failure("stream: interval_ms must be from 0 to 60000", retry: false) }
+            let offset = payload["offset_ms"]?.integerValue ?? 0
+            guard (0...60_000).contains(interval), (0...60_000).contains(offset) else {
+                return .failure("stream: interval_ms and offset_ms must be from 0 to 60000", retry: false)
+            }
+            if offset > 0, let why = context.sleep(ms: offset) { return .failure("stream: \(why)", retry: true) }
             let start = Clock.monotonicMillis()
             for i in 0..<n {
                 // On a fixed schedule (chunk i at i × interval), so the rate holds whatever a write takes.
