@@ -41,10 +41,17 @@ enum APIMetrics {
     static func notReplicated() { Counter(label: SpoolMetric.writesNotReplicated).increment() }
     static func redisUp(_ up: Bool) { Gauge(label: SpoolMetric.redisUp).record(up ? 1 : 0) }
 
-    /// Open event streams of the whole process (all loops).
-    private static let openStreams = Atomic<Int>(0)
-    static func streamOpened() { Gauge(label: SpoolMetric.eventStreams).record(openStreams.add(1, ordering: .relaxed).newValue) }
-    static func streamClosed() { Gauge(label: SpoolMetric.eventStreams).record(openStreams.subtract(1, ordering: .relaxed).newValue) }
+    /// Open event streams of the whole process (all loops): counted and
+    /// recorded under one lock, so that two loops never record out of order.
+    private static let openStreams = Mutex<Int>(0)
+    static func streamOpened() { streamsChanged(by: 1) }
+    static func streamClosed() { streamsChanged(by: -1) }
+    private static func streamsChanged(by delta: Int) {
+        openStreams.withLock { n in
+            n += delta
+            Gauge(label: SpoolMetric.eventStreams).record(n)
+        }
+    }
     static func streamCut() { Counter(label: SpoolMetric.eventStreamsCut).increment() }
     /// The routes' series exist before their first request (at 0 requests).
     static func bootstrap() {

@@ -89,8 +89,10 @@ final class EventLogScriptTests: ScriptTestCase {
         // The byte cap works the same way.
         let other = try created(try enqueue())
         _ = try fetch()
-        XCTAssertEqual(try append(other.id, [String(repeating: "7", count: 600), String(repeating: "8", count: 600)], maxBytes: 1000),
-                       .appended(1, dropped: 1))
+        // ... and drops everything after the first drop, even what would fit: no gap.
+        XCTAssertEqual(try append(other.id, [String(repeating: "7", count: 600), String(repeating: "8", count: 600), "9"],
+                                  maxBytes: 1000), .appended(1, dropped: 2))
+        XCTAssertEqual(try append(other.id, ["1"], maxBytes: 1000), .appended(0, dropped: 1))
     }
 
     func testDeletedJobsTakeTheirLogs() throws {

@@ -411,3 +411,24 @@ def test_clients_joining_a_live_stream_from_the_start_get_everything(spawn, tmp_
         events = [json.loads(l) for l in out.splitlines()]
         assert chunks(events) == [f"word{i}" for i in range(n)]
         assert states(events)[-1] == ("succeeded", 1)
+
+
+def test_a_dead_job_retried_streams_on_past_its_old_end(spawn, tmp_path):
+    marker = tmp_path / "ran-once"
+    s = script(tmp_path, "once.sh", f"""
+        if [ ! -e {marker} ]; then touch {marker}; echo '{{"chunk": "doomed"}}' >&3; exit 1; fi
+        echo '{{"chunk": "lucky"}}' >&3
+        echo '"ok"'
+    """)
+    api = spawn.api()
+    spawn.worker(args=["--handler", f"once=sh {s}"])
+    job = api.enqueue("default", {"type": "once", "max_attempts": 1})
+    first = sse(events_url(api, job["id"]))
+    assert states(first)[-1] == ("dead", 1) and chunks(first) == ["doomed"]
+    # Reconnecting after the end: 204, the SSE way of saying "do not come back".
+    status, _, body = api.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": first[-1]["id"]})
+    assert status == 204 and not body, (status, body)
+    assert api.post(f"/v1/jobs/{job['id']}/retry")[0] == 200
+    again = sse(events_url(api, job["id"]))
+    assert states(again) == [("queued", 0), ("running", 1), ("dead", 1), ("queued", 0), ("running", 1), ("succeeded", 1)]
+    assert chunks(again) == ["doomed", "lucky"]

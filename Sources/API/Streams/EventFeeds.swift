@@ -55,6 +55,9 @@ final class EventFeeds {
     static let queueLogTTLSeconds = 60
 
     private var feeds: [String: Feed] = [:]
+    /// Set at shutdown: no stream starts any more.
+    private(set) var closed = false
+    private let loop: LibeventLoop
     private let redis: AsyncRedisConnection
     private let schema: KeySchema
     private let keepaliveMs: Int64
@@ -62,6 +65,7 @@ final class EventFeeds {
     private var timer: RepeatingTimer?
 
     init(loop: LibeventLoop, redis: AsyncRedisConnection, schema: KeySchema, keepaliveMs: Int64, maxBufferedBytes: Int) {
+        self.loop = loop
         self.redis = redis
         self.schema = schema
         self.keepaliveMs = keepaliveMs
@@ -74,6 +78,7 @@ final class EventFeeds {
 
     /// Follows a job's log from after `after` (the start when nil).
     func follow(job: JobID, _ stream: HTTPStream, after: EventID?, finished: Bool) {
+        guard !closed else { return stream.finish() }
         let feed = feed(named: job.text, key: schema.events(job), job: job)
         add(Follower(stream: stream, cursor: after ?? .zero, client: nil, jobFinished: finished), to: feed)
     }
@@ -86,6 +91,7 @@ final class EventFeeds {
             case .failure(let e): onError(e)
             case .success(let span):
                 guard stream.isOpen else { return }
+                guard !closed else { return stream.finish() }
                 let start = after ?? EventID(span.newest) ?? .zero
                 if let after, let oldest = EventID(span.oldest), after < oldest { stream.write(ServerSentEvent.gap(after: after)) }
                 let feed = feed(named: queue, key: schema.queueEvents(queue), job: nil)
@@ -108,6 +114,7 @@ final class EventFeeds {
     /// Shutdown: every stream ends (clients reconnect to another replica
     /// with their Last-Event-ID).
     func closeAll() {
+        closed = true
         for feed in feeds.values {
             for f in feed.followers where !f.ended { end(f) }
             prune(feed)
@@ -148,8 +155,15 @@ final class EventFeeds {
         redis.send(["XRANGE", feed.key, "(" + from.text, "+", "COUNT", String(EventFeeds.readBatch)]) { [weak self] result in
             guard let self else { return }
             feed.reading = false
-            // Redis is out of reach: the subscription's recovery reads again.
-            guard case .success(let reply) = result else { return }
+            guard case .success(let reply) = result else {
+                // A timeout or a failover of the log's node (the pub/sub
+                // connection may be fine): read again shortly.
+                loop.after(milliseconds: 500) { [weak self, weak feed] in
+                    guard let self, let feed, feeds[feed.name] === feed else { return }
+                    read(feed)
+                }
+                return
+            }
             let entries = EventLogEntry.parse(reply)
             deliver(entries, from: from, to: feed, caughtUp: entries.count < EventFeeds.readBatch)
             if entries.isEmpty, feed.job != nil, !feed.readAgain { endIfGone(feed) }
@@ -164,20 +178,22 @@ final class EventFeeds {
     private func deliver(_ entries: [EventLogEntry], from: EventID, to feed: Feed, caughtUp: Bool) {
         let now = Clock.monotonicMillis()
         for f in feed.followers where !f.ended && !(f.cursor < from) {
-            for entry in entries where f.cursor < entry.id {
+            for (index, entry) in entries.enumerated() where f.cursor < entry.id {
                 f.cursor = entry.id
                 if let job = feed.job {
                     guard let event = ServerSentEvent.job(entry, of: job) else { continue }
                     f.stream.write(event.bytes)
                     f.lastWriteMs = now
-                    if event.terminal { end(f); break }
+                    // A terminal state ends the stream when nothing follows it:
+                    // a dead job retried goes on (queued, running, ...).
+                    if event.terminal && caughtUp && index == entries.count - 1 { end(f); break }
                 } else if let bytes = ServerSentEvent.queue(entry, client: f.client) {
                     f.stream.write(bytes)
                     f.lastWriteMs = now
                 }
+                if cutIfBehind(f) { break }
             }
             if !f.ended && caughtUp && f.jobFinished { end(f) }
-            if !f.ended { cutIfBehind(f) }
         }
     }
 
@@ -196,11 +212,15 @@ final class EventFeeds {
         f.stream.finish()
     }
 
-    private func cutIfBehind(_ f: Follower) {
-        guard f.stream.bufferedBytes > maxBufferedBytes else { return }
+    /// Ends a stream whose client has more than the limit unsent, checked
+    /// after every event written; true when it did.
+    @discardableResult
+    private func cutIfBehind(_ f: Follower) -> Bool {
+        guard f.stream.bufferedBytes > maxBufferedBytes else { return false }
         f.stream.write(ServerSentEvent.cutoff(after: f.cursor, maxBuffered: maxBufferedBytes))
         APIMetrics.streamCut()
         end(f)
+        return true
     }
 
     /// Comments on idle streams; keeps followed queue logs alive.

@@ -3,6 +3,10 @@ import Shared
 /// `GET /v1/jobs/{id}/events` and `GET /v1/queues/{queue}/events`: event
 /// logs as server-sent events (EventFeeds follows them).
 extension Router {
+    static var shuttingDown: HTTPResponse {
+        .error(503, "shutting_down", "this API process is shutting down: connect to another replica", headers: [("Retry-After", "1")])
+    }
+
     static var eventStreamHead: HTTPResponse { HTTPResponse(status: 200, body: "", headers: [
         ("Cache-Control", "no-cache"),
         // nginx and some ingresses buffer responses unless told not to.
@@ -27,17 +31,32 @@ extension Router {
     /// followed live until the job's terminal state.
     func jobEvents(id segment: Substring, _ request: HTTPRequest, _ responder: Responder, _ caller: Caller) {
         guard let id = jobID(segment, responder), let after = eventCursor(request, responder) else { return }
+        guard !feeds.closed else { return responder.send(Router.shuttingDown) }
         requireJobAccess(id, caller, responder) { [self] in
             redis.run(OpenEventsCall(schema: schema, jobID: id)) { [self] result in
                 switch result {
                 case .failure(let e): responder.send(failure(e))
                 case .success(nil): responder.send(Router.noSuchJob(id))
+                case .success(let state?) where state.isTerminal && after != nil:
+                    // A finished job asked for what follows its last event (an
+                    // EventSource reconnecting after the end): 204 tells it to stop.
+                    redis.send(["XRANGE", schema.events(id), "(" + after!.text, "+", "COUNT", "1"]) { [self] result in
+                        if case .success(let reply) = result, reply.array?.isEmpty == true {
+                            return responder.send(HTTPResponse(status: 204, body: "", contentType: "text/event-stream"))
+                        }
+                        startJobStream(id, responder, after: after, finished: true)
+                    }
                 case .success(let state?):
-                    guard let stream = responder.startStream(Router.eventStreamHead) else { return }
-                    feeds.follow(job: id, stream, after: after, finished: state.isTerminal)
+                    startJobStream(id, responder, after: after, finished: state.isTerminal)
                 }
             }
         }
+    }
+
+    private func startJobStream(_ id: JobID, _ responder: Responder, after: EventID?, finished: Bool) {
+        guard !feeds.closed else { return responder.send(Router.shuttingDown) }
+        guard let stream = responder.startStream(Router.eventStreamHead) else { return }
+        feeds.follow(job: id, stream, after: after, finished: finished)
     }
 
     /// A queue's state changes from now (or after the cursor, as far as the
@@ -45,6 +64,7 @@ extension Router {
     /// only its own jobs.
     func queueEvents(_ segment: Substring, _ request: HTTPRequest, _ responder: Responder, _ caller: Caller) {
         guard let queue = queueName(segment, responder), let after = eventCursor(request, responder) else { return }
+        guard !feeds.closed else { return responder.send(Router.shuttingDown) }
         guard let stream = responder.startStream(Router.eventStreamHead) else { return }
         feeds.follow(queue: queue, stream, after: after, client: caller.isRestricted ? caller.clientID : nil) { [self] error in
             // The head is sent: the stream can only end, and the client retry.

@@ -46,7 +46,8 @@ public struct HTTPResponse {
         }
         line("HTTP/1.1 ", String(status), " ", HTTPResponse.reason(status))
         line("Content-Type: ", contentType)
-        line("Content-Length: ", String(body.count))
+        // A 204 has no body, and no Content-Length either (RFC 9110).
+        if status != 204 { line("Content-Length: ", String(body.count)) }
         for (name, value) in headers { line(name, ": ", value) }
         if !keepAlive { line("Connection: close") }
         line()
@@ -66,6 +67,7 @@ public struct HTTPResponse {
         switch status {
         case 200: return "OK"
         case 201: return "Created"
+        case 204: return "No Content"
         case 400: return "Bad Request"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"

@@ -21,12 +21,17 @@ open_log(q, id)
 local key = q.events_prefix .. id
 local max_count, max_bytes = tonumber(ARGV[9]), tonumber(ARGV[10])
 local count = redis.call('XLEN', key)
-local bytes = tonumber(redis.call('HGET', KEYS[11], 'ev_bytes')) or 0
+local f = redis.call('HMGET', KEYS[11], 'ev_bytes', 'ev_dropped')
+local bytes = tonumber(f[1]) or 0
+-- Once anything was dropped, everything after it is: the log keeps its
+-- start, with no gap before the `dropped` entry.
+local full = (tonumber(f[2]) or 0) > 0
 local added, appended, dropped = 0, 0, 0
 for i = 11, #ARGV, 3 do
   local kind, name, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local size = #name + #data
-  if count >= max_count or bytes + added + size > max_bytes then
+  if full or count >= max_count or bytes + added + size > max_bytes then
+    full = true
     dropped = dropped + 1
   else
     if kind == 'event' then
