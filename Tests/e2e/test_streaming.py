@@ -432,3 +432,19 @@ def test_a_dead_job_retried_streams_on_past_its_old_end(spawn, tmp_path):
     again = sse(events_url(api, job["id"]))
     assert states(again) == [("queued", 0), ("running", 1), ("dead", 1), ("queued", 0), ("running", 1), ("succeeded", 1)]
     assert chunks(again) == ["doomed", "lucky"]
+
+
+def test_an_http_1_0_client_gets_the_stream_unchunked_until_close(spawn):
+    # nginx proxies with HTTP/1.0 unless told otherwise: no chunked encoding then.
+    api = spawn.api()
+    spawn.worker()
+    job = api.enqueue("default", {"type": "echo", "payload": "x"})
+    api.wait_state(job["id"], "succeeded")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as s:
+        s.sendall(f"GET /v1/jobs/{job['id']}/events HTTP/1.0\r\n\r\n".encode())
+        got = b""
+        while data := s.recv(65536):
+            got += data
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head and b"Connection: close" in head, head
+    assert body.startswith(b"id: ") and body.endswith(b'"result":"x"}\n\n'), body

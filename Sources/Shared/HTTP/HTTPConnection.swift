@@ -43,6 +43,9 @@ final class HTTPConnection {
     /// The response being streamed (server-sent events), if any.
     private var stream: HTTPStream?
     private var streamKeepAlive = false
+    /// The request being answered is HTTP/1.0: a stream is sent raw and ends
+    /// by closing the connection (1.0 has no chunked encoding).
+    private var isHTTP10 = false
 
     init(bev: OpaquePointer, server: HTTPListener, tls: Bool = false) {
         self.bev = bev
@@ -163,6 +166,7 @@ final class HTTPConnection {
             head = nil
             chunkedBody = nil
             requestStartedAt = 0
+            isHTTP10 = h.isHTTP10
             return HTTPRequest(method: h.method, path: h.path, query: h.query, headers: h.headers, body: chunks.body, keepAlive: h.keepAlive)
         }
         guard evbuffer_get_length(input) >= h.contentLength else {
@@ -175,6 +179,7 @@ final class HTTPConnection {
         if h.contentLength > 0 { _ = body.withUnsafeMutableBytes { evbuffer_remove(input, $0.baseAddress, h.contentLength) } }
         head = nil
         requestStartedAt = 0
+        isHTTP10 = h.isHTTP10
         return HTTPRequest(method: h.method, path: h.path, query: h.query, headers: h.headers, body: body, keepAlive: h.keepAlive)
     }
 
@@ -318,8 +323,8 @@ extension HTTPConnection {
             return nil
         }
         observer?(head.status)
-        streamKeepAlive = keepAlive && !server.closing && !closeAfterWrite
-        writeBytes(head.streamHead(keepAlive: streamKeepAlive))
+        streamKeepAlive = keepAlive && !server.closing && !closeAfterWrite && !isHTTP10
+        writeBytes(head.streamHead(keepAlive: streamKeepAlive, chunked: !isHTTP10))
         var wt = timeval(tv_sec: server.limits.writeTimeoutMs / 1000, tv_usec: (server.limits.writeTimeoutMs % 1000) * 1000)
         bufferevent_set_timeouts(bev, nil, &wt)
         // Reading stays on, so that a client that leaves is noticed (EOF).
@@ -335,6 +340,7 @@ extension HTTPConnection {
     /// One chunk of the streamed body.
     fileprivate func writeChunk(_ bytes: [UInt8]) {
         guard !closed, !bytes.isEmpty else { return }
+        if isHTTP10 { return writeBytes(bytes) }
         var framed = Array(String(bytes.count, radix: 16).utf8)
         framed.reserveCapacity(framed.count + bytes.count + 4)
         framed += [0x0D, 0x0A]
@@ -349,7 +355,7 @@ extension HTTPConnection {
         guard !closed, stream != nil else { return }
         stream = nil
         handling = false
-        writeBytes(Array("0\r\n\r\n".utf8))
+        if !isHTTP10 { writeBytes(Array("0\r\n\r\n".utf8)) }
         var rt = timeval(tv_sec: server.limits.readTimeoutMs / 1000, tv_usec: (server.limits.readTimeoutMs % 1000) * 1000)
         var wt = timeval(tv_sec: server.limits.writeTimeoutMs / 1000, tv_usec: (server.limits.writeTimeoutMs % 1000) * 1000)
         bufferevent_set_timeouts(bev, &rt, &wt)

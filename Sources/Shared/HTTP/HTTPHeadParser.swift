@@ -19,6 +19,8 @@ public enum HTTPHeadParser {
         var chunked: Bool
         var keepAlive: Bool
         var expectsContinue: Bool
+        /// An HTTP/1.0 request: its reply may not use chunked encoding.
+        var isHTTP10 = false
     }
 
     /// Works on the bytes, not on a String: splitting the head as a String
@@ -83,7 +85,8 @@ public enum HTTPHeadParser {
         // for an empty value: it showed in profiles.)
         let keepAlive = isHTTP11 ? !hasToken(connection, "close") : hasToken(connection, "keep-alive")
         return Head(method: String(decoding: method, as: UTF8.self), path: path, query: query, headers: headers,
-                    contentLength: contentLength, chunked: chunked, keepAlive: keepAlive, expectsContinue: expectsContinue)
+                    contentLength: contentLength, chunked: chunked, keepAlive: keepAlive, expectsContinue: expectsContinue,
+                    isHTTP10: !isHTTP11)
     }
 
     /// Whether the lower-cased header value contains `token`.

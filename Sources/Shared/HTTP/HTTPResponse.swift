@@ -55,9 +55,11 @@ public struct HTTPResponse {
         return bytes
     }
 
-    /// The head of a response whose body follows in chunks (a stream).
-    func streamHead(keepAlive: Bool) -> [UInt8] {
-        var text = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\nContent-Type: \(contentType)\r\nTransfer-Encoding: chunked\r\n"
+    /// The head of a response whose body follows in chunks (a stream); to an
+    /// HTTP/1.0 client, without them: the body ends when the connection does.
+    func streamHead(keepAlive: Bool, chunked: Bool) -> [UInt8] {
+        var text = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\nContent-Type: \(contentType)\r\n"
+        if chunked { text += "Transfer-Encoding: chunked\r\n" }
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         if !keepAlive { text += "Connection: close\r\n" }
         return Array((text + "\r\n").utf8)
