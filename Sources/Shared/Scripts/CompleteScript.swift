@@ -29,7 +29,7 @@ return outcome == STALE and 0 or 1
 local STORED, STORED_BEFORE, STALE = 1, 2, 0
 local function complete_job(q, id, worker, attempt, result, now_us_text)
   local key = q.job_prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'worker', 'attempts', 'result_ttl_s', 'idem', 'client')
+  local f = redis.call('HMGET', key, 'state', 'worker', 'attempts', 'result_ttl_s', 'idem', 'client', 'ev')
   if f[2] ~= worker or f[3] ~= attempt then return STALE end
   -- Only this worker's run of this attempt can have made it succeeded.
   if f[1] == 'succeeded' then return STORED_BEFORE end
@@ -39,7 +39,7 @@ local function complete_job(q, id, worker, attempt, result, now_us_text)
   local ttl = tonumber(f[4]) or DEFAULT_RESULT_TTL
   redis.call('EXPIRE', key, ttl)
   if f[5] then redis.call('EXPIRE', q.idem_prefix .. f[5], ttl) end
-  log_state(q, id, 'succeeded', attempt, {'d', result}, ttl)
+  log_state(q, id, 'succeeded', attempt, {'d', result}, ttl, f[7] == '1')
   count_client_jobs(q, f[6], -1)
   notify_finished(q, id)
   return STORED

@@ -35,14 +35,15 @@ local function claim_args()
 end
 
 -- The state and attempts of a job's fields as HGETALL returned them (a flat
--- field, value list), in one pass.
+-- field, value list), in one pass, and whether it has an event log (`ev`).
 local function state_and_attempts(flat)
-  local state, attempts
+  local state, attempts, logged = nil, nil, false
   for i = 1, #flat, 2 do
     local f = flat[i]
-    if f == 'state' then state = flat[i + 1] elseif f == 'attempts' then attempts = flat[i + 1] end
+    if f == 'state' then state = flat[i + 1] elseif f == 'attempts' then attempts = flat[i + 1]
+    elseif f == 'ev' then logged = true end
   end
-  return state, attempts
+  return state, attempts, logged
 end
 
 -- Claims up to `want` jobs of a queue for a worker: promotes due scheduled
@@ -91,7 +92,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
     for _, id in ipairs(popped[2]) do
       local key = q.job_prefix .. id
       local job = redis.call('HGETALL', key)
-      local state, attempts = state_and_attempts(job)
+      local state, attempts, logged = state_and_attempts(job)
       -- A hash without a state is damaged: hand it out so the worker fails it
       -- with a clear error instead of dropping it silently.
       if state == 'queued' or (not state and #job > 0) then
@@ -102,7 +103,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
         attempts = count_text((tonumber(attempts) or 0) + 1)
         redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker',
                    claim.worker)
-        log_state(q, id, 'running', attempts)
+        log_state(q, id, 'running', attempts, nil, nil, logged)
         claims[#claims + 1] = id
         claims[#claims + 1] = attempts
         leases[#leases + 1] = deadline

@@ -54,12 +54,14 @@ end
 
 -- Appends a state entry to the job's log when it has one (and to the queue's
 -- while a dashboard follows it). extra: more field, value pairs; ttl: for a
--- terminal state, the job's expiry, which its log shares.
-local function log_state(q, id, state, attempt, extra, ttl)
+-- terminal state, the job's expiry, which its log shares; flag: the job's
+-- `ev` field when the caller read it with the job's other fields (then no
+-- EXISTS is needed: open_log sets it), nil when it did not.
+local function log_state(q, id, state, attempt, extra, ttl, flag)
   event_keys(q)
   log_queue_state(q, id, state, attempt)
   local key = q.events_prefix .. id
-  if redis.call('EXISTS', key) == 0 then return end
+  if flag == false or (flag == nil and redis.call('EXISTS', key) == 0) then return end
   local fields = {'t', 'state', 's', state, 'a', attempt}
   if extra then for _, v in ipairs(extra) do fields[#fields + 1] = v end end
   redis.call('XADD', key, '*', unpack(fields))
@@ -91,6 +93,8 @@ local function open_log(q, id)
   local state = f[1]
   if not state then return nil end
   if redis.call('EXISTS', key) == 1 then return state end
+  -- Read by the hot scripts with the fields they already fetch (log_state's flag).
+  redis.call('HSET', job, 'ev', '1')
   local attempts = f[2] or '0'
   local function add(s, a, at, ...)
     local fields = {'t', 'state', 's', s, 'a', a}
