@@ -92,7 +92,7 @@ return out
 /// (with no ids) up to `limit` of the oldest.
 public struct RetryDeadCall: ScriptCall {
     public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake,
-                                                                     CommonLua.finishing, EventLogLua.log],
+                                                                     CommonLua.finishing, EventLogLua.lifecycle],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to retry when no ids are given
@@ -179,7 +179,7 @@ return {retried, refused, #ids}
 
 /// Deletes up to `limit` of a queue's dead jobs (hashes and idempotency keys).
 public struct PurgeDeadCall: ScriptCall {
-    public static let script = LuaScript(name: "purge_dead", uses: [CommonLua.queueKeys, EventLogLua.log], body: #"""
+    public static let script = LuaScript(name: "purge_dead", uses: [CommonLua.queueKeys, EventLogLua.lifecycle], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]  most jobs to delete in this call
 -- Output:  how many were deleted

@@ -3,7 +3,7 @@
 /// worker still holds the job. The log keeps its first entries: past the caps
 /// the rest of the output is dropped, and one `dropped` entry says so.
 public struct AppendEventsCall: ScriptCall {
-    public static let script = LuaScript(name: "append_events", uses: [CommonLua.queueKeys, CommonLua.lease, EventLogLua.log],
+    public static let script = LuaScript(name: "append_events", uses: [CommonLua.queueKeys, CommonLua.lease, EventLogLua.lifecycle],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11]  job hash
@@ -117,7 +117,7 @@ return {appended, dropped}
 /// none), for a client about to read it. The job's state, or nil when there
 /// is no such job.
 public struct OpenEventsCall: ScriptCall {
-    public static let script = LuaScript(name: "open_events", uses: [CommonLua.queueKeys, EventLogLua.log], body: #"""
+    public static let script = LuaScript(name: "open_events", uses: [CommonLua.queueKeys, EventLogLua.lifecycle], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11]  job hash
 -- ARGV[6]   job id

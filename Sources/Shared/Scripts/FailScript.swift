@@ -39,7 +39,7 @@ return 'dead'
 """#)
 
     /// Also used by RecoverCall, for a job whose lease ran out on its last attempt.
-    static let bury = LuaPiece("bury", uses: [CommonLua.defaults, CommonLua.finishing, EventLogLua.log], #"""
+    static let bury = LuaPiece("bury", uses: [CommonLua.defaults, CommonLua.finishing, EventLogLua.lifecycle], #"""
 -- Moves a job to the dead set, kept dead_ttl seconds and at most dead_max
 -- per queue (oldest dropped first, together with their hashes).
 local function bury(q, id, now, dead_ttl, dead_max)

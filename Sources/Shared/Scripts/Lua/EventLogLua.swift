@@ -69,6 +69,11 @@ local function log_state(q, id, state, attempt, extra, ttl, flag)
   redis.call('PUBLISH', q.events_channel, id)
 end
 
+"""#)
+
+    /// Starting, keeping and removing logs: only the scripts that do it
+    /// include this (a piece's functions are made on every call).
+    static let lifecycle = LuaPiece("event_log_lifecycle", uses: [log], #"""
 -- Removes a job's log with the job (deleted, purged, dropped from the dead set).
 local function delete_log(q, id)
   if redis.call('DEL', event_keys(q).events_prefix .. id) == 1 then
