@@ -34,6 +34,17 @@ final class KeySchemaTests: XCTestCase {
         }
     }
 
+    /// A limit's scripts touch only its keys, which share the limit's hash tag.
+    func testEveryLimitScriptKeySharesTheLimitsHashTag() {
+        let k = KeySchema(prefix: "custom")
+        for call in ScriptCatalog.limitCalls(k, limit: "openai") {
+            XCTAssertEqual(call.keys.count, 4, call.script.name)
+            for key in call.keys { XCTAssertTrue(key.hasPrefix("custom:limit:{openai}"), "\(call.script.name): \(key)") }
+        }
+        XCTAssertEqual(k.limited("q1", limit: "openai"), "custom:{q1}:limited:openai")
+        XCTAssertEqual(k.limitedSet("q1"), "custom:{q1}:limited")
+    }
+
     func testPriorityIndexesMatchTheScriptsNumbering() {
         XCTAssertEqual(Priority.allCases.map(\.index), [1, 2, 3, 4])
         XCTAssertEqual(Priority.urgent.index, 1)

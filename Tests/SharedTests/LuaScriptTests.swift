@@ -5,8 +5,8 @@ import XCTest
 /// of appears once.
 final class LuaScriptTests: ScriptTestCase {
     func testEveryScriptLoadsUnderTheNameEVALSHAUses() throws {
-        let calls = ScriptCatalog.calls(schema, queue: "q")
-        XCTAssertEqual(Set(calls.map(\.script.name)).count, 21, "every script is in the catalog")
+        let calls = ScriptCatalog.calls(schema, queue: "q") + ScriptCatalog.limitCalls(schema, limit: "l")
+        XCTAssertEqual(Set(calls.map(\.script.name)).count, 29, "every script is in the catalog")
         for call in calls {
             let reply = try redis.command(["SCRIPT", "LOAD", call.script.source])
             XCTAssertEqual(reply.string, call.script.sha1, "\(call.script.name): \(reply)")

@@ -32,6 +32,21 @@ enum ScriptCatalog {
                              maxEvents: 10, maxBytes: 100),
             OpenEventsCall(schema: k, jobID: id),
             FollowQueueCall(schema: k, queue: q, ttlSeconds: 1),
+            ParkCall(schema: k, jobID: id, workerID: "w", attempt: 1, limit: "l", atHead: false),
+            DeferCall(schema: k, jobID: id, workerID: "w", attempt: 1, delayMs: 1, errorJSON: "{}"),
+        ]
+    }
+
+    /// One call of every limit script: they touch only the limit's keys.
+    static func limitCalls(_ k: KeySchema, limit l: String) -> [any ScriptCall] {
+        let id = JobID.generate(queue: "q")
+        return [
+            AcquireLimitCall(schema: k, limit: l, jobID: id, cost: 0, holdMs: 1),
+            ReleaseLimitCall(schema: k, limit: l, jobID: id),
+            ExtendLimitHoldsCall(schema: k, limit: l, holdMs: 1, jobs: [id]),
+            DefineLimitCall(schema: k, limit: l, definition: LimitDefinition()),
+            DeleteLimitCall(schema: k, limit: l),
+            LimitStatusCall(schema: k, limit: l),
         ]
     }
 }

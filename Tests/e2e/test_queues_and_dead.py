@@ -8,7 +8,7 @@ from harness import wait_for
 from helpers import TIMESTAMP_RE, assert_error, ms_between, redis_snapshot
 
 LISTING_FIELDS = {"name", "pending", "pending_total", "scheduled", "running", "dead",
-                  "processed_total", "failed_total", "paused", "missing_total"}
+                  "processed_total", "failed_total", "paused", "missing_total", "waiting_for_limits"}
 
 
 def listing_entry(api, queue):

@@ -12,7 +12,7 @@ struct FieldError: Error {
 struct EnqueueRequest {
     static let fields: Set<String> = [
         "type", "payload", "priority", "max_attempts", "timeout_ms", "backoff_ms", "result_ttl_s",
-        "delay_ms", "run_at", "idempotency_key",
+        "delay_ms", "run_at", "idempotency_key", "limit", "cost",
     ]
     static let maxAttempts: ClosedRange<Int64> = 1...1000
     static let timeoutMs: ClosedRange<Int64> = 1...604_800_000
@@ -20,6 +20,7 @@ struct EnqueueRequest {
     static let resultTTLSeconds: ClosedRange<Int64> = 1...31_536_000
     static let delayMs: ClosedRange<Int64> = 0...31_536_000_000
     static let maxIdempotencyKeyLength = 200
+    static let cost: ClosedRange<Int64> = 0...1_000_000_000
     static let maxBatch = 1000
 
     let defaults: JobOptions
@@ -59,6 +60,14 @@ struct EnqueueRequest {
         job.options.timeoutMs = try integer(value, "timeout_ms", path, EnqueueRequest.timeoutMs) ?? defaults.timeoutMs
         job.options.backoffMs = try integer(value, "backoff_ms", path, EnqueueRequest.backoffMs) ?? defaults.backoffMs
         job.options.resultTTLSeconds = try integer(value, "result_ttl_s", path, EnqueueRequest.resultTTLSeconds) ?? defaults.resultTTLSeconds
+
+        if let l = value["limit"], !l.isNull {
+            guard let name = l.stringValue, Validation.isValidLimitName(name) else {
+                throw FieldError(field: f("limit"), message: "must be a limit name matching [A-Za-z0-9_.:-]{1,64}")
+            }
+            job.limit = name
+        }
+        job.cost = try integer(value, "cost", path, EnqueueRequest.cost)
 
         var item = EnqueueCall.Item(job: job)
         let delay = try integer(value, "delay_ms", path, EnqueueRequest.delayMs)

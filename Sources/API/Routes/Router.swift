@@ -145,6 +145,10 @@ final class Router: HTTPHandler {
         },
         Route("POST", "v1/jobs/:id/cancel", .job(.enqueue)) { r, p, _, out, who in r.cancel(id: p[0], out, who) },
         Route("POST", "v1/jobs/:id/retry", .job(.enqueue)) { r, p, _, out, who in r.retry(id: p[0], out, who) },
+        Route("GET", "v1/limits", query: ["limit", "cursor"], .everyQueue(.read)) { r, _, req, out, _ in r.listLimits(req, out) },
+        Route("GET", "v1/limits/:limit", .everyQueue(.read)) { r, p, _, out, _ in r.getLimit(p[0], out) },
+        Route("PUT", "v1/limits/:limit", .everyQueue(.admin)) { r, p, req, out, _ in r.putLimit(p[0], req, out) },
+        Route("DELETE", "v1/limits/:limit", .everyQueue(.admin)) { r, p, _, out, _ in r.deleteLimit(p[0], out) },
         Route("GET", "v1/workers", .everyQueue(.admin)) { r, _, _, out, _ in r.listWorkers(out) },
     ]
 

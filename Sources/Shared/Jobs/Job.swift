@@ -24,6 +24,10 @@ public struct Job: Equatable, Sendable {
     /// The API client that enqueued the job (its id in the auth file); nil
     /// when authentication was off. Only that client, and admins, see the job.
     public var client: String? = nil
+    /// The limit the job runs under (`PUT /v1/limits/{name}`), and the units
+    /// of its budget the job declares it will use.
+    public var limit: String? = nil
+    public var cost: Int64? = nil
 
     public init(id: JobID, type: String) {
         self.id = id
@@ -64,6 +68,8 @@ public enum JobField {
     public static let progress = "progress"
     public static let idempotencyKey = "idem"
     public static let client = "client"
+    public static let limit = "limit"
+    public static let cost = "cost"
     /// With encryption and an idempotency key: the payload's keyed digest.
     public static let payloadMAC = "pmac"
 }
@@ -87,6 +93,8 @@ extension Job {
         if options.resultTTLSeconds != defaults.resultTTLSeconds { f += [JobField.resultTTL, String(options.resultTTLSeconds)] }
         if let idempotencySlot { f += [JobField.idempotencyKey, idempotencySlot] }
         if let client { f += [JobField.client, client] }
+        if let limit { f += [JobField.limit, limit] }
+        if let cost { f += [JobField.cost, String(cost)] }
         // Encrypted payloads never compare equal: the enqueue script compares
         // their digests instead (FieldCipher.payloadMACs). `pmacs` is only read
         // by the script, `pmac` stored.
@@ -157,6 +165,8 @@ extension Job {
         result = try opened(JobField.result)
         progress = try opened(JobField.progress).flatMap { $0.isEmpty ? nil : $0 }
         client = hash[JobField.client]
+        limit = hash[JobField.limit]
+        cost = try number(JobField.cost)
         idempotencyKey = hash[JobField.idempotencyKey].map { slot in
             guard let client, slot.hasPrefix(client + "/") else { return slot }
             return String(slot.dropFirst(client.utf8.count + 1))
@@ -187,6 +197,8 @@ extension Job {
         w.field("worker", worker)
         if let idempotencyKey { w.field("idempotency_key", idempotencyKey) }
         if let client { w.field("client", client) }
+        if let limit { w.field("limit", limit) }
+        if let cost { w.field("cost", cost) }
         w.endObject()
     }
 

@@ -29,6 +29,15 @@
 ///   same reason; it carries a message only for a job whose log exists (some
 ///   client asked for its events, or its handler streams) or a queue whose log
 ///   a dashboard keeps alive, and one per script call, not per entry.
+/// - A limit (`limit:{<name>}`, with `:holders`, `:starts`, `:waiting`) has
+///   its own hash tag, not a queue's: one limit spans every queue whose jobs
+///   name it, so its state cannot live in any one queue's slot. Its scripts
+///   (acquire, release, extend, define, status) touch only the limit's keys,
+///   one slot; a worker calls them between the queue scripts that claim and
+///   record the job (LimitGate in the worker), never inside one. A job that
+///   must wait is parked in its own queue's slot (`limited:<name>` and the
+///   `limited` set), so parking and claiming stay queue scripts. The registry
+///   of limit names (`limits`) has no tag, like `queues`.
 /// - A worker cannot BLPOP the wake lists of several queues at once on a
 ///   cluster (several slots): it listens per queue (ClusterWakeBoard).
 public struct KeySchema: Sendable {
@@ -93,6 +102,27 @@ public struct KeySchema: Sendable {
     /// only while some `GET /v1/queues/{q}/events` keeps it alive (it expires
     /// otherwise, and the scripts then write nothing).
     public func queueEvents(_ q: String) -> String { queueBase(q) + ":queue-events" }
+    /// LIST: ids of jobs of the queue that wait for limit `name` (their
+    /// claim was refused by the limit), oldest at the head. Scripts build it
+    /// from the job prefix: `jobPrefix` without `job:`, then `limited:`.
+    public func limited(_ q: String, limit name: String) -> String { queueBase(q) + ":limited:" + name }
+    /// SET: names of the limits that have jobs waiting in the queue (fetch
+    /// replies carry it, so every worker learns where parked jobs are).
+    public func limitedSet(_ q: String) -> String { queueBase(q) + ":limited" }
+    /// HASH: a limit's definition (concurrency, rate_count, rate_period_ms,
+    /// units_per_minute) and state (paused_until ms, units available and when
+    /// last refilled, started count).
+    public func limit(_ name: String) -> String { "\(prefix):limit:{\(name)}" }
+    /// ZSET: ids of the jobs holding one of the limit's slots; score = when the
+    /// hold expires (ms): a crashed worker's holds lapse with its leases.
+    public func limitHolders(_ name: String) -> String { limit(name) + ":holders" }
+    /// ZSET: the starts within the rate window (member id:attempt, score ms).
+    public func limitStarts(_ name: String) -> String { limit(name) + ":starts" }
+    /// SET: queues with jobs that a refusal of this limit parked; emptied (and
+    /// each woken) when a slot frees.
+    public func limitWaiting(_ name: String) -> String { limit(name) + ":waiting" }
+    /// SET: the names of every defined limit.
+    public var limits: String { "\(prefix):limits" }
     /// Pub/sub channel: a job id (its log has new entries) or a queue name
     /// (its queue log has). `finishedChannel` with `events` for `finished`.
     public var eventsChannel: String { "\(prefix):events" }

@@ -13,6 +13,14 @@ public enum Validation {
             && u.allSatisfy { isAlnum($0) || $0 == 0x5F || $0 == 0x2E || $0 == 0x3A || $0 == 0x2D }
     }
 
+    /// Limit names and tenant groups: `[A-Za-z0-9_.:-]{1,64}` (no braces: a
+    /// limit's name is its keys' hash tag).
+    public static func isValidLimitName(_ name: String) -> Bool {
+        let u = name.utf8
+        return (1...64).contains(u.count)
+            && u.allSatisfy { isAlnum($0) || $0 == 0x5F || $0 == 0x2E || $0 == 0x3A || $0 == 0x2D }
+    }
+
     static func isAlnum(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
     }

@@ -3,7 +3,8 @@
 /// and any result it still reports is dropped.
 public struct CancelCall: ScriptCall {
     public static let script = LuaScript(name: "cancel", uses: [CommonLua.clock, CommonLua.defaults, CommonLua.queueKeys,
-                                                                CommonLua.priority, CommonLua.finishing, EventLogLua.log],
+                                                                CommonLua.priority, CommonLua.finishing, EventLogLua.log,
+                                                                ParkLua.keys],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11]   job hash
@@ -11,14 +12,14 @@ public struct CancelCall: ScriptCall {
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
 local q = queue_keys()
 local key, id = KEYS[11], ARGV[6]
-local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client', 'attempts')
+local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client', 'attempts', 'parked')
 local state = f[1]
 if not state then return {'missing'} end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then return {'conflict', state} end
 if state == 'queued' then
   -- O(position in the list); cancelling is rare, and leaving the id behind
   -- would keep it counted as pending (and scaling workers) until popped.
-  redis.call('LREM', q.pending[priority_rank(f[2])], 1, id)
+  redis.call('LREM', f[6] and parked_list(q, f[6]) or q.pending[priority_rank(f[2])], 1, id)
 elseif state == 'scheduled' then
   redis.call('ZREM', q.scheduled, id)
 elseif state == 'running' then

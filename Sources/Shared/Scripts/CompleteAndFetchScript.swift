@@ -42,6 +42,7 @@ return fetched
         precondition(completions.allSatisfy { $0.jobID.queue == fetch.queue }, "complete-and-fetch within one queue only")
         precondition(completions.allSatisfy { $0.workerID == fetch.workerID }, "one worker's completions only")
         precondition(completions.count <= Self.maxBatch && (0...Self.maxBatch).contains(claimLimit))
+        precondition(fetch.parkedLimit == nil, "parked jobs are claimed one at a time, after their limit allowed it")
         self.completions = completions
         self.fetch = fetch
         self.claimLimit = claimLimit

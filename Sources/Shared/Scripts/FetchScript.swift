@@ -4,6 +4,8 @@ public struct FetchCall: ScriptCall {
     public static let script = LuaScript(name: "fetch", uses: [claimJobs], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11], ARGV[6..9]    the claim's own (see claim_args)
+-- ARGV[10]  optional: claim from the jobs parked for this limit instead
+--           (ParkCall), once the worker holds a slot of the limit
 -- Output:    {'jobs', started_at µs, id, attempt, HGETALL of the job before the claim}
 --                                                      now running under this worker's lease
 --            {'empty', next due ms or -1, now ms}  nothing to run
@@ -16,13 +18,14 @@ public struct FetchCall: ScriptCall {
 local now, _, now_us_text = clock()
 local q, claim = queue_keys(), claim_args()
 if fenced(claim.receipt) then return redis.error_reply('FENCED call settled as not run') end
+if ARGV[10] then claim.parked = {name = ARGV[10], list = parked_list(q, ARGV[10])} end
 return fetch_jobs(q, claim, 1, now, now_us_text)
 """#)
 
     /// The claim algorithm, shared with CompleteAndFetchCall.
     static let claimJobs = LuaPiece("claim_jobs", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.priority,
                                                          CommonLua.countText, CommonLua.wake, SettleCall.receipts,
-                                                         EventLogLua.log], #"""
+                                                         EventLogLua.log, ParkLua.keys], #"""
 -- The arguments of a claiming call (fetch, complete_and_fetch), after the queue's:
 -- KEYS[11]  receipt key of the calling loop (absent: the caller keeps none), see KeySchema.receipt
 -- ARGV[6]   lease length ms (also how long the receipt is kept)
@@ -86,8 +89,13 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
   local deadline = tostring(now + claim.lease_ms)
   local claimed, skipped = 0, 0
   while claimed < want and skipped < 1000 do
-    local popped = redis.call('LMPOP', 4, q.pending[1], q.pending[2], q.pending[3], q.pending[4], 'LEFT',
-                              'COUNT', want - claimed)
+    local popped
+    if claim.parked then
+      popped = redis.call('LMPOP', 1, claim.parked.list, 'LEFT', 'COUNT', want - claimed)
+    else
+      popped = redis.call('LMPOP', 4, q.pending[1], q.pending[2], q.pending[3], q.pending[4], 'LEFT',
+                          'COUNT', want - claimed)
+    end
     if not popped then break end
     for _, id in ipairs(popped[2]) do
       local key = q.job_prefix .. id
@@ -103,6 +111,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
         attempts = count_text((tonumber(attempts) or 0) + 1)
         redis.call('HSET', key, 'state', 'running', 'attempts', attempts, 'started_at', now_us_text, 'worker',
                    claim.worker)
+        if claim.parked then redis.call('HDEL', key, 'parked') end
         log_state(q, id, 'running', attempts, nil, nil, logged)
         claims[#claims + 1] = id
         claims[#claims + 1] = attempts
@@ -120,6 +129,9 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
   end
   count_missing()
   leave_receipt(claim.receipt, claims)
+  if claim.parked and redis.call('EXISTS', claim.parked.list) == 0 then
+    redis.call('SREM', parked_set(q), claim.parked.name)
+  end
   if claimed > 0 then
     redis.call('ZADD', q.lease, unpack(leases))
     return reply
@@ -147,6 +159,8 @@ end
     public let promoteLimit: Int
     /// The calling loop's receipt key (nil when the caller keeps none).
     public let receiptKey: String?
+    /// Claims from the jobs parked for this limit instead of the pending lists.
+    public var parkedLimit: String?
     /// Names one sending of this call in the receipt: a caller with a loop
     /// sets a new, larger one for every call (a decimal number), so that a
     /// lost reply can be settled (SettleCall).
@@ -171,7 +185,7 @@ end
     /// ARGV as claim_args reads it, after the queue's.
     public var args: [String] {
         precondition(receiptKey == nil || !token.isEmpty, "a call that leaves a receipt needs a token")
-        return queueKeys.args + [String(leaseMs), workerID, String(promoteLimit), token]
+        return queueKeys.args + [String(leaseMs), workerID, String(promoteLimit), token] + (parkedLimit.map { [$0] } ?? [])
     }
 
     public var script: LuaScript { FetchCall.script }

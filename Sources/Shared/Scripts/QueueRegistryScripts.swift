@@ -45,16 +45,19 @@ return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
 /// name from the registry afterwards. Finished jobs are not in any list or
 /// set: their hashes expire with their result TTL as usual.
 public struct DeleteQueueCall: ScriptCall {
-    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys, CommonLua.finishing, EventLogLua.lifecycle], body: #"""
+    public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys, CommonLua.finishing, EventLogLua.lifecycle,
+                                                                      ParkLua.keys], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    jobs to delete in this call when purging (0 = do not purge)
 -- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
 local q = queue_keys()
 local pending = 0
 for p = 1, 4 do pending = pending + redis.call('LLEN', q.pending[p]) end
+-- Jobs parked behind limits are pending too.
+pending = pending + parked_count(q)
 local scheduled, running, dead = redis.call('ZCARD', q.scheduled), redis.call('ZCARD', q.lease), redis.call('ZCARD', q.dead)
 if pending + scheduled + running + dead == 0 then
-  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events)
+  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events, parked_set(q))
   return {'deleted'}
 end
 local batch = tonumber(ARGV[6])
@@ -73,6 +76,12 @@ local removed = 0
 for k = 1, 4 do
   if removed < batch then
     local ids = redis.call('LPOP', q.pending[k], batch - removed)
+    if ids then for _, id in ipairs(ids) do drop(id, true) end; removed = removed + #ids end
+  end
+end
+for _, list in ipairs(parked_lists(q)) do
+  if removed < batch then
+    local ids = redis.call('LPOP', list, batch - removed)
     if ids then for _, id in ipairs(ids) do drop(id, true) end; removed = removed + #ids end
   end
 end

@@ -1,8 +1,9 @@
 /// Reads one queue's counts in one atomic step (so the numbers agree).
 public struct QueueStatsCall: ScriptCall {
-    public static let script = LuaScript(name: "queue_stats", uses: [CommonLua.queueKeys], body: #"""
+    public static let script = LuaScript(name: "queue_stats", uses: [CommonLua.queueKeys, ParkLua.keys], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
--- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1), missing}
+-- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1), missing,
+--             parked behind limits}
 local q = queue_keys()
 local out = {}
 for p = 1, 4 do out[p] = redis.call('LLEN', q.pending[p]) end
@@ -14,6 +15,7 @@ out[8] = tonumber(s[1]) or 0
 out[9] = tonumber(s[2]) or 0
 out[10] = redis.call('EXISTS', q.paused)
 out[11] = tonumber(s[3]) or 0
+out[12] = parked_count(q)
 return out
 """#)
 
@@ -28,6 +30,8 @@ return out
         public var paused: Bool
         /// Ids found in the queue without their job hash (evicted or deleted), dropped.
         public var missing: Int64 = 0
+        /// Jobs waiting for their limit (parked), not in `pending`.
+        public var waitingForLimits: Int64 = 0
         public var pendingTotal: Int64 { pending.values.reduce(0, +) }
 
         /// The queue as the API lists it; `extra` may add fields at the end.
@@ -46,6 +50,7 @@ return out
             w.field("failed_total", failed)
             w.field("paused", paused)
             w.field("missing_total", missing)
+            w.field("waiting_for_limits", waitingForLimits)
             extra(&w)
             w.endObject()
         }
@@ -64,10 +69,10 @@ return out
     public var args: [String] { schema.queueKeys(queue).args }
 
     public func parse(_ reply: RedisReply) throws -> Stats {
-        guard let v = reply.array?.compactMap({ $0.int }), v.count == 11 else { throw unexpected(reply) }
+        guard let v = reply.array?.compactMap({ $0.int }), v.count == 12 else { throw unexpected(reply) }
         var pending: [Priority: Int64] = [:]
         for (i, p) in Priority.allCases.enumerated() { pending[p] = v[i] }
         return Stats(name: queue, pending: pending, scheduled: v[4], running: v[5], dead: v[6],
-                     processed: v[7], failed: v[8], paused: v[9] == 1, missing: v[10])
+                     processed: v[7], failed: v[8], paused: v[9] == 1, missing: v[10], waitingForLimits: v[11])
     }
 }

@@ -7,6 +7,8 @@ struct WorkerConfig {
     var concurrency = 8
     /// Job type → shell command.
     var commands: [String: String] = [:]
+    /// Job type → the limit its jobs take when they name none.
+    var limitsByType: [String: String] = [:]
     var redis = RedisEndpoint()
     var prefix = "spool"
     var leaseMs: Int64 = 30_000
@@ -46,6 +48,7 @@ extension WorkerConfig {
         concurrency = Int(try source.integer(S.concurrency, default: 8))
         commands = try WorkerConfig.parseHandlers(source.all(S.handler), env: source.environmentValue(S.handler),
                                                   json: source.raw(S.handlersJSON)?.value, file: source.raw(S.handlersFile))
+        limitsByType = try WorkerConfig.parseLimitsByType(source.raw(S.limitsByType))
         redis = try source.redisEndpoint()
         prefix = try source.prefix()
         leaseMs = try source.integer(S.leaseMs, default: 30_000)
@@ -80,6 +83,22 @@ extension WorkerConfig {
         }
         logLevel = try source.logLevel()
         logFormat = try source.logFormat()
+    }
+
+    /// `TYPE=LIMIT,TYPE=LIMIT`.
+    static func parseLimitsByType(_ raw: (value: String, origin: String)?) throws -> [String: String] {
+        guard let (text, origin) = raw else { return [:] }
+        var out: [String: String] = [:]
+        for spec in text.split(separator: ",") {
+            let parts = spec.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
+            guard parts.count == 2, Validation.isValidJobType(parts[0]), Validation.isValidLimitName(parts[1]) else {
+                throw ConfigError("\(origin): '\(spec)' must be TYPE=LIMIT, a job type [A-Za-z0-9_.:-]{1,128} and a limit "
+                                  + "name [A-Za-z0-9_.:-]{1,64}")
+            }
+            guard out[parts[0]] == nil else { throw ConfigError("\(origin): job type '\(parts[0])' is given twice") }
+            out[parts[0]] = parts[1]
+        }
+        return out
     }
 
     /// Handlers (job type → command) from, in this order, each later one

@@ -15,6 +15,9 @@ enum WorkerSettings {
         nil, env: "SPOOL_HANDLERS_JSON", default: "–", "`{\"TYPE\": \"COMMAND\", ...}`, for commands with commas or quotes")
     static let handlersFile = Setting(
         "handlers-file", env: "SPOOL_HANDLERS_FILE", default: "–", "A file holding that JSON object")
+    static let limitsByType = Setting(
+        "limit-by-type", env: "SPOOL_LIMITS_BY_TYPE", default: "–",
+        "`TYPE=LIMIT,...`: jobs of TYPE that name no `limit` take this one (`PUT /v1/limits/{name}`)")
     static let leaseMs = Setting(
         "lease-ms", env: "SPOOL_LEASE_MS", default: "30000", range: 1000...86_400_000, unit: "milliseconds",
         "Lease of a running job; a dead worker's jobs return after it")
@@ -52,7 +55,7 @@ enum WorkerSettings {
         "Serve `/healthz`, `/readyz`, `/metrics` on this port (0.0.0.0; child i of `--processes` uses port + i)")
 
     /// The worker's own settings, in the order of `--help` and the README.
-    static let own = [queues, concurrency, handler, handlersJSON, handlersFile, leaseMs, heartbeatMs, shutdownGraceMs,
+    static let own = [queues, concurrency, handler, handlersJSON, handlersFile, limitsByType, leaseMs, heartbeatMs, shutdownGraceMs,
                       killGraceMs, maxOutputBytes, deadTTL, deadMax, eventLogMaxEvents, eventLogMaxBytes, redisTimeoutMs, processes, healthPort]
     static let all = SharedSettings.all + own
 }

@@ -24,6 +24,13 @@ final class JobContext {
     var unflushedEvents: [AppendEventsCall.Entry] = []
     var unflushedEventBytes = 0
     var eventsSink: (([AppendEventsCall.Entry]) -> Void)?
+    /// What the handler reported on fd 3 (on the job's thread only): the
+    /// units it really used (`{"usage": n}`), and a provider's back-off
+    /// (`{"retry_after_ms": n}`); the last report of each wins.
+    var usage: Int64?
+    var retryAfterMs: Int64?
+    static let usageRange: ClosedRange<Int64> = 0...1_000_000_000_000
+    static let retryAfterRange: ClosedRange<Int64> = 1...86_400_000
 
     init(attempt: Int, timeoutMs: Int64) {
         self.attempt = attempt
@@ -94,6 +101,20 @@ extension JobContext {
             return reportProgress(current: progress["current"], total: progress["total"], message: progress["message"]?.stringValue)
         }
         if let chunk = value["chunk"] { return emitChunk(chunk) }
+        if let reported = value["usage"] {
+            guard let n = reported.integerValue, JobContext.usageRange.contains(n) else {
+                return malformed(line, "usage must be a whole number of units from 0 to \(JobContext.usageRange.upperBound)")
+            }
+            usage = n
+            return
+        }
+        if let after = value["retry_after_ms"] {
+            guard let n = after.integerValue, JobContext.retryAfterRange.contains(n) else {
+                return malformed(line, "retry_after_ms must be a whole number from 1 to \(JobContext.retryAfterRange.upperBound)")
+            }
+            retryAfterMs = n
+            return
+        }
         if let name = value["event"] {
             guard let text = name.stringValue, JobContext.isEventName(text) else {
                 return malformed(line, "an event name is 1 to 64 letters, digits, '_', '-', '.' or ':', and not one of "
@@ -101,7 +122,8 @@ extension JobContext {
             }
             return emitEvent(text, data: value["data"] ?? .null)
         }
-        malformed(line, "none of {\"progress\": {...}}, {\"chunk\": ...}, {\"event\": \"name\", \"data\": ...}")
+        malformed(line, "none of {\"progress\": {...}}, {\"chunk\": ...}, {\"event\": \"name\", \"data\": ...}, "
+                  + "{\"usage\": n}, {\"retry_after_ms\": n}")
     }
 
     private func malformed(_ line: [UInt8], _ why: String) {

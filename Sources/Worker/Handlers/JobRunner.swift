@@ -54,7 +54,13 @@ final class JobRunner {
         queueMetrics.finished(durationMs: durationMs)
         meta["duration_ms"] = .stringConvertible(durationMs)
 
-        func ended(_ ending: JobRun.Ending) -> JobRun { JobRun(job: job, attempt: attempt, ending: ending, logMetadata: meta) }
+        func ended(_ ending: JobRun.Ending) -> JobRun {
+            var run = JobRun(job: job, attempt: attempt, ending: ending, logMetadata: meta)
+            run.usage = context.usage
+            // A back-off counts only with a failing exit: a success is a success.
+            if case .failed = ending { run.retryAfterMs = context.retryAfterMs }
+            return run
+        }
         switch context.stopReason {
         case .shutdown?:
             // Shutdown gives the job back to its queue; reporting here would race it.

@@ -64,11 +64,13 @@ final class ClusterWakeListener {
     private let worker: WorkerContext
     private let board: ClusterWakeBoard
     private let wakeKey: String
+    private let queue: String
 
     init(worker: WorkerContext, board: ClusterWakeBoard, queue: String) {
         self.worker = worker
         self.board = board
         wakeKey = worker.schema.wake(queue)
+        self.queue = queue
     }
 
     func run() {
@@ -79,8 +81,12 @@ final class ClusterWakeListener {
             do {
                 let reply = try redis.blockingCommand(["BLPOP", wakeKey, "1"], blockingMs: 1000)
                 if case .error(let e) = reply { throw RedisError.server(e) }
-                if case .array = reply, !board.hand() {
-                    _ = try redis.command(["LPUSH", wakeKey, "1"])
+                if case .array(let parts) = reply {
+                    // A release's token names its limit: this queue's parked jobs may run.
+                    if parts.count == 2, let limit = ParkedLimits.limit(inToken: parts[1].string) {
+                        worker.parked.wake(ParkedLimits.Place(queue: queue, limit: limit))
+                    }
+                    if !board.hand() { _ = try redis.command(["LPUSH", wakeKey, parts.count == 2 ? parts[1].string ?? "1" : "1"]) }
                 }
                 failures = 0
             } catch {

@@ -37,6 +37,8 @@ final class ControlLoop {
 
     func tick() throws {
         try extendLeases()
+        try extendLimitHolds()
+        try findParkedJobs()
         try heartbeat()
         try recover()
         try watchMissingJobs()
@@ -65,6 +67,28 @@ final class ControlLoop {
                 "worker_id": "\(worker.id)",
                 "hint": "set maxmemory-policy noeviction and give Redis enough memory",
             ])
+        }
+    }
+
+    /// Renews the limit holds of the running jobs, with their leases (a
+    /// dead worker's holds lapse with its leases instead).
+    private func extendLimitHolds() throws {
+        let byLimit = Dictionary(grouping: worker.running.snapshot.compactMap { e in
+            worker.config.limit(of: e.job).map { ($0, e.job.id) }
+        }, by: { $0.0 })
+        for (limit, jobs) in byLimit {
+            _ = try redis.run(ExtendLimitHoldsCall(schema: worker.schema, limit: limit, holdMs: worker.config.leaseMs,
+                                                   jobs: jobs.map(\.1)))
+        }
+    }
+
+    /// Reads which limits have jobs parked in each queue, so that jobs parked
+    /// by a worker that died (or before this one started) are found.
+    private func findParkedJobs() throws {
+        let queues = worker.config.queues
+        let replies = try redis.pipeline(queues.map { ["SMEMBERS", worker.schema.limitedSet($0)] })
+        for (queue, reply) in zip(queues, replies) {
+            worker.parked.found(reply.array?.compactMap(\.string) ?? [], in: queue)
         }
     }
 

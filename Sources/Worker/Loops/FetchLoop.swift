@@ -3,7 +3,9 @@ import Shared
 
 /// One of a worker's `--concurrency` loops, on its own thread with its own
 /// blocking Redis connection:
-/// - takes the next job from its queues in order (one script call per queue tried);
+/// - takes the next job from its queues in order (one script call per queue
+///   tried), first the jobs parked behind a limit that may allow them now;
+/// - runs a job whose limit allows it (LimitGate), parks it otherwise;
 /// - runs it (JobRunner) and has its outcome stored (JobReporter, which
 ///   also claims the jobs);
 /// - when there is nothing to do, blocks on the queues' wake lists until an
@@ -19,6 +21,7 @@ final class FetchLoop {
     private let reporter: JobReporter
     private var redis: RedisConnection { reporter.redis }
     private let runner: JobRunner
+    private let gate: LimitGate
 
     /// `index` numbers the loop within its worker.
     init(worker: WorkerContext, index: Int) {
@@ -26,6 +29,7 @@ final class FetchLoop {
         let metrics = LoopMetrics()
         reporter = JobReporter(worker: worker, loop: index, metrics: metrics)
         runner = JobRunner(worker: worker, reporter: reporter, metrics: metrics)
+        gate = LimitGate(worker: worker, redis: reporter.redis)
     }
 
     func run() {
@@ -36,8 +40,14 @@ final class FetchLoop {
         while next != nil || !worker.stopFetching.isSet {
             do {
                 if let claim = try next ?? fetchNext() {
+                    next = nil
                     worker.redisHealth.succeeded()
-                    next = reporter.record(runner.run(claim))
+                    // A job refused by its limit is parked; the loop looks for other work.
+                    if let admitted = try gate.admit(claim) {
+                        let run = runner.run(admitted)
+                        next = reporter.record(run)
+                        gate.release(run)
+                    }
                 } else {
                     worker.redisHealth.succeeded()
                 }
@@ -55,6 +65,7 @@ final class FetchLoop {
     private func fetchNext() throws -> Claim? {
         var waitMs = FetchLoop.maxIdleWaitMs
         for queue in 0..<reporter.queueCount {
+            if let claim = try claimParked(queue: queue) { return claim }
             switch try reporter.fetch(queue: queue) {
             case .claimed(let claim):
                 return claim
@@ -66,7 +77,23 @@ final class FetchLoop {
                 continue
             }
         }
-        try waitForWork(ms: waitMs, scheduledJobDue: waitMs < FetchLoop.maxIdleWaitMs)
+        let parkedWaitMs = worker.parked.nextReadyInMs() ?? FetchLoop.maxIdleWaitMs
+        try waitForWork(ms: min(waitMs, max(1, parkedWaitMs)), scheduledJobDue: waitMs < FetchLoop.maxIdleWaitMs && waitMs <= parkedWaitMs)
+        return nil
+    }
+
+    /// A job parked behind a limit in this queue that may allow it now (see
+    /// ParkedLimits); nil when there is none.
+    private func claimParked(queue index: Int) throws -> Claim? {
+        let queue = worker.config.queues[index]
+        for limit in worker.parked.ready(in: queue) {
+            switch try reporter.fetchParked(queue: index, limit: limit) {
+            case .claimed(let claim): return claim
+            case .failedDamaged: continue
+            case .nothing: worker.parked.drained(ParkedLimits.Place(queue: queue, limit: limit))
+            case .paused: return nil
+            }
+        }
         return nil
     }
 
@@ -95,6 +122,11 @@ final class FetchLoop {
         let seconds = String(format3(blockMs))
         let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(blockMs))
         if case .error(let e) = reply { throw RedisError.server(e) }
+        // A release's token names its limit: that queue's parked jobs may run.
+        if let parts = reply.array, parts.count == 2, let limit = ParkedLimits.limit(inToken: parts[1].string),
+           let index = keys.firstIndex(of: parts[0].string ?? "") {
+            worker.parked.wake(ParkedLimits.Place(queue: worker.config.queues[index], limit: limit))
+        }
     }
 
     /// Milliseconds as seconds with three decimals, as BLPOP takes them.

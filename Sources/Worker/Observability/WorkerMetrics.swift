@@ -61,7 +61,7 @@ enum WorkerMetrics {
     /// Outcomes by job type: the types are the worker's handlers (bounded by
     /// its configuration); a job of any other type counts as `other`.
     final class TypeHandles {
-        let succeeded, retried, dead, stopped: Counter
+        let succeeded, retried, deferred, dead, stopped: Counter
 
         init(_ type: String) {
             func counter(_ outcome: String) -> Counter {
@@ -69,6 +69,7 @@ enum WorkerMetrics {
             }
             succeeded = counter("succeeded")
             retried = counter("retried")
+            deferred = counter("deferred")
             dead = counter("dead")
             stopped = counter("stopped")
         }

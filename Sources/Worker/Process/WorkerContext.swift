@@ -14,6 +14,8 @@ final class WorkerContext {
     let stopFetching = StopFlag()
     let redisHealth: RedisHealth
     let dueTimer = DueTimer()
+    /// Jobs parked behind limits in this worker's queues (LimitGate).
+    let parked = ParkedLimits()
     /// On Redis Cluster, where idle loops hear new jobs (else they BLPOP themselves).
     let clusterWake: ClusterWakeBoard?
     /// Batches each queue's successes (in the first queue, with the claims

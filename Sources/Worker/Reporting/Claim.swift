@@ -8,4 +8,7 @@ struct Claim {
     let job: Job
     /// Monotonic ms at which the claiming call was sent.
     let sentAt: Int64
+    /// Claimed from the jobs parked behind its limit (it goes back to the
+    /// head of that list if the limit refuses again).
+    var fromParked = false
 }

@@ -89,6 +89,21 @@ final class JobReporter {
         }
     }
 
+    /// Claims the oldest job of the queue parked behind `limit` (the loop
+    /// asks only when the limit may allow it now: ParkedLimits).
+    func fetchParked(queue index: Int, limit: String) throws -> Fetched {
+        var call = fetchCalls[index]
+        call.parkedLimit = limit
+        switch try sendClaiming(call, { $0 }, answerIfRan: { _ in nil }) {
+        case .job(let job): return .claimed(Claim(job: job, sentAt: lastSentAt, fromParked: true))
+        case .damaged(let id, let attempt, let error):
+            failDamaged(id, attempt: attempt, error: error)
+            return .failedDamaged
+        case .empty(let due): return .nothing(nextDueInMs: due)
+        case .paused: return .paused
+        }
+    }
+
     /// Stores how a run ended and logs it. Returns the job that the same call
     /// claimed for this loop (successes in the first queue), if any.
     func record(_ run: JobRun) -> Claim? {
@@ -97,6 +112,9 @@ final class JobReporter {
             return nil
         case .succeeded(let result):
             return complete(run, result: result)
+        case .failed(let message, _) where run.retryAfterMs != nil:
+            deferRun(run, message: message, delayMs: run.retryAfterMs ?? 0)
+            return nil
         case .failed(let message, let retryDelayMs):
             fail(run.job.id, type: run.job.type, attempt: run.attempt, message: message, retryDelayMs: retryDelayMs,
                  meta: run.logMetadata)
@@ -192,6 +210,22 @@ final class JobReporter {
             worker.logger.error("job failed; no attempts left, moved to dead", metadata: m)
         case .stale:
             worker.logger.warning("job failure dropped: lease lost, the job was recovered elsewhere", metadata: m)
+        }
+    }
+
+    /// A provider's back-off: the job runs again after `delayMs`, the attempt not counted.
+    private func deferRun(_ run: JobRun, message: String, delayMs: Int64) {
+        let text = JobReporter.shortened("the provider asked to retry after \(delayMs) ms: \(message)")
+        let call = DeferCall(schema: worker.schema, jobID: run.job.id, workerID: worker.id, attempt: run.attempt,
+                             delayMs: delayMs, errorJSON: Job.errorJSON(message: text, attempt: run.attempt))
+        guard let deferred = persist(meta: run.logMetadata, { try redis.run(call) }) else { return }
+        var m = run.logMetadata
+        m["retry_in_ms"] = .stringConvertible(delayMs)
+        if deferred {
+            metrics.type(run.job.type).deferred.increment()
+            worker.logger.warning("job deferred: the provider asked to wait; the attempt is not counted", metadata: m)
+        } else {
+            worker.logger.warning("job back-off dropped: lease lost, the job was recovered elsewhere", metadata: m)
         }
     }
 

@@ -18,6 +18,12 @@ struct JobRun {
     /// The attempt this run was (the claim's count).
     let attempt: Int
     let ending: Ending
+    /// Units the handler reported it used (`{"usage": n}`), settled with its limit.
+    var usage: Int64? = nil
+    /// The provider asked to wait this long (`{"retry_after_ms": n}` and a
+    /// failing exit): the job runs again after it without using an attempt,
+    /// and its limit pauses as long.
+    var retryAfterMs: Int64? = nil
     /// What identifies the job in every log line about it, with the run's duration.
     let logMetadata: Logger.Metadata
 }

@@ -1,0 +1,82 @@
+import Logging
+import Shared
+
+/// Runs a claimed job only when its limit allows (`PUT /v1/limits/{name}`),
+/// on the fetch loop's connection:
+/// 1. after the claim, **acquire** a slot of the job's limit (its own slot on
+///    Redis Cluster, so a call apart from the queue's scripts);
+/// 2. refused: **park** the job in its queue (back to queued, the attempt
+///    not counted) and note when to ask again (ParkedLimits); the loop goes
+///    on with other jobs, so a limited job never holds up unlimited ones;
+/// 3. after the job's end is recorded, **release** the slot with its
+///    settled usage or the provider's pause, and wake the queues whose jobs
+///    wait for it.
+/// A worker that dies holds its slots only until its leases would have
+/// lapsed: holds carry the lease's deadline and the control loop renews them
+/// with the leases.
+final class LimitGate {
+    private let worker: WorkerContext
+    private let redis: RedisConnection
+
+    init(worker: WorkerContext, redis: RedisConnection) {
+        self.worker = worker
+        self.redis = redis
+    }
+
+    /// The claim if its job may run now; nil when it was parked (or had
+    /// already left this worker).
+    func admit(_ claim: Claim) throws -> Claim? {
+        let job = claim.job
+        guard let limit = worker.config.limit(of: job) else { return claim }
+        let place = ParkedLimits.Place(queue: job.id.queue, limit: limit)
+        let acquire = AcquireLimitCall(schema: worker.schema, limit: limit, jobID: job.id, cost: job.cost ?? 0,
+                                       holdMs: worker.config.leaseMs)
+        switch try redis.run(acquire) {
+        case .granted:
+            return claim
+        case .refused(let reason, let retryInMs):
+            let park = ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
+                                limit: limit, atHead: claim.fromParked)
+            _ = try redis.run(park)
+            worker.parked.refused(place, retryInMs: retryInMs, reason: reason, newlyParked: !claim.fromParked)
+            worker.logger.debug("job waits for its limit", metadata: [
+                "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
+            return nil
+        }
+    }
+
+    /// Gives back the slot of a run that held one, once its end is recorded.
+    /// Best effort: a release that cannot be sent lapses with the lease.
+    func release(_ run: JobRun) {
+        guard let limit = worker.config.limit(of: run.job) else { return }
+        let extra = run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0
+        let call = ReleaseLimitCall(schema: worker.schema, limit: limit, jobID: run.job.id, extraUnits: extra,
+                                    pauseMs: run.retryAfterMs ?? 0)
+        do {
+            let queues = try redis.run(call)
+            wake(queues, limit: limit)
+            if let pause = run.retryAfterMs {
+                worker.logger.warning("limit paused: the provider asked to wait", metadata: [
+                    "limit": "\(limit)", "pause_ms": .stringConvertible(pause), "job_id": "\(run.job.id)"])
+            }
+        } catch {
+            worker.logger.warning("could not release a limit's slot; it lapses with the job's lease", metadata: [
+                "limit": "\(limit)", "job_id": "\(run.job.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Tells the queues whose jobs wait for `limit` that a slot freed: a wake
+    /// token naming the limit for their idle loops, here and in other workers.
+    private func wake(_ queues: [String], limit: String) {
+        guard !queues.isEmpty else { return }
+        for q in queues where worker.config.queues.contains(q) {
+            worker.parked.wake(ParkedLimits.Place(queue: q, limit: limit))
+        }
+        _ = try? redis.pipeline(queues.map { ["LPUSH", worker.schema.wake($0), ParkedLimits.tokenPrefix + limit] })
+    }
+}
+
+extension WorkerConfig {
+    /// The limit a job runs under: its own, or its type's (SPOOL_LIMITS_BY_TYPE).
+    func limit(of job: Job) -> String? { job.limit ?? limitsByType[job.type] }
+}
