@@ -12,7 +12,7 @@ struct FieldError: Error {
 struct EnqueueRequest {
     static let fields: Set<String> = [
         "type", "payload", "priority", "max_attempts", "timeout_ms", "backoff_ms", "result_ttl_s",
-        "delay_ms", "run_at", "idempotency_key", "limit", "cost",
+        "delay_ms", "run_at", "idempotency_key", "limit", "cost", "group",
     ]
     static let maxAttempts: ClosedRange<Int64> = 1...1000
     static let timeoutMs: ClosedRange<Int64> = 1...604_800_000
@@ -68,6 +68,12 @@ struct EnqueueRequest {
             job.limit = name
         }
         job.cost = try integer(value, "cost", path, EnqueueRequest.cost)
+        if let g = value["group"], !g.isNull {
+            guard let name = g.stringValue, Validation.isValidLimitName(name) else {
+                throw FieldError(field: f("group"), message: "must be a group name matching [A-Za-z0-9_.:-]{1,64}")
+            }
+            job.group = name
+        }
 
         var item = EnqueueCall.Item(job: job)
         let delay = try integer(value, "delay_ms", path, EnqueueRequest.delayMs)

@@ -132,6 +132,9 @@ final class Router: HTTPHandler {
         Route("GET", "v1/queues/:queue/events", query: ["after"], .queue(.read)) { r, p, req, out, who in
             r.queueEvents(p[0], req, out, who)
         },
+        Route("GET", "v1/queues/:queue/groups", query: ["limit", "cursor"], .queue(.read)) { r, p, req, out, _ in
+            r.listGroups(p[0], req, out)
+        },
         Route("DELETE", "v1/queues/:queue/dead", .queue(.admin)) { r, p, _, out, _ in r.purgeDead(p[0], out) },
         Route("POST", "v1/queues/:queue/dead/retry", .queue(.admin)) { r, p, _, out, _ in r.retryAllDead(p[0], out) },
         Route("GET", "v1/jobs/:id", query: ["wait"], .job(.read)) { r, p, req, out, who in

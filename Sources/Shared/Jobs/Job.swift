@@ -28,6 +28,8 @@ public struct Job: Equatable, Sendable {
     /// of its budget the job declares it will use.
     public var limit: String? = nil
     public var cost: Int64? = nil
+    /// The tenant the job belongs to: a queue serves its groups in turn.
+    public var group: String? = nil
 
     public init(id: JobID, type: String) {
         self.id = id
@@ -70,6 +72,7 @@ public enum JobField {
     public static let client = "client"
     public static let limit = "limit"
     public static let cost = "cost"
+    public static let group = "group"
     /// With encryption and an idempotency key: the payload's keyed digest.
     public static let payloadMAC = "pmac"
 }
@@ -95,6 +98,7 @@ extension Job {
         if let client { f += [JobField.client, client] }
         if let limit { f += [JobField.limit, limit] }
         if let cost { f += [JobField.cost, String(cost)] }
+        if let group { f += [JobField.group, group] }
         // Encrypted payloads never compare equal: the enqueue script compares
         // their digests instead (FieldCipher.payloadMACs). `pmacs` is only read
         // by the script, `pmac` stored.
@@ -167,6 +171,7 @@ extension Job {
         client = hash[JobField.client]
         limit = hash[JobField.limit]
         cost = try number(JobField.cost)
+        group = hash[JobField.group]
         idempotencyKey = hash[JobField.idempotencyKey].map { slot in
             guard let client, slot.hasPrefix(client + "/") else { return slot }
             return String(slot.dropFirst(client.utf8.count + 1))
@@ -199,6 +204,7 @@ extension Job {
         if let client { w.field("client", client) }
         if let limit { w.field("limit", limit) }
         if let cost { w.field("cost", cost) }
+        if let group { w.field("group", group) }
         w.endObject()
     }
 

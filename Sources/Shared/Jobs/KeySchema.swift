@@ -109,6 +109,12 @@ public struct KeySchema: Sendable {
     /// SET: names of the limits that have jobs waiting in the queue (fetch
     /// replies carry it, so every worker learns where parked jobs are).
     public func limitedSet(_ q: String) -> String { queueBase(q) + ":limited" }
+    /// LIST: the waiting jobs of one group (tenant) at one priority rank
+    /// (1 urgent … 4 low), served in turn with the queue's other groups
+    /// (GroupLua). Scripts build it from the job prefix.
+    public func groupLine(_ q: String, group: String, rank: Int) -> String { queueBase(q) + ":group:\(group):\(rank)" }
+    /// HASH: group → its jobs waiting in the queue (the groups listing).
+    public func groups(_ q: String) -> String { queueBase(q) + ":groups" }
     /// HASH: a limit's definition (concurrency, rate_count, rate_period_ms,
     /// units_per_minute) and state (paused_until ms, units available and when
     /// last refilled, started count).

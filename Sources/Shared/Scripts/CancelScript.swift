@@ -4,7 +4,7 @@
 public struct CancelCall: ScriptCall {
     public static let script = LuaScript(name: "cancel", uses: [CommonLua.clock, CommonLua.defaults, CommonLua.queueKeys,
                                                                 CommonLua.priority, CommonLua.finishing, EventLogLua.log,
-                                                                ParkLua.keys],
+                                                                ParkLua.keys, GroupLua.turns],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11]   job hash
@@ -12,14 +12,18 @@ public struct CancelCall: ScriptCall {
 -- Output:    {'cancelled', state before} | {'conflict', state} (already finished) | {'missing'}
 local q = queue_keys()
 local key, id = KEYS[11], ARGV[6]
-local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client', 'attempts', 'parked')
+local f = redis.call('HMGET', key, 'state', 'priority', 'result_ttl_s', 'client', 'attempts', 'parked', 'group')
 local state = f[1]
 if not state then return {'missing'} end
 if state == 'succeeded' or state == 'dead' or state == 'cancelled' then return {'conflict', state} end
 if state == 'queued' then
   -- O(position in the list); cancelling is rare, and leaving the id behind
   -- would keep it counted as pending (and scaling workers) until popped.
-  redis.call('LREM', f[6] and parked_list(q, f[6]) or q.pending[priority_rank(f[2])], 1, id)
+  -- In its group's line, parked behind its limit, or in the pending list.
+  local rank = priority_rank(f[2])
+  if not (f[7] and group_remove(q, f[7], rank, id)) then
+    redis.call('LREM', f[6] and parked_list(q, f[6]) or q.pending[rank], 1, id)
+  end
 elseif state == 'scheduled' then
   redis.call('ZREM', q.scheduled, id)
 elseif state == 'running' then

@@ -1,7 +1,7 @@
 /// Enqueues a batch of jobs (one or many) into one queue, all or none.
 public struct EnqueueCall: ScriptCall {
     public static let script = LuaScript(name: "enqueue", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.wake,
-                                                                 CommonLua.finishing, EventLogLua.log],
+                                                                 CommonLua.finishing, EventLogLua.log, GroupLua.turns],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    pending limit for the queue (0 = none)
@@ -28,7 +28,8 @@ local n = tonumber(ARGV[8])
 
 -- What makes two enqueues with one idempotency key the same request: the
 -- stored fields (options at their default are not stored, on either side).
-local SAME_REQUEST = {'type', 'payload', 'priority', 'max_attempts', 'timeout_ms', 'backoff_ms', 'result_ttl_s'}
+local SAME_REQUEST = {'type', 'payload', 'priority', 'max_attempts', 'timeout_ms', 'backoff_ms', 'result_ttl_s',
+                      'limit', 'cost', 'group'}
 -- Encrypted payloads differ every time they are sealed: then the first
 -- job's payload digest (pmac) must be among the new request's (pmacs: one
 -- per key of the key file, so a key rotation changes nothing).
@@ -81,7 +82,7 @@ for j = 1, n do
   if not job.dup then
     -- The owner, among the other fields (only jobs enqueued with a token have one).
     for k = job.first, job.first + job.m - 1, 2 do
-      if ARGV[k] == 'client' then job.client = ARGV[k + 1] end
+      if ARGV[k] == 'client' then job.client = ARGV[k + 1] elseif ARGV[k] == 'group' then job.group = ARGV[k + 1] end
     end
     if job.client then
       new_per_client[job.client] = (new_per_client[job.client] or 0) + 1
@@ -98,7 +99,7 @@ end
 
 if limit > 0 and immediate > 0 then
   local pending = 0
-  for p = 1, 4 do pending = pending + redis.call('LLEN', q.pending[p]) end
+  for _, count in ipairs(pending_counts(q)) do pending = pending + count end
   if pending + immediate > limit then return {'full', pending} end
 end
 
@@ -121,6 +122,9 @@ for j = 1, n do
       redis.call('ZADD', q.scheduled, job.at, job.id)
       scheduled_any = true
       out[j + 1] = job.at
+    elseif job.group then
+      -- Pushed after the HSET below: a job is in a line only once it exists.
+      job.to_group = true
     else
       local list = ready[job.prio]
       list[#list + 1] = job.id
@@ -132,6 +136,7 @@ for j = 1, n do
       end
     end
     redis.call('HSET', unpack(fields))
+    if job.to_group then group_push(q, job.group, job.prio, job.id) end
     -- A new job has no log of its own yet; its queue's, while followed, learns of it.
     log_queue_state(event_keys(q), job.id, job.at and 'scheduled' or 'queued', 0)
     if job.idem ~= '' then redis.call('SET', idem_prefix .. job.idem, job.id) end

@@ -25,7 +25,7 @@ return fetch_jobs(q, claim, 1, now, now_us_text)
     /// The claim algorithm, shared with CompleteAndFetchCall.
     static let claimJobs = LuaPiece("claim_jobs", uses: [CommonLua.clock, CommonLua.queueKeys, CommonLua.priority,
                                                          CommonLua.countText, CommonLua.wake, SettleCall.receipts,
-                                                         EventLogLua.log, ParkLua.keys], #"""
+                                                         EventLogLua.log, ParkLua.keys, GroupLua.turns], #"""
 -- The arguments of a claiming call (fetch, complete_and_fetch), after the queue's:
 -- KEYS[11]  receipt key of the calling loop (absent: the caller keeps none), see KeySchema.receipt
 -- ARGV[6]   lease length ms (also how long the receipt is kept)
@@ -97,7 +97,14 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
                           'COUNT', want - claimed)
     end
     if not popped then break end
-    for _, id in ipairs(popped[2]) do
+    for _, entry in ipairs(popped[2]) do
+      -- A group's turn token stands for the group's oldest job (GroupLua).
+      local id = entry
+      if is_group_token(entry) then
+        local rank = 1
+        while q.pending[rank] ~= popped[1] and rank < 4 do rank = rank + 1 end
+        id = group_turn(q, entry, rank) or ''
+      end
       local key = q.job_prefix .. id
       local job = redis.call('HGETALL', key)
       local state, attempts, logged = state_and_attempts(job)
@@ -123,7 +130,8 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
         claimed = claimed + 1
       else
         skipped = skipped + 1
-        if #job == 0 then missing = missing + 1 end
+        -- (An empty id is a turn of a group whose jobs were all cancelled.)
+        if #job == 0 and id ~= '' then missing = missing + 1 end
       end
     end
   end

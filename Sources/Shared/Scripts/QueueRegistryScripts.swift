@@ -46,18 +46,18 @@ return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('SCARD', KEYS[1])}
 /// set: their hashes expire with their result TTL as usual.
 public struct DeleteQueueCall: ScriptCall {
     public static let script = LuaScript(name: "delete_queue", uses: [CommonLua.queueKeys, CommonLua.finishing, EventLogLua.lifecycle,
-                                                                      ParkLua.keys], body: #"""
+                                                                      ParkLua.keys, GroupLua.turns], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    jobs to delete in this call when purging (0 = do not purge)
 -- Output:    {'deleted'} | {'purged', n} (more may be left) | {'not_empty', pending, scheduled, running, dead}
 local q = queue_keys()
 local pending = 0
-for p = 1, 4 do pending = pending + redis.call('LLEN', q.pending[p]) end
+for _, count in ipairs(pending_counts(q)) do pending = pending + count end
 -- Jobs parked behind limits are pending too.
 pending = pending + parked_count(q)
 local scheduled, running, dead = redis.call('ZCARD', q.scheduled), redis.call('ZCARD', q.lease), redis.call('ZCARD', q.dead)
 if pending + scheduled + running + dead == 0 then
-  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events, parked_set(q))
+  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events, parked_set(q), groups_hash(q))
   return {'deleted'}
 end
 local batch = tonumber(ARGV[6])
@@ -76,7 +76,25 @@ local removed = 0
 for k = 1, 4 do
   if removed < batch then
     local ids = redis.call('LPOP', q.pending[k], batch - removed)
-    if ids then for _, id in ipairs(ids) do drop(id, true) end; removed = removed + #ids end
+    for _, id in ipairs(ids or {}) do
+      if is_group_token(id) then
+        -- A group's turn: purge from its line (its token goes back while it has more).
+        local name = string.sub(id, 2)
+        local line = group_line(q, name, k)
+        local group_ids = redis.call('LPOP', line, math.max(1, batch - removed)) or {}
+        for _, gid in ipairs(group_ids) do drop(gid, true) end
+        removed = removed + #group_ids
+        if redis.call('EXISTS', line) == 1 then
+          redis.call('LPUSH', q.pending[k], id)
+          count_group_jobs(q, name, k, -#group_ids, -#group_ids)
+        else
+          count_group_jobs(q, name, k, -#group_ids, 1 - #group_ids)
+        end
+      else
+        drop(id, true)
+        removed = removed + 1
+      end
+    end
   end
 end
 for _, list in ipairs(parked_lists(q)) do

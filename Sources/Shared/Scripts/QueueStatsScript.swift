@@ -1,12 +1,13 @@
 /// Reads one queue's counts in one atomic step (so the numbers agree).
 public struct QueueStatsCall: ScriptCall {
-    public static let script = LuaScript(name: "queue_stats", uses: [CommonLua.queueKeys, ParkLua.keys], body: #"""
+    public static let script = LuaScript(name: "queue_stats", uses: [CommonLua.queueKeys, ParkLua.keys, GroupLua.turns], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- Output:    {urgent, high, normal, low, scheduled, running, dead, processed, failed, paused (0/1), missing,
 --             parked behind limits}
 local q = queue_keys()
 local out = {}
-for p = 1, 4 do out[p] = redis.call('LLEN', q.pending[p]) end
+local pending = pending_counts(q)
+for p = 1, 4 do out[p] = pending[p] end
 out[5] = redis.call('ZCARD', q.scheduled)
 out[6] = redis.call('ZCARD', q.lease)
 out[7] = redis.call('ZCARD', q.dead)

@@ -24,44 +24,58 @@ final class LimitGate {
     }
 
     /// The claim if its job may run now; nil when it was parked (or had
-    /// already left this worker).
+    /// already left this worker). A job under two limits (its own and its
+    /// group's) takes both or neither.
     func admit(_ claim: Claim) throws -> Claim? {
         let job = claim.job
-        guard let limit = worker.config.limit(of: job) else { return claim }
-        let place = ParkedLimits.Place(queue: job.id.queue, limit: limit)
-        let acquire = AcquireLimitCall(schema: worker.schema, limit: limit, jobID: job.id, cost: job.cost ?? 0,
-                                       holdMs: worker.config.leaseMs)
-        switch try redis.run(acquire) {
-        case .granted:
-            return claim
-        case .refused(let reason, let retryInMs):
-            let park = ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
-                                limit: limit, atHead: claim.fromParked)
-            _ = try redis.run(park)
-            worker.parked.refused(place, retryInMs: retryInMs, reason: reason, newlyParked: !claim.fromParked)
-            worker.logger.debug("job waits for its limit", metadata: [
-                "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
-            return nil
+        let limits = worker.limits(of: job)
+        guard !limits.isEmpty else { return claim }
+        var held: [String] = []
+        for limit in limits {
+            let acquire = AcquireLimitCall(schema: worker.schema, limit: limit, jobID: job.id, cost: job.cost ?? 0,
+                                           holdMs: worker.config.leaseMs)
+            switch try redis.run(acquire) {
+            case .granted:
+                held.append(limit)
+            case .refused(let reason, let retryInMs):
+                for other in held { release(other, job.id) }
+                let park = ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
+                                    limit: limit, atHead: claim.fromParked)
+                _ = try redis.run(park)
+                worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs,
+                                      reason: reason, newlyParked: !claim.fromParked)
+                worker.logger.debug("job waits for its limit", metadata: [
+                    "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)",
+                    "retry_in_ms": .stringConvertible(retryInMs)])
+                return nil
+            }
         }
+        return claim
     }
 
-    /// Gives back the slot of a run that held one, once its end is recorded.
-    /// Best effort: a release that cannot be sent lapses with the lease.
+    /// Gives back the slots of a run that held some, once its end is
+    /// recorded, with its settled usage (its own limit's budget) or the
+    /// provider's pause (its own limit).
     func release(_ run: JobRun) {
-        guard let limit = worker.config.limit(of: run.job) else { return }
-        let extra = run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0
-        let call = ReleaseLimitCall(schema: worker.schema, limit: limit, jobID: run.job.id, extraUnits: extra,
-                                    pauseMs: run.retryAfterMs ?? 0)
-        do {
-            let queues = try redis.run(call)
-            wake(queues, limit: limit)
-            if let pause = run.retryAfterMs {
+        for (i, limit) in worker.limits(of: run.job).enumerated() {
+            let own = i == 0 && worker.config.limit(of: run.job) != nil
+            let extra = own ? run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0 : 0
+            release(limit, run.job.id, extraUnits: extra, pauseMs: own ? run.retryAfterMs ?? 0 : 0)
+            if own, let pause = run.retryAfterMs {
                 worker.logger.warning("limit paused: the provider asked to wait", metadata: [
                     "limit": "\(limit)", "pause_ms": .stringConvertible(pause), "job_id": "\(run.job.id)"])
             }
+        }
+    }
+
+    /// Best effort: a release that cannot be sent lapses with the lease.
+    private func release(_ limit: String, _ id: JobID, extraUnits: Int64 = 0, pauseMs: Int64 = 0) {
+        let call = ReleaseLimitCall(schema: worker.schema, limit: limit, jobID: id, extraUnits: extraUnits, pauseMs: pauseMs)
+        do {
+            wake(try redis.run(call), limit: limit)
         } catch {
             worker.logger.warning("could not release a limit's slot; it lapses with the job's lease", metadata: [
-                "limit": "\(limit)", "job_id": "\(run.job.id)", "error": "\(error)"])
+                "limit": "\(limit)", "job_id": "\(id)", "error": "\(error)"])
         }
     }
 
@@ -79,4 +93,24 @@ final class LimitGate {
 extension WorkerConfig {
     /// The limit a job runs under: its own, or its type's (SPOOL_LIMITS_BY_TYPE).
     func limit(of job: Job) -> String? { job.limit ?? limitsByType[job.type] }
+}
+
+extension WorkerContext {
+    /// Every limit a job takes: its own (or its type's), then its group's cap
+    /// when one is defined (the limit `group:<name>`; defined limits are
+    /// read every heartbeat, so an undefined cap costs no call).
+    func limits(of job: Job) -> [String] {
+        var out: [String] = []
+        if let own = config.limit(of: job) { out.append(own) }
+        if let group = job.group {
+            let cap = LimitGate.groupLimitPrefix + group
+            if cap != out.first, definedLimits.contains(cap) { out.append(cap) }
+        }
+        return out
+    }
+}
+
+extension LimitGate {
+    /// A group's concurrency cap is the limit of this name plus the group's.
+    static let groupLimitPrefix = "group:"
 }

@@ -73,8 +73,8 @@ final class ControlLoop {
     /// Renews the limit holds of the running jobs, with their leases (a
     /// dead worker's holds lapse with its leases instead).
     private func extendLimitHolds() throws {
-        let byLimit = Dictionary(grouping: worker.running.snapshot.compactMap { e in
-            worker.config.limit(of: e.job).map { ($0, e.job.id) }
+        let byLimit = Dictionary(grouping: worker.running.snapshot.flatMap { e in
+            worker.limits(of: e.job).map { ($0, e.job.id) }
         }, by: { $0.0 })
         for (limit, jobs) in byLimit {
             _ = try redis.run(ExtendLimitHoldsCall(schema: worker.schema, limit: limit, holdMs: worker.config.leaseMs,
@@ -90,6 +90,9 @@ final class ControlLoop {
         for (queue, reply) in zip(queues, replies) {
             worker.parked.found(reply.array?.compactMap(\.string) ?? [], in: queue)
         }
+        // Groups' caps apply once defined (read here, not per job).
+        let defined = try redis.command(["SMEMBERS", worker.schema.limits])
+        worker.definedLimits = Set(defined.array?.compactMap(\.string) ?? [])
     }
 
     /// A job reported "not held" whose handler already returned is not a lost

@@ -1,5 +1,6 @@
 import Logging
 import Shared
+import Synchronization
 
 /// What every part of one worker process shares: its identity and settings,
 /// the handlers, the running jobs, counters and the stop signals.
@@ -16,6 +17,12 @@ final class WorkerContext {
     let dueTimer = DueTimer()
     /// Jobs parked behind limits in this worker's queues (LimitGate).
     let parked = ParkedLimits()
+    /// The limits defined in Redis, read every heartbeat (groups' caps).
+    private let definedLimitNames = Mutex<Set<String>>([])
+    var definedLimits: Set<String> {
+        get { definedLimitNames.withLock { $0 } }
+        set { definedLimitNames.withLock { $0 = newValue } }
+    }
     /// On Redis Cluster, where idle loops hear new jobs (else they BLPOP themselves).
     let clusterWake: ClusterWakeBoard?
     /// Batches each queue's successes (in the first queue, with the claims

@@ -1,0 +1,56 @@
+import XCTest
+@testable import Shared
+
+/// Groups take turns within a queue and priority (GroupLua): enqueue puts a
+/// job in its group's line, fetch serves one job per turn token.
+final class GroupScriptTests: ScriptTestCase {
+    @discardableResult
+    private func enqueue(group: String?, priority: Priority = .normal) throws -> Job {
+        var job = Job(id: JobID.generate(queue: "q"), type: "noop")
+        job.group = group
+        job.priority = priority
+        return try created(try redis.run(EnqueueCall(schema: schema, queue: "q", items: [.init(job: job)], pendingLimit: 0)))
+    }
+
+    private func stats() throws -> QueueStatsCall.Stats { try redis.run(QueueStatsCall(schema: schema, queue: "q")) }
+
+    func testGroupsTakeTurnsWithEachOtherAndWithUngroupedJobs() throws {
+        let a = try (0..<3).map { _ in try enqueue(group: "A") }
+        let b = try enqueue(group: "B")
+        let plain = try enqueue(group: nil)
+        XCTAssertEqual(try stats().pendingTotal, 5)
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .normal)]).int, 3, "one token per group, one id")
+        let order = try (0..<5).map { _ in try XCTUnwrap(try fetch()).id }
+        XCTAssertEqual(order, [a[0].id, b.id, plain.id, a[1].id, a[2].id])
+        XCTAssertNil(try fetch())
+        XCTAssertEqual(try stats().pendingTotal, 0)
+        XCTAssertEqual(try redis.command(["EXISTS", schema.groups("q")]).int, 0)
+    }
+
+    func testCancellingAGroupsLastJobLeavesATurnThatServesNothing() throws {
+        let a = try enqueue(group: "A", priority: .high)
+        let plain = try enqueue(group: nil, priority: .high)
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: a.id)), .cancelled(previous: "queued"))
+        XCTAssertEqual(try stats().pending[.high], 1)
+        XCTAssertEqual(try fetch()?.id, plain.id, "the empty turn is skipped")
+        XCTAssertEqual(try stats().pendingTotal, 0)
+        XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "missing"]).int ?? 0, 0, "not counted as missing")
+    }
+
+    func testThePendingLimitCountsGroupedJobs() throws {
+        for _ in 0..<3 { try enqueue(group: "A") }
+        var job = Job(id: JobID.generate(queue: "q"), type: "noop")
+        job.group = "B"
+        let outcome = try redis.run(EnqueueCall(schema: schema, queue: "q", items: [.init(job: job)], pendingLimit: 3))
+        guard case .queueFull(let pending) = outcome else { return XCTFail("\(outcome)") }
+        XCTAssertEqual(pending, 3)
+    }
+
+    func testPurgingAQueueDropsItsGroupedJobs() throws {
+        for i in 0..<7 { try enqueue(group: "g\(i % 3)") }
+        var rounds = 0
+        while case .purged = try redis.run(DeleteQueueCall(schema: schema, queue: "q", purgeBatch: 2)) { rounds += 1 }
+        XCTAssertGreaterThan(rounds, 2)
+        XCTAssertEqual(try redis.command(["KEYS", "t:{q}:*"]).array?.count ?? -1, 0)
+    }
+}
