@@ -3,7 +3,8 @@
 # virtualenv at .spool/venv, and only what is missing:
 #   hadolint (Dockerfile), docker compose (compose file), kubernetes-validate
 #   (built-in Kubernetes kinds), yamllint, jsonschema (KEDA CRDs), pyyaml, pytest; and
-#   httpx with httpx-sse, the SSE client of the end-to-end streaming tests.
+#   httpx with httpx-sse, the SSE client of the end-to-end streaming tests; fastapi
+#   and uvicorn, the HTTP handler app of the end-to-end tests.
 # No Docker engine and no cluster are needed. Versions are pinned: a new release of a
 # linter must not turn a green `make test` red on its own.
 # Run from anywhere: `bash scripts/install-validators.sh`.
@@ -22,6 +23,9 @@ PINS=(
   # The Python SSE client of the streaming tests (Tests/e2e/sse_client.py).
   "httpx==0.28.1"
   "httpx-sse==0.4.3"
+  # The FastAPI app the HTTP-handler tests and benchmark call (under uvicorn).
+  "fastapi==0.165.0"
+  "uvicorn==0.54.0"
 )
 
 source scripts/apt-install.sh

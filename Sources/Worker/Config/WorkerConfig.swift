@@ -15,6 +15,7 @@ struct WorkerConfig {
     var heartbeatMs: Int64 = 5_000
     var shutdownGraceMs: Int64 = 25_000
     var childLimits = ChildProcess.Limits()
+    var persistent = PersistentHandler.Settings()
     var deadTTLSeconds: Int64 = 604_800
     var deadMax = 10_000
     /// Caps of one job's event log (entries, bytes of chunks and events).
@@ -60,6 +61,10 @@ extension WorkerConfig {
         shutdownGraceMs = try source.integer(S.shutdownGraceMs, default: 25_000)
         childLimits.killGraceMs = try source.integer(S.killGraceMs, default: min(5000, leaseMs / 6))
         childLimits.maxStdoutBytes = Int(try source.integer(S.maxOutputBytes, default: 1 << 20))
+        persistent.maxJobs = Int(try source.integer(S.persistentMaxJobs, default: 1000))
+        if source.raw(S.persistentMaxRSS) != nil {
+            persistent.maxResidentBytes = try source.integer(S.persistentMaxRSS, default: 0) << 20
+        }
         deadTTLSeconds = try source.integer(S.deadTTL, default: 604_800)
         deadMax = Int(try source.integer(S.deadMax, default: 10_000))
         eventLogMaxEvents = Int(try source.integer(S.eventLogMaxEvents, default: 10_000))
@@ -119,6 +124,11 @@ extension WorkerConfig {
                 throw ConfigError("\(origin): job type '\(type)' must match [A-Za-z0-9_.:-]{1,128}")
             }
             guard !command.isEmpty else { throw ConfigError("\(origin): the command for '\(type)' is empty") }
+            do {
+                _ = try HandlerSpec(command)
+            } catch {
+                throw ConfigError("\(origin): the handler for '\(type)': \(error)")
+            }
             out[type] = command
         }
         func addPairs(_ origin: String, _ specs: [String]) throws {

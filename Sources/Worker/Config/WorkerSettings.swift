@@ -10,7 +10,7 @@ enum WorkerSettings {
         "Jobs run at once (threads, each with its own Redis connection)")
     static let handler = Setting(
         "handler", env: "SPOOL_HANDLERS", default: "–", repeatable: true,
-        "`TYPE=COMMAND`: run COMMAND for jobs of TYPE (flag repeatable; env comma-separated)")
+        "`TYPE=COMMAND`: run COMMAND for each job of TYPE; `TYPE=persistent:COMMAND`: one long-lived COMMAND takes jobs as JSON lines; `TYPE=http://host:port/path`: POST each job there (flag repeatable; env comma-separated)")
     static let handlersJSON = Setting(
         nil, env: "SPOOL_HANDLERS_JSON", default: "–", "`{\"TYPE\": \"COMMAND\", ...}`, for commands with commas or quotes")
     static let handlersFile = Setting(
@@ -33,6 +33,12 @@ enum WorkerSettings {
     static let maxOutputBytes = Setting(
         "max-output-bytes", env: "SPOOL_MAX_OUTPUT_BYTES", default: "1048576", range: 1024...(64 << 20), unit: "bytes",
         "Largest stdout (result) of a handler command")
+    static let persistentMaxJobs = Setting(
+        "persistent-max-jobs", env: "SPOOL_PERSISTENT_MAX_JOBS", default: "1000", range: 1...100_000_000,
+        "A `persistent:` handler process is recycled (EOF on stdin, then the kill grace) after this many jobs")
+    static let persistentMaxRSS = Setting(
+        "persistent-max-rss-mb", env: "SPOOL_PERSISTENT_MAX_RSS_MB", default: "off", range: 1...1_048_576, unit: "MiB",
+        "A `persistent:` handler process using more memory than this after a job is recycled")
     static let deadTTL = Setting(
         "dead-ttl-s", env: "SPOOL_DEAD_TTL_S", default: "604800", range: 1...31_536_000, unit: "seconds",
         "How long dead jobs are kept")
@@ -56,6 +62,6 @@ enum WorkerSettings {
 
     /// The worker's own settings, in the order of `--help` and the README.
     static let own = [queues, concurrency, handler, handlersJSON, handlersFile, limitsByType, leaseMs, heartbeatMs, shutdownGraceMs,
-                      killGraceMs, maxOutputBytes, deadTTL, deadMax, eventLogMaxEvents, eventLogMaxBytes, redisTimeoutMs, processes, healthPort]
+                      killGraceMs, maxOutputBytes, persistentMaxJobs, persistentMaxRSS, deadTTL, deadMax, eventLogMaxEvents, eventLogMaxBytes, redisTimeoutMs, processes, healthPort]
     static let all = SharedSettings.all + own
 }

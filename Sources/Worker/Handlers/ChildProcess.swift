@@ -33,7 +33,8 @@ final class ChildProcess {
     private let limits: Limits
     private let reaper: HandlerReaper?
     private var pid: pid_t = 0
-    private static let spawnLock = Lock()
+    /// Held while pipes are made and a child spawned (persistent handlers too).
+    static let spawnLock = Lock()
 
     init(limits: Limits, reaper: HandlerReaper?) {
         self.limits = limits

@@ -130,6 +130,11 @@ extension JobContext {
         report("ignored a line on fd 3 (\(why)): \(JobContext.printable(line, max: 120))")
     }
 
+    /// A line of a persistent handler that was not for the running job, or not JSON.
+    func ignoredOutput(_ line: [UInt8], why: String) {
+        report("ignored a line (\(why)): \(JobContext.printable(line, max: 120))")
+    }
+
     /// A line on fd 3 grew past `limit` bytes without a newline: it is
     /// dropped whole (never cut and half-read).
     func droppedOverlongLine(limit: Int) {

@@ -21,14 +21,28 @@ final class WorkerProcess {
     private var watchdogThread: BackgroundThread?
     private var health: HealthServer?
     private let reaper: HandlerReaper?
+    /// Their idle processes are ended at shutdown.
+    private let persistentHandlers: [PersistentHandler]
 
     init(config: WorkerConfig, logger: Logger) throws {
         var handlers = BuiltinHandlers.all()
         let env = SettingSource.processEnvironment().map { "\($0.key)=\($0.value)" }
         reaper = config.commands.isEmpty ? nil : HandlerReaper()
-        for (type, command) in config.commands {
-            handlers[type] = CommandHandler(command: command, limits: config.childLimits, reaper: reaper, baseEnvironment: env)
+        var persistent: [PersistentHandler] = []
+        for (type, spec) in config.commands {
+            switch try HandlerSpec(spec) {
+            case .command(let command):
+                handlers[type] = CommandHandler(command: command, limits: config.childLimits, reaper: reaper, baseEnvironment: env)
+            case .persistent(let command):
+                let handler = PersistentHandler(command: command, limits: config.childLimits, settings: config.persistent,
+                                                reaper: reaper, baseEnvironment: env, logger: logger)
+                persistent.append(handler)
+                handlers[type] = handler
+            case .http(let target):
+                handlers[type] = HTTPJobHandler(target: target, limits: config.childLimits)
+            }
         }
+        persistentHandlers = persistent
         worker = WorkerContext(id: WorkerIdentity.newID(index: config.processIndex), config: config, handlers: handlers, logger: logger)
         control = ControlLoop(worker: worker)
         watchdog = LeaseWatchdog(worker: worker)
@@ -94,6 +108,7 @@ final class WorkerProcess {
         watchdog.stop()
         watchdogThread?.join(timeoutMs: 1000)
         bounded("deregister", ms: worker.config.redisTimeoutMs) { self.deregister() }
+        for h in persistentHandlers { h.shutdown() }
         reaper?.stop()
         log.info("spool-worker stopped", metadata: ["worker_id": "\(worker.id)", "processed": .stringConvertible(worker.counters.processed),
                                                     "failed": .stringConvertible(worker.counters.failed)])
