@@ -102,6 +102,22 @@ final class LimitScriptTests: ScriptTestCase {
         XCTAssertEqual(try status().running, 1, "running holds stay counted")
     }
 
+    func testABatchRunsReleasesAndAcquiresInOrderAndWakesOnce() throws {
+        try define(LimitDefinition(concurrency: 1))
+        let jobs = ids(3)
+        XCTAssertEqual(try acquire(jobs[0]), .granted)
+        guard case .refused = try acquire(jobs[1]) else { return XCTFail("not refused") }
+        let call = LimitBatchCall(schema: schema, limit: "l", operations: [
+            .release(jobs[0], extraUnits: 0, pauseMs: 0), .acquire(jobs[2], cost: 0, holdMs: 30_000),
+            .acquire(jobs[1], cost: 0, holdMs: 30_000)])
+        let (wake, outcomes) = try redis.run(call)
+        XCTAssertEqual(wake, ["q"], "the release woke the waiting queue")
+        XCTAssertNil(outcomes[0])
+        XCTAssertEqual(outcomes[1], .granted, "the freed slot went to the next operation")
+        guard case .refused("concurrency", _)? = outcomes[2] else { return XCTFail("\(outcomes)") }
+        XCTAssertEqual(try status().running, 1)
+    }
+
     func testAParkedJobKeepsItsAttemptAndIsClaimedFromItsList() throws {
         let first = try created(try enqueue())
         let second = try created(try enqueue())

@@ -47,6 +47,7 @@ enum ScriptCatalog {
             DefineLimitCall(schema: k, limit: l, definition: LimitDefinition()),
             DeleteLimitCall(schema: k, limit: l),
             LimitStatusCall(schema: k, limit: l),
+            LimitBatchCall(schema: k, limit: l, operations: [.acquire(id, cost: 1, holdMs: 1), .release(id, extraUnits: 0, pauseMs: 0)]),
         ]
     }
 }

@@ -41,6 +41,83 @@ local function take_waiting(k)
   if #waiting > 0 then redis.call('DEL', k.waiting) end
   return waiting
 end
+
+-- Takes a slot for job `id` (see AcquireLimitCall): {1}, or {0, reason, ms}
+-- with `queue` added to the waiting set.
+local function acquire_slot(k, id, cost, hold, queue, now)
+  local l = read_limit(k, now)
+  -- Granted before (the reply was lost and the worker asks again): asked
+  -- only where it would matter, since a hold is the same member anyway: a
+  -- rate or a budget would count it twice, a full limit would refuse it.
+  local function held_already()
+    if not redis.call('ZSCORE', k.holders, id) then return false end
+    redis.call('ZADD', k.holders, now + hold, id)
+    return true
+  end
+  if (l.rate_count or l.upm) and held_already() then return {1} end
+  local function refuse(reason, ms)
+    redis.call('SADD', k.waiting, queue)
+    return {0, reason, math.max(1, math.ceil(ms))}
+  end
+  if l.paused_until > now then return refuse('paused', l.paused_until - now) end
+  -- Holds of crashed workers lapse with their leases: dropped when they
+  -- would count (a full limit), and with the key when every hold lapsed.
+  if l.concurrency and redis.call('ZCARD', k.holders) >= l.concurrency
+     and (redis.call('ZREMRANGEBYSCORE', k.holders, '-inf', now) == 0
+          or redis.call('ZCARD', k.holders) >= l.concurrency) then
+    if held_already() then return {1} end
+    -- At the latest when the oldest hold would lapse; a release wakes sooner.
+    local first = redis.call('ZRANGE', k.holders, 0, 0, 'WITHSCORES')
+    return refuse('concurrency', (tonumber(first[2]) or now + 1000) - now)
+  end
+  if l.rate_count then
+    redis.call('ZREMRANGEBYSCORE', k.starts, '-inf', now - l.rate_period)
+    if redis.call('ZCARD', k.starts) >= l.rate_count then
+      local first = redis.call('ZRANGE', k.starts, 0, 0, 'WITHSCORES')
+      return refuse('rate', tonumber(first[2]) + l.rate_period - now)
+    end
+  end
+  if l.upm then
+    -- A job that costs more than a whole minute's budget runs when it is full.
+    local need = math.min(cost, l.upm)
+    if l.units < need or l.units <= 0 then
+      return refuse('units', (math.max(need, 1) - l.units) * 60000 / l.upm)
+    end
+    l.units = l.units - cost
+    store_units(k, l, now)
+  end
+  redis.call('ZADD', k.holders, now + hold, id)
+  expire_at_least(k.holders, hold)
+  if l.rate_count then
+    -- One member per start (a job deferred and run again starts twice).
+    local _, now_us = clock()
+    redis.call('ZADD', k.starts, now, id .. '@' .. now_us)
+    expire_at_least(k.starts, l.rate_period)
+  end
+  return {1}
+end
+
+-- Gives back job `id`'s slot (see ReleaseLimitCall); the queues to wake.
+local function release_slot(k, id, delta, pause, now)
+  redis.call('ZREM', k.holders, id)
+  -- The common case: nothing to settle, nobody waiting.
+  if delta == 0 and pause == 0 and redis.call('EXISTS', k.waiting) == 0 then return {} end
+  local l = read_limit(k, now)
+  if delta ~= 0 and l.upm then
+    l.units = math.min(l.upm, l.units - delta)
+    store_units(k, l, now)
+  end
+  if pause > 0 then
+    if now + pause > l.paused_until then
+      redis.call('HSET', k.def, 'paused_until', now + pause)
+      -- A limit nobody defined keeps its pause only for the pause.
+      if not l.defined then expire_at_least(k.def, pause) end
+    end
+    return {}
+  end
+  if l.paused_until > now then return {} end
+  return take_waiting(k)
+end
 """#)
 }
 
@@ -55,52 +132,8 @@ public struct AcquireLimitCall: ScriptCall {
 -- Output:  {1}  granted: the job holds a slot until released or the hold lapses
 --          {0, reason, ms}  refused (paused, concurrency, rate or units); ms: when
 --          to ask again at the latest; the queue joins the waiting set
-local now = now_ms()
 local k = limit_keys()
-local id, cost, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
--- Holds of crashed workers lapse with their leases.
-redis.call('ZREMRANGEBYSCORE', k.holders, '-inf', now)
--- Granted before (the reply was lost and the worker asks again).
-if redis.call('ZSCORE', k.holders, id) then
-  redis.call('ZADD', k.holders, now + hold, id)
-  return {1}
-end
-local l = read_limit(k, now)
-local function refuse(reason, ms)
-  redis.call('SADD', k.waiting, ARGV[4])
-  return {0, reason, math.max(1, math.ceil(ms))}
-end
-if l.paused_until > now then return refuse('paused', l.paused_until - now) end
-if l.concurrency and redis.call('ZCARD', k.holders) >= l.concurrency then
-  -- At the latest when the oldest hold would lapse; a release wakes sooner.
-  local first = redis.call('ZRANGE', k.holders, 0, 0, 'WITHSCORES')
-  return refuse('concurrency', (tonumber(first[2]) or now + 1000) - now)
-end
-if l.rate_count then
-  redis.call('ZREMRANGEBYSCORE', k.starts, '-inf', now - l.rate_period)
-  if redis.call('ZCARD', k.starts) >= l.rate_count then
-    local first = redis.call('ZRANGE', k.starts, 0, 0, 'WITHSCORES')
-    return refuse('rate', tonumber(first[2]) + l.rate_period - now)
-  end
-end
-if l.upm then
-  -- A job that costs more than a whole minute's budget runs when it is full.
-  local need = math.min(cost, l.upm)
-  if l.units < need or l.units <= 0 then
-    return refuse('units', (math.max(need, 1) - l.units) * 60000 / l.upm)
-  end
-  l.units = l.units - cost
-  store_units(k, l, now)
-end
-redis.call('ZADD', k.holders, now + hold, id)
-expire_at_least(k.holders, hold)
-if l.rate_count then
-  -- One member per start (a job deferred and run again starts twice).
-  local _, now_us = clock()
-  redis.call('ZADD', k.starts, now, id .. '@' .. now_us)
-  expire_at_least(k.starts, l.rate_period)
-end
-return {1}
+return acquire_slot(k, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], now_ms())
 """#)
 
     public enum Outcome: Equatable, Sendable {
@@ -145,25 +178,8 @@ public struct ReleaseLimitCall: ScriptCall {
 --          usage minus the declared cost; negative gives back; 0 none)
 -- ARGV[3]  pause ms: the provider asked to wait that long (0 none)
 -- Output:  the queues to wake (their parked jobs may run now); none while paused
-local now = now_ms()
 local k = limit_keys()
-redis.call('ZREM', k.holders, ARGV[1])
-local delta, pause = tonumber(ARGV[2]), tonumber(ARGV[3])
-local l = read_limit(k, now)
-if delta ~= 0 and l.upm then
-  l.units = math.min(l.upm, l.units - delta)
-  store_units(k, l, now)
-end
-if pause > 0 then
-  if now + pause > l.paused_until then
-    redis.call('HSET', k.def, 'paused_until', now + pause)
-    -- A limit nobody defined keeps its pause only for the pause.
-    if not l.defined then expire_at_least(k.def, pause) end
-  end
-  return {}
-end
-if l.paused_until > now then return {} end
-return take_waiting(k)
+return release_slot(k, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms())
 """#)
 
     public let limit: String
@@ -415,5 +431,76 @@ extension KeySchema {
     /// KEYS of every limit script, in limit_keys' order.
     public func limitKeys(_ name: String) -> [String] {
         [limit(name), limitHolders(name), limitStarts(name), limitWaiting(name)]
+    }
+}
+
+/// Several acquires and releases of one limit in one call: the worker's loops
+/// that reach the same limit at the same moment go together (LimitBatcher),
+/// as their completions do, so a busy limit costs a fraction of a round trip
+/// per job rather than two.
+public struct LimitBatchCall: ScriptCall {
+    public static let script = LuaScript(name: "limit_batch", uses: [LimitLua.keys], body: #"""
+-- KEYS[1..4] the limit's (limit_keys)
+-- ARGV, per operation in order: 'a', job id, cost, hold ms, queue (acquire)
+--                            or 'r', job id, extra units, pause ms (release)
+-- Output: {queues to wake, then per operation: {1} or {0, reason, ms} (acquire), 1 (release)}
+local now = now_ms()
+local k = limit_keys()
+local wake, seen, out = {}, {}, {}
+local i = 1
+while i <= #ARGV do
+  if ARGV[i] == 'a' then
+    out[#out + 1] = acquire_slot(k, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], now)
+    i = i + 5
+  else
+    for _, q in ipairs(release_slot(k, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), now)) do
+      if not seen[q] then seen[q] = true; wake[#wake + 1] = q end
+    end
+    out[#out + 1] = 1
+    i = i + 4
+  end
+end
+table.insert(out, 1, wake)
+return out
+"""#)
+
+    public enum Operation: Sendable {
+        case acquire(JobID, cost: Int64, holdMs: Int64)
+        case release(JobID, extraUnits: Int64, pauseMs: Int64)
+    }
+
+    public let limit: String
+    public let operations: [Operation]
+    let schema: KeySchema
+
+    public init(schema: KeySchema, limit: String, operations: [Operation]) {
+        self.schema = schema
+        self.limit = limit
+        self.operations = operations
+    }
+
+    public var script: LuaScript { LimitBatchCall.script }
+    public var keys: [String] { schema.limitKeys(limit) }
+    public var args: [String] {
+        operations.flatMap { op -> [String] in
+            switch op {
+            case .acquire(let id, let cost, let hold): return ["a", id.text, String(cost), String(hold), id.queue]
+            case .release(let id, let extra, let pause): return ["r", id.text, String(extra), String(pause)]
+            }
+        }
+    }
+
+    /// The queues to wake, and per operation the acquire's outcome (nil for a release).
+    public func parse(_ reply: RedisReply) throws -> (wake: [String], outcomes: [AcquireLimitCall.Outcome?]) {
+        guard let parts = reply.array, parts.count == operations.count + 1, let wake = parts[0].array else { throw unexpected(reply) }
+        var outcomes: [AcquireLimitCall.Outcome?] = []
+        for (op, part) in zip(operations, parts.dropFirst()) {
+            guard case .acquire = op else { outcomes.append(nil); continue }
+            guard let items = part.array, let first = items.first?.int else { throw unexpected(reply) }
+            if first == 1 { outcomes.append(.granted); continue }
+            guard items.count == 3, let reason = items[1].string, let ms = items[2].int else { throw unexpected(reply) }
+            outcomes.append(.refused(reason: reason, retryInMs: ms))
+        }
+        return (wake.compactMap(\.string), outcomes)
     }
 }

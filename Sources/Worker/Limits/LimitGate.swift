@@ -32,25 +32,59 @@ final class LimitGate {
         guard !limits.isEmpty else { return claim }
         var held: [String] = []
         for limit in limits {
-            let acquire = AcquireLimitCall(schema: worker.schema, limit: limit, jobID: job.id, cost: job.cost ?? 0,
-                                           holdMs: worker.config.leaseMs)
-            switch try redis.run(acquire) {
+            let acquire = LimitBatchCall.Operation.acquire(job.id, cost: job.cost ?? 0, holdMs: worker.config.leaseMs)
+            switch try worker.limitBatcher(limit).run(acquire, send: { try self.send($0, limit: limit) }) ?? .granted {
             case .granted:
                 held.append(limit)
             case .refused(let reason, let retryInMs):
                 for other in held { release(other, job.id) }
-                let park = ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
-                                    limit: limit, atHead: claim.fromParked)
-                _ = try redis.run(park)
-                worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs,
-                                      reason: reason, newlyParked: !claim.fromParked)
-                worker.logger.debug("job waits for its limit", metadata: [
-                    "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)",
-                    "retry_in_ms": .stringConvertible(retryInMs)])
+                try park(claim, limit: limit, reason: reason, retryInMs: retryInMs)
                 return nil
             }
         }
         return claim
+    }
+
+    /// Parks a claimed job its limit refused, and notes when to ask again.
+    private func park(_ claim: Claim, limit: String, reason: String, retryInMs: Int64) throws {
+        let job = claim.job
+        _ = try redis.run(ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
+                                   limit: limit, atHead: claim.fromParked))
+        worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs,
+                              reason: reason, newlyParked: !claim.fromParked)
+        worker.logger.debug("job waits for its limit", metadata: [
+            "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
+    }
+
+    /// After a run: gives back its slots and admits the job the same call
+    /// claimed next (nil when it was parked). When both take the same one
+    /// limit, the release and the acquire go in one call.
+    func finish(_ run: JobRun, thenAdmit next: Claim?) throws -> Claim? {
+        let limits = worker.limits(of: run.job)
+        guard let next, limits.count == 1, worker.limits(of: next.job) == limits, run.retryAfterMs == nil else {
+            release(run)
+            return try next.flatMap(admit)
+        }
+        let limit = limits[0]
+        let extra = run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0
+        let operations: [LimitBatchCall.Operation] = [
+            .release(run.job.id, extraUnits: extra, pauseMs: 0),
+            .acquire(next.job.id, cost: next.job.cost ?? 0, holdMs: worker.config.leaseMs),
+        ]
+        let outcomes: [AcquireLimitCall.Outcome?]
+        do {
+            outcomes = try worker.limitBatcher(limit).run(operations, send: { try self.send($0, limit: limit) })
+        } catch {
+            // The release lapses with the lease; the claimed job is admitted on its own.
+            worker.logger.warning("could not release a limit's slot; it lapses with the job's lease", metadata: [
+                "limit": "\(limit)", "job_id": "\(run.job.id)", "error": "\(error)"])
+            return try admit(next)
+        }
+        if case .refused(let reason, let retryInMs)? = outcomes[1] {
+            try park(next, limit: limit, reason: reason, retryInMs: retryInMs)
+            return nil
+        }
+        return next
     }
 
     /// Gives back the slots of a run that held some, once its end is
@@ -70,13 +104,21 @@ final class LimitGate {
 
     /// Best effort: a release that cannot be sent lapses with the lease.
     private func release(_ limit: String, _ id: JobID, extraUnits: Int64 = 0, pauseMs: Int64 = 0) {
-        let call = ReleaseLimitCall(schema: worker.schema, limit: limit, jobID: id, extraUnits: extraUnits, pauseMs: pauseMs)
+        let release = LimitBatchCall.Operation.release(id, extraUnits: extraUnits, pauseMs: pauseMs)
         do {
-            wake(try redis.run(call), limit: limit)
+            _ = try worker.limitBatcher(limit).run(release, send: { try self.send($0, limit: limit) })
         } catch {
             worker.logger.warning("could not release a limit's slot; it lapses with the job's lease", metadata: [
                 "limit": "\(limit)", "job_id": "\(id)", "error": "\(error)"])
         }
+    }
+
+    /// Sends a batch of one limit's operations (this loop leads it) and wakes
+    /// the queues its releases freed slots for.
+    private func send(_ operations: [LimitBatchCall.Operation], limit: String) throws -> [AcquireLimitCall.Outcome?] {
+        let (queues, outcomes) = try redis.run(LimitBatchCall(schema: worker.schema, limit: limit, operations: operations))
+        wake(queues, limit: limit)
+        return outcomes
     }
 
     /// Tells the queues whose jobs wait for `limit` that a slot freed: a wake

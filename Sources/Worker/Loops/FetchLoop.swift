@@ -39,15 +39,14 @@ final class FetchLoop {
         // A job already claimed when shutdown began is run, not dropped.
         while next != nil || !worker.stopFetching.isSet {
             do {
-                if let claim = try next ?? fetchNext() {
+                // `next` was claimed by the call that recorded the previous job
+                // and already admitted by its limit (LimitGate.finish).
+                if let admitted = try next ?? fetchNext().flatMap(gate.admit) {
                     next = nil
                     worker.redisHealth.succeeded()
+                    let run = runner.run(admitted)
                     // A job refused by its limit is parked; the loop looks for other work.
-                    if let admitted = try gate.admit(claim) {
-                        let run = runner.run(admitted)
-                        next = reporter.record(run)
-                        gate.release(run)
-                    }
+                    next = try gate.finish(run, thenAdmit: reporter.record(run))
                 } else {
                     worker.redisHealth.succeeded()
                 }

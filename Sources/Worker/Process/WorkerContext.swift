@@ -17,6 +17,16 @@ final class WorkerContext {
     let dueTimer = DueTimer()
     /// Jobs parked behind limits in this worker's queues (LimitGate).
     let parked = ParkedLimits()
+    /// One group commit per limit this process has used (LimitGate).
+    private let limitBatchers = Mutex<[String: LimitBatcher]>([:])
+    func limitBatcher(_ limit: String) -> LimitBatcher {
+        limitBatchers.withLock { all in
+            if let b = all[limit] { return b }
+            let b = LimitBatcher()
+            all[limit] = b
+            return b
+        }
+    }
     /// The limits defined in Redis, read every heartbeat (groups' caps).
     private let definedLimitNames = Mutex<Set<String>>([])
     var definedLimits: Set<String> {
