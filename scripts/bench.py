@@ -357,6 +357,10 @@ def main():
     import bench_streaming
     results["streaming"] = bench_streaming.scenario(quick=QUICK)
 
+    print("13 flow control: limits and groups on the drain; one-shot, persistent and HTTP handlers", flush=True)
+    import bench_flow
+    results["flow"] = bench_flow.scenario(quick=QUICK)
+
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)
     (ROOT / ".spool").mkdir(exist_ok=True)
@@ -462,6 +466,10 @@ Details:
 
 {render_streaming(r)}
 
+## Flow control (scenario 13; `make bench-flow` alone)
+
+{render_flow(r)}
+
 {render_peer(r)}
 
 {notes()}"""
@@ -471,6 +479,12 @@ def render_streaming(r):
     """Scenario 12 (scripts/bench_streaming.py)."""
     import bench_streaming
     return bench_streaming.render(r.get("streaming"))
+
+
+def render_flow(r):
+    """Scenario 13 (scripts/bench_flow.py)."""
+    import bench_flow
+    return bench_flow.render(r.get("flow"))
 
 
 def render_security(r):

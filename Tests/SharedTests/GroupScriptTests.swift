@@ -27,12 +27,18 @@ final class GroupScriptTests: ScriptTestCase {
         XCTAssertEqual(try redis.command(["EXISTS", schema.groups("q")]).int, 0)
     }
 
-    func testCancellingAGroupsLastJobLeavesATurnThatServesNothing() throws {
+    func testCancellingAGroupsLastJobTakesItsTurnAlong() throws {
         let a = try enqueue(group: "A", priority: .high)
         let plain = try enqueue(group: nil, priority: .high)
         XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: a.id)), .cancelled(previous: "queued"))
         XCTAssertEqual(try stats().pending[.high], 1)
-        XCTAssertEqual(try fetch()?.id, plain.id, "the empty turn is skipped")
+        XCTAssertEqual(try redis.command(["LLEN", schema.pending("q", .high)]).int, 1, "no empty turn left behind")
+        // The group comes back with one turn, not two.
+        let b = try enqueue(group: "A", priority: .high)
+        XCTAssertEqual(try redis.command(["LRANGE", schema.pending("q", .high), "0", "-1"]).array?.compactMap(\.string),
+                       [plain.id.text, "@A"])
+        XCTAssertEqual(try fetch()?.id, plain.id)
+        XCTAssertEqual(try fetch()?.id, b.id)
         XCTAssertEqual(try stats().pendingTotal, 0)
         XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "missing"]).int ?? 0, 0, "not counted as missing")
     }

@@ -5,8 +5,10 @@ import XCTest
 /// the queue scripts that park a refused job, claim it back and defer one.
 final class LimitScriptTests: ScriptTestCase {
     private func acquire(_ id: JobID, limit: String = "l", cost: Int64 = 0, holdMs: Int64 = 30_000) throws -> AcquireLimitCall.Outcome {
-        try redis.run(AcquireLimitCall(schema: schema, limit: limit, jobID: id, cost: cost, holdMs: holdMs))
+        try redis.run(AcquireLimitCall(schema: schema, limit: limit, holder: h(id), cost: cost, holdMs: holdMs))
     }
+
+    private func h(_ id: JobID) -> LimitHolder { LimitHolder(id, attempt: 1) }
 
     private func define(_ d: LimitDefinition, limit: String = "l") throws {
         _ = try redis.run(DefineLimitCall(schema: schema, limit: limit, definition: d))
@@ -28,7 +30,7 @@ final class LimitScriptTests: ScriptTestCase {
         // Asking again for a job that holds a slot (a lost reply) is granted, not counted twice.
         XCTAssertEqual(try acquire(jobs[0]), .granted)
         XCTAssertEqual(try status().running, 3)
-        let wake = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", jobID: jobs[0]))
+        let wake = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", holder: h(jobs[0])))
         XCTAssertEqual(wake, ["q"], "the waiting queue is woken")
         XCTAssertEqual(try status().waitingQueues, [])
         XCTAssertEqual(try acquire(jobs[3]), .granted)
@@ -38,13 +40,13 @@ final class LimitScriptTests: ScriptTestCase {
         try define(LimitDefinition(concurrency: 1))
         let jobs = ids(2)
         XCTAssertEqual(try acquire(jobs[0], holdMs: 1000), .granted)
-        XCTAssertEqual(try redis.run(ExtendLimitHoldsCall(schema: schema, limit: "l", holdMs: 60_000, jobs: [jobs[0]])), 1)
+        XCTAssertEqual(try redis.run(ExtendLimitHoldsCall(schema: schema, limit: "l", holdMs: 60_000, holders: [h(jobs[0])])), 1)
         guard case .refused(_, let ms) = try acquire(jobs[1]) else { return XCTFail("not refused") }
         XCTAssertGreaterThan(ms, 50_000, "renewed with the lease")
         // A crashed worker renews nothing: its hold lapses.
-        try redis.command(["ZADD", schema.limitHolders("l"), "XX", "1", jobs[0].text])
+        try redis.command(["ZADD", schema.limitHolders("l"), "XX", "1", h(jobs[0]).member])
         XCTAssertEqual(try acquire(jobs[1]), .granted)
-        XCTAssertEqual(try redis.run(ExtendLimitHoldsCall(schema: schema, limit: "l", holdMs: 60_000, jobs: [jobs[0]])), 0,
+        XCTAssertEqual(try redis.run(ExtendLimitHoldsCall(schema: schema, limit: "l", holdMs: 60_000, holders: [h(jobs[0])])), 0,
                        "a lapsed hold is not taken back")
     }
 
@@ -52,7 +54,7 @@ final class LimitScriptTests: ScriptTestCase {
         try define(LimitDefinition(rateCount: 2, ratePeriodMs: 10_000))
         let jobs = ids(3)
         XCTAssertEqual(try acquire(jobs[0]), .granted)
-        _ = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", jobID: jobs[0]))
+        _ = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", holder: h(jobs[0])))
         XCTAssertEqual(try acquire(jobs[1]), .granted)
         guard case .refused("rate", let ms) = try acquire(jobs[2]) else { return XCTFail("not refused") }
         XCTAssertTrue((9_000...10_000).contains(ms), "\(ms)")
@@ -70,7 +72,7 @@ final class LimitScriptTests: ScriptTestCase {
         guard case .refused("units", let ms) = try acquire(jobs[1], cost: 2_000_000) else { return XCTFail("not refused") }
         XCTAssertTrue((9_000...10_001).contains(ms), "the missing million refills in 10 s: \(ms)")
         // It used 1,000,000, not 5,000,000: four come back.
-        _ = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", jobID: jobs[0], extraUnits: -4_000_000))
+        _ = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", holder: h(jobs[0]), extraUnits: -4_000_000))
         let left = try XCTUnwrap(try status().unitsAvailable)
         XCTAssertTrue((5_000_000...5_010_000).contains(left), "\(left)")
         XCTAssertEqual(try acquire(jobs[1], cost: 2_000_000), .granted)
@@ -81,7 +83,7 @@ final class LimitScriptTests: ScriptTestCase {
     func testAPauseRefusesEveryoneForItsLengthAndWakesNobody() throws {
         let jobs = ids(2)
         XCTAssertEqual(try acquire(jobs[0]), .granted, "an undefined limit only counts")
-        XCTAssertEqual(try redis.run(ReleaseLimitCall(schema: schema, limit: "l", jobID: jobs[0], pauseMs: 30_000)), [])
+        XCTAssertEqual(try redis.run(ReleaseLimitCall(schema: schema, limit: "l", holder: h(jobs[0]), pauseMs: 30_000)), [])
         guard case .refused("paused", let ms) = try acquire(jobs[1]) else { return XCTFail("not refused") }
         XCTAssertTrue((29_000...30_000).contains(ms), "\(ms)")
         XCTAssertGreaterThan(try redis.command(["PTTL", schema.limit("l")]).int ?? -1, 0,
@@ -108,14 +110,37 @@ final class LimitScriptTests: ScriptTestCase {
         XCTAssertEqual(try acquire(jobs[0]), .granted)
         guard case .refused = try acquire(jobs[1]) else { return XCTFail("not refused") }
         let call = LimitBatchCall(schema: schema, limit: "l", operations: [
-            .release(jobs[0], extraUnits: 0, pauseMs: 0), .acquire(jobs[2], cost: 0, holdMs: 30_000),
-            .acquire(jobs[1], cost: 0, holdMs: 30_000)])
+            .release(h(jobs[0]), extraUnits: 0, pauseMs: 0), .acquire(h(jobs[2]), cost: 0, holdMs: 30_000),
+            .acquire(h(jobs[1]), cost: 0, holdMs: 30_000)])
         let (wake, outcomes) = try redis.run(call)
         XCTAssertEqual(wake, ["q"], "the release woke the waiting queue")
         XCTAssertNil(outcomes[0])
         XCTAssertEqual(outcomes[1], .granted, "the freed slot went to the next operation")
         guard case .refused("concurrency", _)? = outcomes[2] else { return XCTFail("\(outcomes)") }
         XCTAssertEqual(try status().running, 1)
+    }
+
+    func testAnUndoneAcquireGivesBackItsSlotStartAndCost() throws {
+        try define(LimitDefinition(concurrency: 1, rateCount: 1, ratePeriodMs: 60_000, unitsPerMinute: 6_000_000))
+        let jobs = ids(2)
+        XCTAssertEqual(try acquire(jobs[0], cost: 1_000_000), .granted)
+        _ = try redis.run(LimitBatchCall(schema: schema, limit: "l", operations: [.undo(h(jobs[0]), cost: 1_000_000)]))
+        let s = try status()
+        XCTAssertEqual(s.running, 0)
+        XCTAssertEqual(s.startsInWindow, 0)
+        XCTAssertGreaterThanOrEqual(s.unitsAvailable ?? 0, 5_999_000)
+        XCTAssertEqual(try acquire(jobs[1], cost: 1_000_000), .granted, "the slot, the start and the budget came back")
+    }
+
+    func testALateReleaseOfAnEarlierAttemptFreesNothingAndSettlesNothing() throws {
+        try define(LimitDefinition(concurrency: 1, unitsPerMinute: 6_000_000))
+        let job = ids(1)[0]
+        XCTAssertEqual(try redis.run(AcquireLimitCall(schema: schema, limit: "l", holder: LimitHolder(job, attempt: 2), cost: 0,
+                                                      holdMs: 30_000)), .granted)
+        _ = try redis.run(ReleaseLimitCall(schema: schema, limit: "l", holder: LimitHolder(job, attempt: 1), extraUnits: 5_000_000))
+        let s = try status()
+        XCTAssertEqual(s.running, 1, "attempt 2 still holds its slot")
+        XCTAssertGreaterThanOrEqual(s.unitsAvailable ?? 0, 5_999_000, "nothing charged for a hold that was not there")
     }
 
     func testAParkedJobKeepsItsAttemptAndIsClaimedFromItsList() throws {
@@ -142,13 +167,19 @@ final class LimitScriptTests: ScriptTestCase {
     func testADeferredJobRunsAgainWithoutUsingAnAttempt() throws {
         let job = try created(try enqueue())
         _ = try fetch()
-        XCTAssertTrue(try redis.run(DeferCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, delayMs: 5000,
-                                              errorJSON: Job.errorJSON(message: "429", attempt: 1))))
+        XCTAssertEqual(try redis.run(DeferCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, delayMs: 5000,
+                                               errorJSON: Job.errorJSON(message: "429", attempt: 1))), .deferred)
         let f = try redis.command(["HMGET", schema.job(job.id), "state", "attempts"]).array?.map(\.string)
         XCTAssertEqual(f, ["scheduled", "0"])
         let due = try XCTUnwrap(try redis.command(["ZSCORE", schema.scheduled("q"), job.id.text]).string.flatMap(Double.init))
         XCTAssertGreaterThan(due, Double(Clock.nowMillis() + 4000))
-        XCTAssertFalse(try redis.run(DeferCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, delayMs: 5000,
-                                               errorJSON: "{}")), "not held any more")
+        XCTAssertEqual(try redis.run(DeferCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, delayMs: 5000,
+                                               errorJSON: "{}")), .stale, "not held any more")
+        // A job deferred its most times is not deferred again.
+        try redis.command(["HSET", schema.job(job.id), "deferrals", String(DeferCall.maxDeferrals)])
+        try makeDue(job.id)
+        _ = try fetch()
+        XCTAssertEqual(try redis.run(DeferCall(schema: schema, jobID: job.id, workerID: "w1", attempt: 1, delayMs: 5000,
+                                               errorJSON: "{}")), .tooMany)
     }
 }

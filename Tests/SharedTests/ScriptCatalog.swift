@@ -41,13 +41,14 @@ enum ScriptCatalog {
     static func limitCalls(_ k: KeySchema, limit l: String) -> [any ScriptCall] {
         let id = JobID.generate(queue: "q")
         return [
-            AcquireLimitCall(schema: k, limit: l, jobID: id, cost: 0, holdMs: 1),
-            ReleaseLimitCall(schema: k, limit: l, jobID: id),
-            ExtendLimitHoldsCall(schema: k, limit: l, holdMs: 1, jobs: [id]),
+            AcquireLimitCall(schema: k, limit: l, holder: LimitHolder(id, attempt: 1), cost: 0, holdMs: 1),
+            ReleaseLimitCall(schema: k, limit: l, holder: LimitHolder(id, attempt: 1)),
+            ExtendLimitHoldsCall(schema: k, limit: l, holdMs: 1, holders: [LimitHolder(id, attempt: 1)]),
             DefineLimitCall(schema: k, limit: l, definition: LimitDefinition()),
             DeleteLimitCall(schema: k, limit: l),
             LimitStatusCall(schema: k, limit: l),
-            LimitBatchCall(schema: k, limit: l, operations: [.acquire(id, cost: 1, holdMs: 1), .release(id, extraUnits: 0, pauseMs: 0)]),
+            LimitBatchCall(schema: k, limit: l, operations: [
+                .acquire(LimitHolder(id, attempt: 1), cost: 1, holdMs: 1), .release(LimitHolder(id, attempt: 1), extraUnits: 0, pauseMs: 0)]),
         ]
     }
 }

@@ -24,6 +24,8 @@ ROUTES_NEEDING_TOKEN = [
     ("POST", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/cancel"),
     ("POST", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/retry"), ("GET", "/v1/workers"),
     ("GET", "/v1/jobs/shared~01M8Q39YH1BZ3S575BSMBG3CKB/events"), ("GET", "/v1/queues/shared/events"),
+    ("GET", "/v1/queues/shared/groups"), ("GET", "/v1/limits"), ("GET", "/v1/limits/openai"),
+    ("PUT", "/v1/limits/openai"), ("DELETE", "/v1/limits/openai"),
 ]
 
 
@@ -119,7 +121,8 @@ def test_the_route_list_above_is_every_route_of_the_api(clients):
     served = set(re.findall(r'spool_http_request_duration_seconds_count\{method="(\w+)",route="([^"]+)"\}', metrics))
     served |= {(m, r) for r, m in re.findall(r'spool_http_request_duration_seconds_count\{route="([^"]+)",method="(\w+)"\}', metrics)}
     assert served, "no route series in /metrics"
-    listed = {(m, p.replace("/queues/shared", "/queues/:queue").replace("shared~01M8Q39YH1BZ3S575BSMBG3CKB", ":id"))
+    listed = {(m, p.replace("/queues/shared", "/queues/:queue").replace("shared~01M8Q39YH1BZ3S575BSMBG3CKB", ":id")
+                  .replace("/limits/openai", "/limits/:limit"))
               for m, p in ROUTES_NEEDING_TOKEN}
     open_routes = {("GET", "/healthz"), ("GET", "/readyz")}
     assert served - open_routes - listed == set(), "routes without an auth test"
@@ -448,6 +451,25 @@ def test_max_pending_holds_for_retries_of_dead_jobs(tmp_path, spawn, redis):
     assert c.call("flood", "POST", f"/v1/jobs/{held[0]['id']}/cancel")[0] == 200
     status, _, data = c.call("flood", "POST", f"/v1/jobs/{dead[0]['id']}/retry")
     assert status == 200 and data["state"] == "queued", (status, data)
+
+
+def test_limits_need_a_client_of_every_queue_and_groups_its_queue(clients, redis):
+    """A limit is shared by every queue and tenant that names it: reading
+    one needs read on `*`, changing one admin on `*`. A queue's groups need
+    the queue."""
+    clients.enqueue("alice", "alice-1", {"type": "noop", "group": "t1"})
+    before = snapshot(redis)
+    assert_403(clients.call("alice", "GET", "/v1/limits"), "every queue")
+    assert_403(clients.call("alice-admin", "PUT", "/v1/limits/openai", {"concurrency": 1}), "every queue")
+    assert_403(clients.call("alice-admin", "DELETE", "/v1/limits/openai"), "every queue")
+    assert_403(clients.call("bob", "GET", "/v1/queues/alice-1/groups"), "alice-1")
+    assert snapshot(redis) == before
+    status, _, data = clients.call("ops", "PUT", "/v1/limits/openai", {"concurrency": 1})
+    assert status == 201, data
+    assert clients.call("ops", "GET", "/v1/limits/openai")[2]["concurrency"] == 1
+    status, _, data = clients.call("alice", "GET", "/v1/queues/alice-1/groups")
+    assert status == 200 and data["groups"] == [{"group": "t1", "pending": 1}], data
+    assert clients.call("ops", "DELETE", "/v1/limits/openai")[0] == 200
 
 
 def test_event_streams_follow_tokens_and_isolation(clients):

@@ -123,7 +123,7 @@ def test_bad_limits_and_limit_fields_are_refused_and_change_nothing(spawn, redis
         assert_error(api.request("PUT", "/v1/limits/x", body), 400, "invalid_field", [field])
     assert_error(api.request("PUT", "/v1/limits/x", b"{nope"), 400, "invalid_json")
     assert_error(api.request("PUT", "/v1/limits/a%7Bb%7D", {}), 400, "invalid_field", ["limit"])
-    assert_error(api.request("PUT", "/v1/limits/" + "a" * 65, {}), 400, "invalid_field", ["limit"])
+    assert_error(api.request("PUT", "/v1/limits/" + "a" * 81, {}), 400, "invalid_field", ["limit"])
     assert_error(api.get("/v1/limits?limit=0"), 400, "invalid_field", ["limit"])
     assert_error(api.request("POST", "/v1/limits/x", {}), 405, "method_not_allowed")
     assert_error(api.post("/v1/queues/default/jobs", {"type": "noop", "limit": "a b"}), 400, "invalid_field", ["limit"])

@@ -63,13 +63,13 @@ struct EnqueueRequest {
 
         if let l = value["limit"], !l.isNull {
             guard let name = l.stringValue, Validation.isValidLimitName(name) else {
-                throw FieldError(field: f("limit"), message: "must be a limit name matching [A-Za-z0-9_.:-]{1,64}")
+                throw FieldError(field: f("limit"), message: "must be a limit name matching [A-Za-z0-9_.:-]{1,80}")
             }
             job.limit = name
         }
         job.cost = try integer(value, "cost", path, EnqueueRequest.cost)
         if let g = value["group"], !g.isNull {
-            guard let name = g.stringValue, Validation.isValidLimitName(name) else {
+            guard let name = g.stringValue, Validation.isValidLimitName(name, maxLength: 64) else {
                 throw FieldError(field: f("group"), message: "must be a group name matching [A-Za-z0-9_.:-]{1,64}")
             }
             job.group = name

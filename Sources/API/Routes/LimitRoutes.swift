@@ -18,7 +18,7 @@ extension Router {
     /// Parses a limit name from the path; answers 400 itself when it is not one.
     private func limitName(_ segment: Substring, _ responder: Responder) -> String? {
         guard let name = HTTPHeadParser.percentDecode(segment), Validation.isValidLimitName(name) else {
-            responder.send(.error(400, "invalid_field", "limit: '\(segment.prefix(80))' must match [A-Za-z0-9_.:-]{1,64}"))
+            responder.send(.error(400, "invalid_field", "limit: '\(segment.prefix(80))' must match [A-Za-z0-9_.:-]{1,80}"))
             return nil
         }
         return name

@@ -163,6 +163,9 @@ public enum HTTPClient {
         var body = BodyDecoder()
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
+            // Also while data keeps coming: an endless stream still ends at the deadline.
+            if stopped() { throw HTTPClientError("stopped") }
+            if Clock.monotonicMillis() >= deadline { throw HTTPClientError("timed out") }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
@@ -183,6 +186,11 @@ public enum HTTPClient {
                     continue
                 }
                 let parsed = try parseHead(Array(buffer[..<end]))
+                if parsed.status < 200 {
+                    // An interim response (100 Continue, 103 Early Hints): the real one follows.
+                    buffer = Array(buffer[(end + 4)...])
+                    continue
+                }
                 head = parsed
                 onHead(parsed)
                 body = try BodyDecoder(parsed)
@@ -281,7 +289,7 @@ struct BodyDecoder {
                     }
                     let line = String(decoding: pending[..<nl], as: UTF8.self).trimmingCharacters(in: "\r ")
                     pending.removeFirst(nl + 1)
-                    let sizeText = line.split(separator: ";").first.map(String.init) ?? ""
+                    let sizeText = (line.split(separator: ";").first.map(String.init) ?? "").trimmingCharacters(in: " \t")
                     guard let size = Int(sizeText, radix: 16), size >= 0 else {
                         throw HTTPClientError("bad chunk size: \(line.prefix(40))")
                     }

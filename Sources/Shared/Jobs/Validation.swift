@@ -13,11 +13,12 @@ public enum Validation {
             && u.allSatisfy { isAlnum($0) || $0 == 0x5F || $0 == 0x2E || $0 == 0x3A || $0 == 0x2D }
     }
 
-    /// Limit names and tenant groups: `[A-Za-z0-9_.:-]{1,64}` (no braces: a
-    /// limit's name is its keys' hash tag).
-    public static func isValidLimitName(_ name: String) -> Bool {
+    /// Limit names, `[A-Za-z0-9_.:-]{1,80}` (no braces: a limit's name is its
+    /// keys' hash tag), and tenant groups, the same up to 64 (a group's cap is
+    /// the limit `group:<name>`).
+    public static func isValidLimitName(_ name: String, maxLength: Int = 80) -> Bool {
         let u = name.utf8
-        return (1...64).contains(u.count)
+        return (1...maxLength).contains(u.count)
             && u.allSatisfy { isAlnum($0) || $0 == 0x5F || $0 == 0x2E || $0 == 0x3A || $0 == 0x2D }
     }
 

@@ -42,10 +42,24 @@ local function take_waiting(k)
   return waiting
 end
 
+-- A call's view of the limit: read once, changed in memory by each
+-- operation, written back once (end_session): a batch of operations costs
+-- little more than one.
+local function limit_session(k, now)
+  return {k = k, now = now, l = read_limit(k, now), units_changed = false, hold = 0, started = false}
+end
+
+local function end_session(s)
+  if s.units_changed then store_units(s.k, s.l, s.now) end
+  -- Keys that hold entries with deadlines expire with their last entry.
+  if s.hold > 0 then expire_at_least(s.k.holders, s.hold) end
+  if s.started then expire_at_least(s.k.starts, s.l.rate_period) end
+end
+
 -- Takes a slot for job `id` (see AcquireLimitCall): {1}, or {0, reason, ms}
 -- with `queue` added to the waiting set.
-local function acquire_slot(k, id, cost, hold, queue, now)
-  local l = read_limit(k, now)
+local function acquire_slot(s, id, cost, hold, queue)
+  local k, l, now = s.k, s.l, s.now
   -- Granted before (the reply was lost and the worker asks again): asked
   -- only where it would matter, since a hold is the same member anyway: a
   -- rate or a budget would count it twice, a full limit would refuse it.
@@ -84,31 +98,44 @@ local function acquire_slot(k, id, cost, hold, queue, now)
       return refuse('units', (math.max(need, 1) - l.units) * 60000 / l.upm)
     end
     l.units = l.units - cost
-    store_units(k, l, now)
+    s.units_changed = true
   end
   redis.call('ZADD', k.holders, now + hold, id)
-  expire_at_least(k.holders, hold)
+  s.hold = math.max(s.hold, hold)
   if l.rate_count then
-    -- One member per start (a job deferred and run again starts twice).
-    local _, now_us = clock()
-    redis.call('ZADD', k.starts, now, id .. '@' .. now_us)
-    expire_at_least(k.starts, l.rate_period)
+    -- One member per attempt, so that an undone acquire can take its start
+    -- back (a deferred job's next run reuses it: the window then holds the
+    -- later start only).
+    redis.call('ZADD', k.starts, now, id)
+    s.started = true
   end
   return {1}
 end
 
+-- Takes back an acquire whose job did not run: its hold, its start and its cost.
+local function undo_acquire(s, id, cost)
+  local k, l = s.k, s.l
+  if redis.call('ZREM', s.k.holders, id) == 0 then return end
+  if l.rate_count then redis.call('ZREM', k.starts, id) end
+  if l.upm and cost > 0 then
+    l.units = math.min(l.upm, l.units + cost)
+    s.units_changed = true
+  end
+end
+
 -- Gives back job `id`'s slot (see ReleaseLimitCall); the queues to wake.
-local function release_slot(k, id, delta, pause, now)
-  redis.call('ZREM', k.holders, id)
-  -- The common case: nothing to settle, nobody waiting.
-  if delta == 0 and pause == 0 and redis.call('EXISTS', k.waiting) == 0 then return {} end
-  local l = read_limit(k, now)
-  if delta ~= 0 and l.upm then
+local function release_slot(s, id, delta, pause)
+  local k, l, now = s.k, s.l, s.now
+  -- Usage is settled once: a release sent again (its reply was lost), or
+  -- after the hold lapsed, finds no hold and charges nothing.
+  local held = redis.call('ZREM', k.holders, id) == 1
+  if held and delta ~= 0 and l.upm then
     l.units = math.min(l.upm, l.units - delta)
-    store_units(k, l, now)
+    s.units_changed = true
   end
   if pause > 0 then
     if now + pause > l.paused_until then
+      l.paused_until = now + pause
       redis.call('HSET', k.def, 'paused_until', now + pause)
       -- A limit nobody defined keeps its pause only for the pause.
       if not l.defined then expire_at_least(k.def, pause) end
@@ -125,15 +152,17 @@ end
 public struct AcquireLimitCall: ScriptCall {
     public static let script = LuaScript(name: "acquire_limit", uses: [LimitLua.keys], body: #"""
 -- KEYS[1..4] the limit's (limit_keys)
--- ARGV[1]  job id (the holder)
+-- ARGV[1]  the holder (job id @ attempt)
 -- ARGV[2]  cost: units of the budget the job declared (0 none)
 -- ARGV[3]  hold ms: the worker's lease; the hold lapses then unless extended
 -- ARGV[4]  the job's queue (woken when a slot frees, after a refusal)
 -- Output:  {1}  granted: the job holds a slot until released or the hold lapses
 --          {0, reason, ms}  refused (paused, concurrency, rate or units); ms: when
 --          to ask again at the latest; the queue joins the waiting set
-local k = limit_keys()
-return acquire_slot(k, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], now_ms())
+local s = limit_session(limit_keys(), now_ms())
+local out = acquire_slot(s, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+end_session(s)
+return out
 """#)
 
     public enum Outcome: Equatable, Sendable {
@@ -143,22 +172,22 @@ return acquire_slot(k, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], n
     }
 
     public let limit: String
-    public let jobID: JobID
+    public let holder: LimitHolder
     public let cost: Int64
     public let holdMs: Int64
     let schema: KeySchema
 
-    public init(schema: KeySchema, limit: String, jobID: JobID, cost: Int64, holdMs: Int64) {
+    public init(schema: KeySchema, limit: String, holder: LimitHolder, cost: Int64, holdMs: Int64) {
         self.schema = schema
         self.limit = limit
-        self.jobID = jobID
+        self.holder = holder
         self.cost = cost
         self.holdMs = holdMs
     }
 
     public var script: LuaScript { AcquireLimitCall.script }
     public var keys: [String] { schema.limitKeys(limit) }
-    public var args: [String] { [jobID.text, String(cost), String(holdMs), jobID.queue] }
+    public var args: [String] { [holder.member, String(cost), String(holdMs), holder.jobID.queue] }
 
     public func parse(_ reply: RedisReply) throws -> Outcome {
         guard let parts = reply.array, let first = parts.first?.int else { throw unexpected(reply) }
@@ -173,32 +202,34 @@ return acquire_slot(k, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], n
 public struct ReleaseLimitCall: ScriptCall {
     public static let script = LuaScript(name: "release_limit", uses: [LimitLua.keys], body: #"""
 -- KEYS[1..4] the limit's (limit_keys)
--- ARGV[1]  job id (the holder)
+-- ARGV[1]  the holder (job id @ attempt)
 -- ARGV[2]  units to charge on top of what was charged at the start (reported
 --          usage minus the declared cost; negative gives back; 0 none)
 -- ARGV[3]  pause ms: the provider asked to wait that long (0 none)
 -- Output:  the queues to wake (their parked jobs may run now); none while paused
-local k = limit_keys()
-return release_slot(k, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms())
+local s = limit_session(limit_keys(), now_ms())
+local out = release_slot(s, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+end_session(s)
+return out
 """#)
 
     public let limit: String
-    public let jobID: JobID
+    public let holder: LimitHolder
     public let extraUnits: Int64
     public let pauseMs: Int64
     let schema: KeySchema
 
-    public init(schema: KeySchema, limit: String, jobID: JobID, extraUnits: Int64 = 0, pauseMs: Int64 = 0) {
+    public init(schema: KeySchema, limit: String, holder: LimitHolder, extraUnits: Int64 = 0, pauseMs: Int64 = 0) {
         self.schema = schema
         self.limit = limit
-        self.jobID = jobID
+        self.holder = holder
         self.extraUnits = extraUnits
         self.pauseMs = pauseMs
     }
 
     public var script: LuaScript { ReleaseLimitCall.script }
     public var keys: [String] { schema.limitKeys(limit) }
-    public var args: [String] { [jobID.text, String(extraUnits), String(pauseMs)] }
+    public var args: [String] { [holder.member, String(extraUnits), String(pauseMs)] }
 
     /// The queues to wake.
     public func parse(_ reply: RedisReply) throws -> [String] {
@@ -212,7 +243,7 @@ public struct ExtendLimitHoldsCall: ScriptCall {
     public static let script = LuaScript(name: "extend_limit_holds", uses: [LimitLua.keys], body: #"""
 -- KEYS[1..4] the limit's (limit_keys)
 -- ARGV[1]    hold ms
--- ARGV[2..]  job ids
+-- ARGV[2..]  holders (job id @ attempt)
 -- Output:    how many holds were renewed (a lapsed one is not taken again)
 local now = now_ms()
 local k = limit_keys()
@@ -224,19 +255,19 @@ return renewed
 
     public let limit: String
     public let holdMs: Int64
-    public let jobs: [JobID]
+    public let holders: [LimitHolder]
     let schema: KeySchema
 
-    public init(schema: KeySchema, limit: String, holdMs: Int64, jobs: [JobID]) {
+    public init(schema: KeySchema, limit: String, holdMs: Int64, holders: [LimitHolder]) {
         self.schema = schema
         self.limit = limit
         self.holdMs = holdMs
-        self.jobs = jobs
+        self.holders = holders
     }
 
     public var script: LuaScript { ExtendLimitHoldsCall.script }
     public var keys: [String] { schema.limitKeys(limit) }
-    public var args: [String] { [String(holdMs)] + jobs.map(\.text) }
+    public var args: [String] { [String(holdMs)] + holders.map(\.member) }
 
     public func parse(_ reply: RedisReply) throws -> Int {
         guard let n = reply.int else { throw unexpected(reply) }
@@ -427,6 +458,21 @@ return {l.defined and 1 or 0, text(l.concurrency), text(l.rate_count), text(l.ra
     }
 }
 
+/// Who holds a limit's slot: one attempt of one job. A run that lost its
+/// lease and reports late releases its own hold, never the next attempt's.
+public struct LimitHolder: Hashable, Sendable {
+    public let jobID: JobID
+    public let attempt: Int
+
+    public init(_ jobID: JobID, attempt: Int) {
+        self.jobID = jobID
+        self.attempt = attempt
+    }
+
+    /// The member in the holders and starts sets.
+    public var member: String { "\(jobID.text)@\(attempt)" }
+}
+
 extension KeySchema {
     /// KEYS of every limit script, in limit_keys' order.
     public func limitKeys(_ name: String) -> [String] {
@@ -441,32 +487,39 @@ extension KeySchema {
 public struct LimitBatchCall: ScriptCall {
     public static let script = LuaScript(name: "limit_batch", uses: [LimitLua.keys], body: #"""
 -- KEYS[1..4] the limit's (limit_keys)
--- ARGV, per operation in order: 'a', job id, cost, hold ms, queue (acquire)
---                            or 'r', job id, extra units, pause ms (release)
--- Output: {queues to wake, then per operation: {1} or {0, reason, ms} (acquire), 1 (release)}
-local now = now_ms()
-local k = limit_keys()
+-- ARGV, per operation in order: 'a', holder, cost, hold ms, queue (acquire)
+--                            or 'r', holder, extra units, pause ms (release)
+--                            or 'u', holder, cost (undo an acquire: the job did not run)
+-- Output: {queues to wake, then per operation: {1} or {0, reason, ms} (acquire), 1 (release, undo)}
+local s = limit_session(limit_keys(), now_ms())
 local wake, seen, out = {}, {}, {}
 local i = 1
 while i <= #ARGV do
   if ARGV[i] == 'a' then
-    out[#out + 1] = acquire_slot(k, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4], now)
+    out[#out + 1] = acquire_slot(s, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4])
     i = i + 5
+  elseif ARGV[i] == 'u' then
+    undo_acquire(s, ARGV[i + 1], tonumber(ARGV[i + 2]))
+    out[#out + 1] = 1
+    i = i + 3
   else
-    for _, q in ipairs(release_slot(k, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), now)) do
+    for _, q in ipairs(release_slot(s, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))) do
       if not seen[q] then seen[q] = true; wake[#wake + 1] = q end
     end
     out[#out + 1] = 1
     i = i + 4
   end
 end
+end_session(s)
 table.insert(out, 1, wake)
 return out
 """#)
 
     public enum Operation: Sendable {
-        case acquire(JobID, cost: Int64, holdMs: Int64)
-        case release(JobID, extraUnits: Int64, pauseMs: Int64)
+        case acquire(LimitHolder, cost: Int64, holdMs: Int64)
+        case release(LimitHolder, extraUnits: Int64, pauseMs: Int64)
+        /// Gives back a slot taken for a job that did not run (its other limit refused it).
+        case undo(LimitHolder, cost: Int64)
     }
 
     public let limit: String
@@ -484,8 +537,9 @@ return out
     public var args: [String] {
         operations.flatMap { op -> [String] in
             switch op {
-            case .acquire(let id, let cost, let hold): return ["a", id.text, String(cost), String(hold), id.queue]
-            case .release(let id, let extra, let pause): return ["r", id.text, String(extra), String(pause)]
+            case .acquire(let h, let cost, let hold): return ["a", h.member, String(cost), String(hold), h.jobID.queue]
+            case .release(let h, let extra, let pause): return ["r", h.member, String(extra), String(pause)]
+            case .undo(let h, let cost): return ["u", h.member, String(cost)]
             }
         }
     }

@@ -94,12 +94,16 @@ public struct DeferCall: ScriptCall {
 -- ARGV[8]   attempt number the worker claimed
 -- ARGV[9]   delay ms
 -- ARGV[10]  why (the error field: {"message": ..., "attempt": n})
--- Output:   1 deferred, 0 the job was no longer this worker's (nothing changed)
+-- ARGV[11]  most back-offs a job gets without using an attempt
+-- Output:   1 deferred, 0 the job was no longer this worker's, 2 it had its
+--           most back-offs (nothing changed: the worker records a failure)
 local q = queue_keys()
 local id = ARGV[7]
 if not holds_lease(q, id, ARGV[6], ARGV[8]) then return 0 end
 local now = now_ms()
 local key = q.job_prefix .. id
+if (tonumber(redis.call('HGET', key, 'deferrals')) or 0) >= tonumber(ARGV[11]) then return 2 end
+redis.call('HINCRBY', key, 'deferrals', 1)
 local run_at = now + tonumber(ARGV[9])
 redis.call('ZREM', q.lease, id)
 queue_again(key)
@@ -117,7 +121,12 @@ return 1
     public let attempt: Int
     public let delayMs: Int64
     public let errorJSON: String
+    /// A handler that backs off for ever still ends: past this many, the
+    /// back-off is an ordinary failure (it uses an attempt).
+    public static let maxDeferrals = 100
     let schema: KeySchema
+
+    public enum Outcome: Equatable, Sendable { case deferred, stale, tooMany }
 
     public init(schema: KeySchema, jobID: JobID, workerID: String, attempt: Int, delayMs: Int64, errorJSON: String) {
         self.schema = schema
@@ -133,12 +142,15 @@ return 1
     public var args: [String] {
         schema.queueKeys(jobID.queue).args
             + [workerID, jobID.text, String(attempt), String(delayMs),
-               FieldCipher.stored(errorJSON, job: jobID.text, field: JobField.error)]
+               FieldCipher.stored(errorJSON, job: jobID.text, field: JobField.error), String(DeferCall.maxDeferrals)]
     }
 
-    /// False when the job had left this worker.
-    public func parse(_ reply: RedisReply) throws -> Bool {
-        guard let n = reply.int else { throw unexpected(reply) }
-        return n == 1
+    public func parse(_ reply: RedisReply) throws -> Outcome {
+        switch reply.int {
+        case 1: return .deferred
+        case 0: return .stale
+        case 2: return .tooMany
+        default: throw unexpected(reply)
+        }
     }
 }

@@ -57,7 +57,8 @@ for _, count in ipairs(pending_counts(q)) do pending = pending + count end
 pending = pending + parked_count(q)
 local scheduled, running, dead = redis.call('ZCARD', q.scheduled), redis.call('ZCARD', q.lease), redis.call('ZCARD', q.dead)
 if pending + scheduled + running + dead == 0 then
-  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events, parked_set(q), groups_hash(q))
+  -- The pending lists may still hold empty group turns (counted as none).
+  redis.call('DEL', q.stats, q.paused, q.wake, event_keys(q).queue_events, parked_set(q), groups_hash(q), unpack(q.pending))
   return {'deleted'}
 end
 local batch = tonumber(ARGV[6])

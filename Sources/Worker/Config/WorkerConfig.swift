@@ -98,7 +98,7 @@ extension WorkerConfig {
             let parts = spec.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
             guard parts.count == 2, Validation.isValidJobType(parts[0]), Validation.isValidLimitName(parts[1]) else {
                 throw ConfigError("\(origin): '\(spec)' must be TYPE=LIMIT, a job type [A-Za-z0-9_.:-]{1,128} and a limit "
-                                  + "name [A-Za-z0-9_.:-]{1,64}")
+                                  + "name [A-Za-z0-9_.:-]{1,80}")
             }
             guard out[parts[0]] == nil else { throw ConfigError("\(origin): job type '\(parts[0])' is given twice") }
             out[parts[0]] = parts[1]

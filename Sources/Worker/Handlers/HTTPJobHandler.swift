@@ -90,7 +90,8 @@ struct HTTPJobHandler: JobHandler {
 
     /// `Retry-After` as milliseconds: delay-seconds, or an HTTP date.
     static func retryAfterMs(_ value: String) -> Int64? {
-        if let seconds = Int64(value.trimmingCharacters(in: " ")), seconds >= 0 { return seconds * 1000 }
+        // Capped before the multiplication: a day is the longest back-off anyway.
+        if let seconds = Int64(value.trimmingCharacters(in: " ")), seconds >= 0 { return min(seconds, 86_400) * 1000 }
         guard let at = Timestamp.parseHTTPDate(value) else { return nil }
         return max(0, at - Clock.nowMillis())
     }

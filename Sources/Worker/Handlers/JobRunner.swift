@@ -57,8 +57,11 @@ final class JobRunner {
         func ended(_ ending: JobRun.Ending) -> JobRun {
             var run = JobRun(job: job, attempt: attempt, ending: ending, logMetadata: meta)
             run.usage = context.usage
-            // A back-off counts only with a failing exit: a success is a success.
-            if case .failed = ending { run.retryAfterMs = context.retryAfterMs }
+            // A back-off counts only with a failure that may be retried: a
+            // success is a success, a final failure final, a timeout a timeout.
+            if case .failed(_, let delay) = ending, delay != nil, context.stopReason == nil {
+                run.retryAfterMs = context.retryAfterMs
+            }
             return run
         }
         switch context.stopReason {

@@ -208,7 +208,7 @@ final class PersistentProcess {
 
     private func drainStderr(_ limits: ChildProcess.Limits) {
         for _ in 0..<64 where stderrFD >= 0 {
-            guard PipeIO.wait(readable: [stderrFD], writable: nil, timeoutMs: 20) != nil else { return }
+            guard let ready = PipeIO.wait(readable: [stderrFD], writable: nil, timeoutMs: 20), !ready.isEmpty else { return }
             readStderr(limits)
         }
     }

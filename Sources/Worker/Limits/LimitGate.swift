@@ -30,14 +30,24 @@ final class LimitGate {
         let job = claim.job
         let limits = worker.limits(of: job)
         guard !limits.isEmpty else { return claim }
+        let holder = LimitHolder(job.id, attempt: job.attempts)
         var held: [String] = []
         for limit in limits {
-            let acquire = LimitBatchCall.Operation.acquire(job.id, cost: job.cost ?? 0, holdMs: worker.config.leaseMs)
-            switch try worker.limitBatcher(limit).run(acquire, send: { try self.send($0, limit: limit) }) ?? .granted {
+            let acquire = LimitBatchCall.Operation.acquire(holder, cost: job.cost ?? 0, holdMs: worker.config.leaseMs)
+            let outcome: AcquireLimitCall.Outcome
+            do {
+                outcome = try worker.limitBatcher(limit).run(acquire, send: { try self.send($0, limit: limit) }) ?? .granted
+            } catch {
+                undo(held, holder, cost: job.cost ?? 0)
+                giveBack(claim)
+                throw error
+            }
+            switch outcome {
             case .granted:
                 held.append(limit)
             case .refused(let reason, let retryInMs):
-                for other in held { release(other, job.id) }
+                // Neither: what the job's other limit gave is taken back.
+                undo(held, holder, cost: job.cost ?? 0)
                 try park(claim, limit: limit, reason: reason, retryInMs: retryInMs)
                 return nil
             }
@@ -45,31 +55,59 @@ final class LimitGate {
         return claim
     }
 
+    /// Takes back slots acquired for a job that will not run now (best effort:
+    /// a slot that cannot be given back lapses with the lease).
+    private func undo(_ limits: [String], _ holder: LimitHolder, cost: Int64) {
+        for limit in limits {
+            _ = try? worker.limitBatcher(limit).run(.undo(holder, cost: cost), send: { try self.send($0, limit: limit) })
+        }
+    }
+
+    /// A claimed job whose limit could not be asked (Redis trouble) goes back
+    /// to the head of its queue without counting the attempt; failing that,
+    /// it comes back when its lease expires.
+    private func giveBack(_ claim: Claim) {
+        let job = claim.job
+        _ = try? redis.run(GiveBackCall(schema: worker.schema, queue: job.id.queue, workerID: worker.id,
+                                        jobs: [(job.id, job.attempts)]))
+    }
+
     /// Parks a claimed job its limit refused, and notes when to ask again.
+    /// When the park fails, the job is given back (or left to lease recovery).
     private func park(_ claim: Claim, limit: String, reason: String, retryInMs: Int64) throws {
         let job = claim.job
-        _ = try redis.run(ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
-                                   limit: limit, atHead: claim.fromParked))
-        worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs,
-                              reason: reason, newlyParked: !claim.fromParked)
+        do {
+            _ = try redis.run(ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
+                                       limit: limit, atHead: claim.fromParked))
+        } catch {
+            giveBack(claim)
+            throw error
+        }
+        worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs, reason: reason)
         worker.logger.debug("job waits for its limit", metadata: [
             "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
     }
 
-    /// After a run: gives back its slots and admits the job the same call
-    /// claimed next (nil when it was parked). When both take the same one
-    /// limit, the release and the acquire go in one call.
-    func finish(_ run: JobRun, thenAdmit next: Claim?) throws -> Claim? {
+    /// After a run is recorded: gives back its slots and admits the job the
+    /// same call claimed next (nil when it was parked), unless the batch's
+    /// leader did (settleBatch). When both take the same one limit, the
+    /// release and the acquire go in one call.
+    func finish(_ run: JobRun, _ recorded: JobReporter.Recorded) throws -> Claim? {
+        let next = recorded.next
+        if recorded.released || recorded.nextAdmitted {
+            if !recorded.released { release(run) }
+            guard let next else { return nil }
+            return recorded.nextAdmitted ? next : try admit(next)
+        }
         let limits = worker.limits(of: run.job)
         guard let next, limits.count == 1, worker.limits(of: next.job) == limits, run.retryAfterMs == nil else {
             release(run)
             return try next.flatMap(admit)
         }
         let limit = limits[0]
-        let extra = run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0
         let operations: [LimitBatchCall.Operation] = [
-            .release(run.job.id, extraUnits: extra, pauseMs: 0),
-            .acquire(next.job.id, cost: next.job.cost ?? 0, holdMs: worker.config.leaseMs),
+            .release(LimitHolder(run.job.id, attempt: run.attempt), extraUnits: extraUnits(run, limit: limit), pauseMs: 0),
+            .acquire(LimitHolder(next.job.id, attempt: next.job.attempts), cost: next.job.cost ?? 0, holdMs: worker.config.leaseMs),
         ]
         let outcomes: [AcquireLimitCall.Outcome?]
         do {
@@ -87,14 +125,78 @@ final class LimitGate {
         return next
     }
 
+    /// The run's slot, when one batch call can give it back: a success under
+    /// one limit (a back-off or two limits take the loop's own path).
+    func batchableRelease(_ run: JobRun) -> LimitRelease? {
+        let limits = worker.limits(of: run.job)
+        guard limits.count == 1 else { return nil }
+        return LimitRelease(limit: limits[0], holder: LimitHolder(run.job.id, attempt: run.attempt),
+                            extraUnits: extraUnits(run, limit: limits[0]))
+    }
+
+    /// The leader of a batch of successes: gives back the runs' slots and
+    /// takes the slots of the jobs the same call claimed, one call per limit
+    /// for the whole batch (parking the jobs refused). What it could not do
+    /// (a job under two limits, a failed call) is left to each loop.
+    func settleBatch(_ answers: [CompletionBatcher.Answer], releases: [LimitRelease?]) -> [CompletionBatcher.Answer] {
+        var answers = answers
+        var operations: [String: [LimitBatchCall.Operation]] = [:]
+        var releasedBy: [String: [Int]] = [:]
+        var acquiredBy: [String: [Int]] = [:]
+        for (i, r) in releases.enumerated() {
+            guard let r else { continue }
+            operations[r.limit, default: []].append(.release(r.holder, extraUnits: r.extraUnits, pauseMs: 0))
+            releasedBy[r.limit, default: []].append(i)
+        }
+        for (i, answer) in answers.enumerated() {
+            guard case .job(let job)? = answer.next else { answers[i].nextAdmitted = true; continue }
+            let limits = worker.limits(of: job)
+            if limits.isEmpty {
+                answers[i].nextAdmitted = true
+            } else if limits.count == 1 {
+                operations[limits[0], default: []].append(.acquire(LimitHolder(job.id, attempt: job.attempts), cost: job.cost ?? 0,
+                                                                   holdMs: worker.config.leaseMs))
+                acquiredBy[limits[0], default: []].append(i)
+            }
+        }
+        for (limit, ops) in operations {
+            let outcomes: [AcquireLimitCall.Outcome?]
+            do {
+                outcomes = try send(ops, limit: limit)
+            } catch {
+                continue
+            }
+            for i in releasedBy[limit] ?? [] { answers[i].released = true }
+            let acquires = outcomes.dropFirst(releasedBy[limit]?.count ?? 0)
+            for (i, outcome) in zip(acquiredBy[limit] ?? [], acquires) {
+                if case .refused(let reason, let retryInMs)? = outcome, case .job(let job)? = answers[i].next {
+                    // Parked here; should that fail, the job was given back
+                    // (or is left to lease recovery): the loop must not run it.
+                    try? park(Claim(job: job, sentAt: answers[i].sentAt), limit: limit, reason: reason, retryInMs: retryInMs)
+                    answers[i] = CompletionBatcher.Answer(stored: answers[i].stored, next: nil, sentAt: answers[i].sentAt,
+                                                          released: answers[i].released, nextAdmitted: true)
+                } else {
+                    answers[i].nextAdmitted = true
+                }
+            }
+        }
+        return answers
+    }
+
+    /// Usage is settled on the job's own limit (a group's cap counts jobs, not units).
+    private func extraUnits(_ run: JobRun, limit: String) -> Int64 {
+        guard limit == worker.config.limit(of: run.job) else { return 0 }
+        return run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0
+    }
+
     /// Gives back the slots of a run that held some, once its end is
     /// recorded, with its settled usage (its own limit's budget) or the
     /// provider's pause (its own limit).
     func release(_ run: JobRun) {
         for (i, limit) in worker.limits(of: run.job).enumerated() {
             let own = i == 0 && worker.config.limit(of: run.job) != nil
-            let extra = own ? run.usage.map { $0 - (run.job.cost ?? 0) } ?? 0 : 0
-            release(limit, run.job.id, extraUnits: extra, pauseMs: own ? run.retryAfterMs ?? 0 : 0)
+            let extra = extraUnits(run, limit: limit)
+            release(limit, LimitHolder(run.job.id, attempt: run.attempt), extraUnits: extra, pauseMs: own ? run.retryAfterMs ?? 0 : 0)
             if own, let pause = run.retryAfterMs {
                 worker.logger.warning("limit paused: the provider asked to wait", metadata: [
                     "limit": "\(limit)", "pause_ms": .stringConvertible(pause), "job_id": "\(run.job.id)"])
@@ -103,13 +205,13 @@ final class LimitGate {
     }
 
     /// Best effort: a release that cannot be sent lapses with the lease.
-    private func release(_ limit: String, _ id: JobID, extraUnits: Int64 = 0, pauseMs: Int64 = 0) {
-        let release = LimitBatchCall.Operation.release(id, extraUnits: extraUnits, pauseMs: pauseMs)
+    private func release(_ limit: String, _ holder: LimitHolder, extraUnits: Int64 = 0, pauseMs: Int64 = 0) {
+        let release = LimitBatchCall.Operation.release(holder, extraUnits: extraUnits, pauseMs: pauseMs)
         do {
             _ = try worker.limitBatcher(limit).run(release, send: { try self.send($0, limit: limit) })
         } catch {
             worker.logger.warning("could not release a limit's slot; it lapses with the job's lease", metadata: [
-                "limit": "\(limit)", "job_id": "\(id)", "error": "\(error)"])
+                "limit": "\(limit)", "job_id": "\(holder.jobID)", "error": "\(error)"])
         }
     }
 
@@ -130,6 +232,13 @@ final class LimitGate {
         }
         _ = try? redis.pipeline(queues.map { ["LPUSH", worker.schema.wake($0), ParkedLimits.tokenPrefix + limit] })
     }
+}
+
+/// A finished run's slot to give back, with the batch it was recorded in.
+struct LimitRelease {
+    let limit: String
+    let holder: LimitHolder
+    let extraUnits: Int64
 }
 
 extension WorkerConfig {

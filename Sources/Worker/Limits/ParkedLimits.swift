@@ -18,14 +18,19 @@ final class ParkedLimits {
 
     /// The wake token a release pushes to a waiting queue.
     static let tokenPrefix = "limit:"
-    /// After a refusal for concurrency, one early look: a slot freed between
-    /// the refusal and the park would otherwise wake nobody (its release found
-    /// the queue waiting before the job was parked).
+    /// After a refusal for concurrency, early looks, 100 ms then doubling up
+    /// to what the refusal said: a slot freed between the refusal and the
+    /// park wakes nobody (its release found the queue waiting before the job
+    /// was parked), and a wake token can be taken by a loop that then finds
+    /// the list empty. Consecutive refusals back off, so a full limit is not
+    /// polled.
     static let recheckAfterRefusalMs: Int64 = 100
 
     private let lock = Lock()
     /// Monotonic ms from which a place is worth asking again.
     private var notBefore: [Place: Int64] = [:]
+    /// Concurrency refusals in a row per place (the early looks' backoff).
+    private var refusalsInARow: [Place: Int] = [:]
 
     /// The limits of `queue` worth a try now.
     func ready(in queue: String) -> [String] {
@@ -33,22 +38,33 @@ final class ParkedLimits {
         return lock.locked { notBefore.compactMap { $0.key.queue == queue && $0.value <= now ? $0.key.limit : nil } }
     }
 
-    /// The limit refused: ask again within `retryInMs`. `newlyParked`: the
-    /// job came from the pending lists, not from the parked list.
-    func refused(_ place: Place, retryInMs: Int64, reason: String, newlyParked: Bool) {
-        var wait = max(1, retryInMs)
-        if newlyParked && reason == "concurrency" { wait = min(wait, ParkedLimits.recheckAfterRefusalMs) }
-        lock.locked { notBefore[place] = Clock.monotonicMillis() + wait }
+    /// The limit refused: ask again within `retryInMs` (sooner for concurrency, see above).
+    func refused(_ place: Place, retryInMs: Int64, reason: String) {
+        lock.locked {
+            var wait = max(1, retryInMs)
+            if reason == "concurrency" {
+                let n = refusalsInARow[place, default: 0]
+                refusalsInARow[place] = n + 1
+                wait = min(wait, ParkedLimits.recheckAfterRefusalMs << min(n, 16))
+            }
+            notBefore[place] = Clock.monotonicMillis() + wait
+        }
     }
 
     /// A slot of the limit freed (a wake token, a release here).
     func wake(_ place: Place) {
-        lock.locked { notBefore[place] = Clock.monotonicMillis() }
+        lock.locked {
+            notBefore[place] = Clock.monotonicMillis()
+            refusalsInARow[place] = nil
+        }
     }
 
     /// The parked list was found empty.
     func drained(_ place: Place) {
-        lock.locked { _ = notBefore.removeValue(forKey: place) }
+        lock.locked {
+            notBefore[place] = nil
+            refusalsInARow[place] = nil
+        }
     }
 
     /// The queue's parked limits as Redis lists them: new ones are worth a
@@ -60,7 +76,8 @@ final class ParkedLimits {
             }
             let listed = Set(limits)
             for place in notBefore.keys where place.queue == queue && !listed.contains(place.limit) {
-                notBefore.removeValue(forKey: place)
+                notBefore[place] = nil
+                refusalsInARow[place] = nil
             }
         }
     }

@@ -37,8 +37,9 @@ final class ControlLoop {
 
     func tick() throws {
         try extendLeases()
-        try extendLimitHolds()
-        try findParkedJobs()
+        // Trouble on a limit's node must not hold up the heartbeat or recovery.
+        do { try extendLimitHolds() } catch { worker.logger.warning("could not renew limit holds", metadata: ["error": "\(error)"]) }
+        do { try findParkedJobs() } catch { worker.logger.warning("could not read the parked jobs", metadata: ["error": "\(error)"]) }
         try heartbeat()
         try recover()
         try watchMissingJobs()
@@ -74,12 +75,19 @@ final class ControlLoop {
     /// dead worker's holds lapse with its leases instead).
     private func extendLimitHolds() throws {
         let byLimit = Dictionary(grouping: worker.running.snapshot.flatMap { e in
-            worker.limits(of: e.job).map { ($0, e.job.id) }
+            worker.limits(of: e.job).map { ($0, LimitHolder(e.job.id, attempt: e.context.attempt)) }
         }, by: { $0.0 })
-        for (limit, jobs) in byLimit {
-            _ = try redis.run(ExtendLimitHoldsCall(schema: worker.schema, limit: limit, holdMs: worker.config.leaseMs,
-                                                   jobs: jobs.map(\.1)))
+        var failure: Error?
+        // Each limit on its own: one limit's node in trouble does not stop the others' renewals.
+        for (limit, holders) in byLimit {
+            do {
+                _ = try redis.run(ExtendLimitHoldsCall(schema: worker.schema, limit: limit, holdMs: worker.config.leaseMs,
+                                                       holders: holders.map(\.1)))
+            } catch {
+                failure = error
+            }
         }
+        if let failure { throw failure }
     }
 
     /// Reads which limits have jobs parked in each queue, so that jobs parked

@@ -21,7 +21,7 @@ final class FetchLoop {
     private let reporter: JobReporter
     private var redis: RedisConnection { reporter.redis }
     private let runner: JobRunner
-    private let gate: LimitGate
+    private var gate: LimitGate { reporter.gate }
 
     /// `index` numbers the loop within its worker.
     init(worker: WorkerContext, index: Int) {
@@ -29,7 +29,6 @@ final class FetchLoop {
         let metrics = LoopMetrics()
         reporter = JobReporter(worker: worker, loop: index, metrics: metrics)
         runner = JobRunner(worker: worker, reporter: reporter, metrics: metrics)
-        gate = LimitGate(worker: worker, redis: reporter.redis)
     }
 
     func run() {
@@ -46,7 +45,7 @@ final class FetchLoop {
                     worker.redisHealth.succeeded()
                     let run = runner.run(admitted)
                     // A job refused by its limit is parked; the loop looks for other work.
-                    next = try gate.finish(run, thenAdmit: reporter.record(run))
+                    next = try gate.finish(run, reporter.record(run))
                 } else {
                     worker.redisHealth.succeeded()
                 }

@@ -22,18 +22,27 @@ final class CompletionBatcher {
         let next: FetchCall.Outcome?
         /// When that call was sent: the claimed job's lease started no earlier.
         let sentAt: Int64
+        /// The leader also gave back the run's limit slot (its `release`).
+        var released = false
+        /// The leader also took the next job's limit slot, or parked the job
+        /// its limit refused (then `next` is nil): the loop runs `next` as is.
+        var nextAdmitted = false
     }
 
     /// One loop's report, and the answer it waits for.
     private final class Request {
         let completion: CompleteCall
+        let release: LimitRelease?
         var answer: Result<Answer, Error>?
         /// Its loop is sending a batch that did not take this request (more
         /// than 64 queued): it needs no wake-up to lead.
         var loopIsLeading = false
         let answered = Condition()
 
-        init(_ completion: CompleteCall) { self.completion = completion }
+        init(_ completion: CompleteCall, _ release: LimitRelease?) {
+            self.completion = completion
+            self.release = release
+        }
     }
 
     let queue: String
@@ -60,12 +69,14 @@ final class CompletionBatcher {
 
     /// The function a leading loop sends a batch with: one answer per
     /// completion, in order (JobReporter.sendBatch).
-    typealias Send = (CompletionBatcher, [CompleteCall]) throws -> [Answer]
+    typealias Send = (CompletionBatcher, [CompleteCall], [LimitRelease?]) throws -> [Answer]
 
     /// Records a success of this queue, with others when they come together.
     /// Throws when the call carrying it failed; the caller retries.
-    func complete(_ completion: CompleteCall, send: Send) throws -> Answer {
-        let me = Request(completion)
+    /// `release`: the run's limit slot, which the leader gives back with the
+    /// batch's others (LimitGate.settleBatch).
+    func complete(_ completion: CompleteCall, release: LimitRelease? = nil, send: Send) throws -> Answer {
+        let me = Request(completion, release)
         mutex.lock()
         defer { mutex.unlock() }
         queued.append(me)
@@ -90,7 +101,7 @@ final class CompletionBatcher {
         mutex.unlock()
         let answers: [Result<Answer, Error>]
         do {
-            answers = try send(self, batch.map(\.completion)).map { .success($0) }
+            answers = try send(self, batch.map(\.completion), batch.map(\.release)).map { .success($0) }
         } catch {
             answers = Array(repeating: .failure(error), count: batch.count)
         }

@@ -48,6 +48,8 @@ final class JobReporter {
     let fetchCalls: [FetchCall]
     /// Calls sent so far: the last token used (each call takes the next).
     var sent: UInt64 = 0
+    /// The limits of the jobs this loop runs (its connection).
+    private(set) lazy var gate = LimitGate(worker: worker, redis: redis)
     /// When the call whose answer was returned last was sent (monotonic ms):
     /// the leases of the jobs it claimed started no earlier.
     var lastSentAt: Int64 = 0
@@ -104,21 +106,31 @@ final class JobReporter {
         }
     }
 
+    /// What recording a run gives the loop: the job the same call claimed
+    /// for it, if any, and what a batch's leader already did about limits.
+    struct Recorded {
+        var next: Claim?
+        /// The run's limit slot was given back with the batch.
+        var released = false
+        /// `next` was admitted by its limit (or parked: then it is nil).
+        var nextAdmitted = false
+    }
+
     /// Stores how a run ended and logs it. Returns the job that the same call
     /// claimed for this loop (successes in the first queue), if any.
-    func record(_ run: JobRun) -> Claim? {
+    func record(_ run: JobRun) -> Recorded {
         switch run.ending {
         case .stopped:
-            return nil
+            return Recorded()
         case .succeeded(let result):
             return complete(run, result: result)
         case .failed(let message, _) where run.retryAfterMs != nil:
             deferRun(run, message: message, delayMs: run.retryAfterMs ?? 0)
-            return nil
+            return Recorded()
         case .failed(let message, let retryDelayMs):
             fail(run.job.id, type: run.job.type, attempt: run.attempt, message: message, retryDelayMs: retryDelayMs,
                  meta: run.logMetadata)
-            return nil
+            return Recorded()
         }
     }
 
@@ -139,23 +151,28 @@ final class JobReporter {
         return try? redis.run(call)
     }
 
-    private func complete(_ run: JobRun, result: String) -> Claim? {
+    private func complete(_ run: JobRun, result: String) -> Recorded {
         let job = run.job
         let call = CompleteCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: run.attempt,
                                 resultJSON: result)
-        var next: Claim?
+        var recorded = Recorded()
         let stored: Bool
         // At shutdown, one report of its own: a batch could claim a job.
         if let batcher = worker.completions[job.id.queue], !worker.stopFetching.isSet {
-            guard let answer = persist(meta: run.logMetadata, { try batcher.complete(call, send: sendBatch) }) else { return nil }
+            let release = gate.batchableRelease(run)
+            guard let answer = persist(meta: run.logMetadata, { try batcher.complete(call, release: release, send: sendBatch) }) else {
+                return recorded
+            }
             stored = answer.stored
+            recorded.released = answer.released
+            recorded.nextAdmitted = answer.nextAdmitted
             switch answer.next {
-            case .job(let job)?: next = Claim(job: job, sentAt: answer.sentAt)
+            case .job(let job)?: recorded.next = Claim(job: job, sentAt: answer.sentAt)
             case .damaged(let id, let attempt, let error)?: failDamaged(id, attempt: attempt, error: error)
             case .empty?, .paused?, nil: break
             }
         } else {
-            guard let s = persist(meta: run.logMetadata, { try redis.run(call) }) else { return nil }
+            guard let s = persist(meta: run.logMetadata, { try redis.run(call) }) else { return recorded }
             stored = s
         }
         if stored {
@@ -166,12 +183,13 @@ final class JobReporter {
         } else {
             worker.logger.warning("job result dropped: lease lost, the job was recovered elsewhere", metadata: run.logMetadata)
         }
-        return next
+        return recorded
     }
 
     /// Sends one batch of successes of one queue (this loop leads it, see
     /// CompletionBatcher), claiming as many next jobs when the queue is the first.
-    private func sendBatch(_ batcher: CompletionBatcher, _ completions: [CompleteCall]) throws -> [CompletionBatcher.Answer] {
+    private func sendBatch(_ batcher: CompletionBatcher, _ completions: [CompleteCall],
+                           _ releases: [LimitRelease?]) throws -> [CompletionBatcher.Answer] {
         guard let index = fetchCalls.firstIndex(where: { $0.queue == batcher.queue }) else {
             preconditionFailure("a batcher for a queue this worker does not serve")
         }
@@ -185,7 +203,9 @@ final class JobReporter {
             if case .paused = $0 { return false }
             return true
         }.makeIterator()
-        return out.stored.map { CompletionBatcher.Answer(stored: $0, next: claims.next(), sentAt: lastSentAt) }
+        let answers = out.stored.map { CompletionBatcher.Answer(stored: $0, next: claims.next(), sentAt: lastSentAt) }
+        // The limits of the runs recorded and of the jobs claimed, a call per limit for the whole batch.
+        return gate.settleBatch(answers, releases: releases)
     }
 
     /// `type` is nil for a job whose hash could not be read.
@@ -213,19 +233,26 @@ final class JobReporter {
         }
     }
 
-    /// A provider's back-off: the job runs again after `delayMs`, the attempt not counted.
+    /// A provider's back-off: the job runs again after `delayMs`, the attempt
+    /// not counted (up to DeferCall.maxDeferrals times; then it is a failure).
     private func deferRun(_ run: JobRun, message: String, delayMs: Int64) {
         let text = JobReporter.shortened("the provider asked to retry after \(delayMs) ms: \(message)")
         let call = DeferCall(schema: worker.schema, jobID: run.job.id, workerID: worker.id, attempt: run.attempt,
                              delayMs: delayMs, errorJSON: Job.errorJSON(message: text, attempt: run.attempt))
-        guard let deferred = persist(meta: run.logMetadata, { try redis.run(call) }) else { return }
+        guard let outcome = persist(meta: run.logMetadata, { try redis.run(call) }) else { return }
         var m = run.logMetadata
         m["retry_in_ms"] = .stringConvertible(delayMs)
-        if deferred {
+        switch outcome {
+        case .deferred:
             metrics.type(run.job.type).deferred.increment()
             worker.logger.warning("job deferred: the provider asked to wait; the attempt is not counted", metadata: m)
-        } else {
+        case .stale:
             worker.logger.warning("job back-off dropped: lease lost, the job was recovered elsewhere", metadata: m)
+        case .tooMany:
+            fail(run.job.id, type: run.job.type, attempt: run.attempt,
+                 message: text + " (after \(DeferCall.maxDeferrals) back-offs the attempt counts)",
+                 retryDelayMs: max(delayMs, Backoff.retryDelay(baseMs: run.job.options.backoffMs, attempt: run.attempt)),
+                 meta: run.logMetadata)
         }
     }
 

@@ -60,10 +60,15 @@ local function group_turn(q, token, rank)
   return id
 end
 
--- Removes a waiting job from its group's line (cancel); false when it is not there.
+-- Removes a waiting job from its group's line (cancel); false when it is not
+-- there. The group's last job takes its turn token with it (O(list), like
+-- any cancel of a queued job), so that no empty turn is left behind.
 local function group_remove(q, name, rank, id)
-  if redis.call('LREM', group_line(q, name, rank), 1, id) == 0 then return false end
-  count_group_jobs(q, name, rank, -1, -1)
+  local line = group_line(q, name, rank)
+  if redis.call('LREM', line, 1, id) == 0 then return false end
+  local extra = -1
+  if redis.call('EXISTS', line) == 0 and redis.call('LREM', q.pending[rank], 1, '@' .. name) == 1 then extra = 0 end
+  count_group_jobs(q, name, rank, -1, extra)
   return true
 end
 
