@@ -49,6 +49,18 @@ local function limit_session(k, now)
   return {k = k, now = now, l = read_limit(k, now), units_changed = false, hold = 0, started = false}
 end
 
+-- The holds, counted once per call and kept up to date by its operations.
+local function holders_count(s)
+  if not s.count then s.count = redis.call('ZCARD', s.k.holders) end
+  return s.count
+end
+
+-- The queues to wake once the call's releases are done: none while paused.
+local function session_wake(s)
+  if not s.freed or s.l.paused_until > s.now then return {} end
+  return take_waiting(s.k)
+end
+
 local function end_session(s)
   if s.units_changed then store_units(s.k, s.l, s.now) end
   -- Keys that hold entries with deadlines expire with their last entry.
@@ -76,9 +88,12 @@ local function acquire_slot(s, id, cost, hold, queue)
   if l.paused_until > now then return refuse('paused', l.paused_until - now) end
   -- Holds of crashed workers lapse with their leases: dropped when they
   -- would count (a full limit), and with the key when every hold lapsed.
-  if l.concurrency and redis.call('ZCARD', k.holders) >= l.concurrency
-     and (redis.call('ZREMRANGEBYSCORE', k.holders, '-inf', now) == 0
-          or redis.call('ZCARD', k.holders) >= l.concurrency) then
+  local function lapsed()
+    local n = redis.call('ZREMRANGEBYSCORE', k.holders, '-inf', now)
+    s.count = holders_count(s) - n
+    return n
+  end
+  if l.concurrency and holders_count(s) >= l.concurrency and (lapsed() == 0 or s.count >= l.concurrency) then
     if held_already() then return {1} end
     -- At the latest when the oldest hold would lapse; a release wakes sooner.
     local first = redis.call('ZRANGE', k.holders, 0, 0, 'WITHSCORES')
@@ -100,7 +115,7 @@ local function acquire_slot(s, id, cost, hold, queue)
     l.units = l.units - cost
     s.units_changed = true
   end
-  redis.call('ZADD', k.holders, now + hold, id)
+  if redis.call('ZADD', k.holders, now + hold, id) == 1 and s.count then s.count = s.count + 1 end
   s.hold = math.max(s.hold, hold)
   if l.rate_count then
     -- One member per attempt, so that an undone acquire can take its start
@@ -116,6 +131,8 @@ end
 local function undo_acquire(s, id, cost)
   local k, l = s.k, s.l
   if redis.call('ZREM', s.k.holders, id) == 0 then return end
+  if s.count then s.count = s.count - 1 end
+  s.freed = true
   if l.rate_count then redis.call('ZREM', k.starts, id) end
   if l.upm and cost > 0 then
     l.units = math.min(l.upm, l.units + cost)
@@ -123,27 +140,27 @@ local function undo_acquire(s, id, cost)
   end
 end
 
--- Gives back job `id`'s slot (see ReleaseLimitCall); the queues to wake.
+-- Gives back job `id`'s slot (see ReleaseLimitCall); session_wake then says
+-- which queues to wake.
 local function release_slot(s, id, delta, pause)
   local k, l, now = s.k, s.l, s.now
   -- Usage is settled once: a release sent again (its reply was lost), or
   -- after the hold lapsed, finds no hold and charges nothing.
   local held = redis.call('ZREM', k.holders, id) == 1
+  if held then
+    if s.count then s.count = s.count - 1 end
+    s.freed = true
+  end
   if held and delta ~= 0 and l.upm then
     l.units = math.min(l.upm, l.units - delta)
     s.units_changed = true
   end
-  if pause > 0 then
-    if now + pause > l.paused_until then
-      l.paused_until = now + pause
-      redis.call('HSET', k.def, 'paused_until', now + pause)
-      -- A limit nobody defined keeps its pause only for the pause.
-      if not l.defined then expire_at_least(k.def, pause) end
-    end
-    return {}
+  if pause > 0 and now + pause > l.paused_until then
+    l.paused_until = now + pause
+    redis.call('HSET', k.def, 'paused_until', now + pause)
+    -- A limit nobody defined keeps its pause only for the pause.
+    if not l.defined then expire_at_least(k.def, pause) end
   end
-  if l.paused_until > now then return {} end
-  return take_waiting(k)
 end
 """#)
 }
@@ -208,7 +225,8 @@ public struct ReleaseLimitCall: ScriptCall {
 -- ARGV[3]  pause ms: the provider asked to wait that long (0 none)
 -- Output:  the queues to wake (their parked jobs may run now); none while paused
 local s = limit_session(limit_keys(), now_ms())
-local out = release_slot(s, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+release_slot(s, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+local out = session_wake(s)
 end_session(s)
 return out
 """#)
@@ -492,7 +510,7 @@ public struct LimitBatchCall: ScriptCall {
 --                            or 'u', holder, cost (undo an acquire: the job did not run)
 -- Output: {queues to wake, then per operation: {1} or {0, reason, ms} (acquire), 1 (release, undo)}
 local s = limit_session(limit_keys(), now_ms())
-local wake, seen, out = {}, {}, {}
+local out = {}
 local i = 1
 while i <= #ARGV do
   if ARGV[i] == 'a' then
@@ -503,15 +521,13 @@ while i <= #ARGV do
     out[#out + 1] = 1
     i = i + 3
   else
-    for _, q in ipairs(release_slot(s, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))) do
-      if not seen[q] then seen[q] = true; wake[#wake + 1] = q end
-    end
+    release_slot(s, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
     out[#out + 1] = 1
     i = i + 4
   end
 end
+table.insert(out, 1, session_wake(s))
 end_session(s)
-table.insert(out, 1, wake)
 return out
 """#)
 
