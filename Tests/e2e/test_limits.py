@@ -301,7 +301,7 @@ def test_deleting_a_limit_lets_its_parked_jobs_run_at_once(spawn):
 def test_parked_jobs_show_in_their_queue_can_be_cancelled_and_run_when_the_limit_grows(spawn):
     api = spawn.api()
     put_limit(api, "one", {"concurrency": 1})
-    spawn.worker(concurrency=4)
+    spawn.worker(concurrency=4, env=FAST_LEASE)
     busy = api.enqueue("default", {"type": "sleep", "limit": "one", "payload": {"ms": 60000}})
     api.wait_state(busy["id"], "running")
     parked = [api.enqueue("default", {"type": "noop", "limit": "one"})["id"] for _ in range(3)]
@@ -323,3 +323,4 @@ def test_parked_jobs_show_in_their_queue_can_be_cancelled_and_run_when_the_limit
     assert time.time() - t0 < 2
     assert api.job(parked[0])["state"] == "cancelled"
     assert queue()["waiting_for_limits"] == 0
+    assert api.post(f"/v1/jobs/{busy['id']}/cancel")[0] == 200
