@@ -166,3 +166,13 @@ def metric_lines(text, name):
 def metric_sum(text, name, label=""):
     """The sum of the samples of `name` whose labels contain `label`."""
     return sum(float(l.split()[-1]) for l in metric_lines(text, name) if label in l)
+
+
+def enqueue_many(api, queue, jobs):
+    """Enqueues `jobs` in batches of 1,000; returns their ids in order."""
+    ids = []
+    for i in range(0, len(jobs), 1000):
+        s, _, data = api.post(f"/v1/queues/{queue}/jobs/batch", {"jobs": jobs[i:i + 1000]})
+        assert s == 201, (s, data)
+        ids += [j["id"] for j in data["jobs"]]
+    return ids

@@ -4,18 +4,9 @@ concurrency is capped by the limit `group:<name>`. Real Redis, API and worker pr
 import time
 
 from harness import wait_for
-from helpers import assert_error, ms_between
+from helpers import assert_error, enqueue_many, ms_between
 
 FAST = {"SPOOL_HEARTBEAT_MS": "300", "SPOOL_LEASE_MS": "3000"}
-
-
-def enqueue_batch(api, queue, jobs):
-    ids = []
-    for i in range(0, len(jobs), 1000):
-        s, _, data = api.post(f"/v1/queues/{queue}/jobs/batch", {"jobs": jobs[i:i + 1000]})
-        assert s == 201, (s, data)
-        ids += [j["id"] for j in data["jobs"]]
-    return ids
 
 
 def groups(api, queue, limit=100):
@@ -35,8 +26,8 @@ def test_a_small_tenant_is_not_stuck_behind_a_big_backlog(spawn):
     api.enqueue("fair", {"type": "noop"})  # the queue exists, so it can be paused
     wait_for(lambda: api.get("/v1/queues/fair")[0] == 200)
     assert api.post("/v1/queues/fair/pause")[0] == 200
-    a = enqueue_batch(api, "fair", [{"type": "noop", "group": "A"} for _ in range(10000)])
-    b = enqueue_batch(api, "fair", [{"type": "noop", "group": "B"} for _ in range(10)])
+    a = enqueue_many(api, "fair", [{"type": "noop", "group": "A"} for _ in range(10000)])
+    b = enqueue_many(api, "fair", [{"type": "noop", "group": "B"} for _ in range(10)])
     q = api.get("/v1/queues/fair")[2]
     assert q["pending_total"] == 10011, q
     assert groups(api, "fair", limit=1) == {"A": 10000, "B": 10}
@@ -63,7 +54,7 @@ def test_grouped_jobs_cancel_and_count_and_bad_groups_are_refused(spawn):
     api = spawn.api()
     api.enqueue("g", {"type": "noop"})
     assert api.post("/v1/queues/g/pause")[0] == 200
-    ids = enqueue_batch(api, "g", [{"type": "noop", "group": "t1", "priority": "high"} for _ in range(3)])
+    ids = enqueue_many(api, "g", [{"type": "noop", "group": "t1", "priority": "high"} for _ in range(3)])
     assert api.post(f"/v1/jobs/{ids[0]}/cancel")[0] == 200
     assert groups(api, "g") == {"t1": 2}
     q = api.get("/v1/queues/g")[2]
@@ -80,7 +71,7 @@ def test_grouped_jobs_cancel_and_count_and_bad_groups_are_refused(spawn):
     assert api.job(ids[1])["group"] == "t1"
     # Purging a queue removes grouped jobs too.
     assert api.post("/v1/queues/g/pause")[0] == 200
-    enqueue_batch(api, "g", [{"type": "noop", "group": f"t{i % 7}"} for i in range(50)])
+    enqueue_many(api, "g", [{"type": "noop", "group": f"t{i % 7}"} for i in range(50)])
     s, _, data = api.request("DELETE", "/v1/queues/g?purge=true")
     assert s == 200, data
     assert api.get("/v1/queues/g")[0] == 404
@@ -92,8 +83,8 @@ def test_a_groups_concurrency_cap_is_the_limit_named_after_it(spawn):
     assert s == 201
     spawn.worker(concurrency=8, env=FAST)
     time.sleep(1)  # workers read the defined limits every heartbeat
-    acme = enqueue_batch(api, "default", [{"type": "sleep", "group": "acme", "payload": {"ms": 300}} for _ in range(4)])
-    other = enqueue_batch(api, "default", [{"type": "sleep", "group": "other", "payload": {"ms": 300}} for _ in range(4)])
+    acme = enqueue_many(api, "default", [{"type": "sleep", "group": "acme", "payload": {"ms": 300}} for _ in range(4)])
+    other = enqueue_many(api, "default", [{"type": "sleep", "group": "other", "payload": {"ms": 300}} for _ in range(4)])
     samples = []
     t_end = time.time() + 1.0
     while time.time() < t_end:

@@ -3,13 +3,12 @@ when a worker claims a job that names one; jobs a limit refuses wait parked in t
 while other jobs run; handlers settle their real usage and report a provider's back-off on
 fd 3. Real Redis, real API and worker processes, real handler commands."""
 import json
-import os
 import sys
 import threading
 import time
 
 from harness import wait_for
-from helpers import assert_error, ms_between, script
+from helpers import assert_error, enqueue_many, ms_between, script
 
 FAST_LEASE = {"SPOOL_HEARTBEAT_MS": "300", "SPOOL_LEASE_MS": "3000",
               "SPOOL_SHUTDOWN_GRACE_MS": "1000", "SPOOL_KILL_GRACE_MS": "300"}
@@ -41,15 +40,6 @@ def limit(api, name):
     s, _, data = api.get(f"/v1/limits/{name}")
     assert s == 200, (s, data)
     return data
-
-
-def enqueue_many(api, queue, jobs):
-    ids = []
-    for i in range(0, len(jobs), 500):
-        s, _, data = api.post(f"/v1/queues/{queue}/jobs/batch", {"jobs": jobs[i:i + 500]})
-        assert s == 201, (s, data)
-        ids += [j["id"] for j in data["jobs"]]
-    return ids
 
 
 def runs(path):

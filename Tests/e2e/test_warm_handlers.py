@@ -151,7 +151,7 @@ def test_bad_handler_specs_are_refused_at_start():
 
 class Uvicorn:
     def __init__(self, tmp_path):
-        app = script(tmp_path, "app.py", FASTAPI_APP)
+        script(tmp_path, "app.py", FASTAPI_APP)
         self.port = free_port()
         self.proc = subprocess.Popen([str(VENV_PY), "-m", "uvicorn", "app:app", "--port", str(self.port),
                                       "--log-level", "warning"], cwd=tmp_path, stdout=subprocess.PIPE,
