@@ -19,12 +19,9 @@ return out
 -- Returns a job this worker holds (this attempt) to the head of its pending
 -- list without counting the attempt; false when it is no longer the worker's.
 local function give_back(q, id, worker, attempt)
-  local key = q.job_prefix .. id
   if not holds_lease(q, id, worker, attempt) then return false end
-  redis.call('ZREM', q.lease, id)
-  queue_again(key)
-  log_state(q, id, 'queued', redis.call('HINCRBY', key, 'attempts', -1))
-  redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', key, 'priority'))], id)
+  log_state(q, id, 'queued', uncount_claim(q, id))
+  redis.call('LPUSH', q.pending[priority_rank(redis.call('HGET', q.job_prefix .. id, 'priority'))], id)
   wake(q.wake)
   return true
 end

@@ -44,9 +44,7 @@ local q = queue_keys()
 local id, name = ARGV[7], ARGV[9]
 if not holds_lease(q, id, ARGV[6], ARGV[8]) then return 0 end
 local key = q.job_prefix .. id
-redis.call('ZREM', q.lease, id)
-queue_again(key)
-log_state(q, id, 'queued', redis.call('HINCRBY', key, 'attempts', -1))
+log_state(q, id, 'queued', uncount_claim(q, id))
 redis.call(ARGV[10] == 'head' and 'LPUSH' or 'RPUSH', parked_list(q, name), id)
 redis.call('SADD', parked_set(q), name)
 -- Where it waits, for a cancel to find it.
@@ -105,10 +103,8 @@ local key = q.job_prefix .. id
 if (tonumber(redis.call('HGET', key, 'deferrals')) or 0) >= tonumber(ARGV[11]) then return 2 end
 redis.call('HINCRBY', key, 'deferrals', 1)
 local run_at = now + tonumber(ARGV[9])
-redis.call('ZREM', q.lease, id)
-queue_again(key)
+local attempts = uncount_claim(q, id)
 redis.call('HSET', key, 'state', 'scheduled', 'run_at', run_at * 1000, 'error', ARGV[10])
-local attempts = redis.call('HINCRBY', key, 'attempts', -1)
 redis.call('ZADD', q.scheduled, run_at, id)
 redis.call('HINCRBY', q.stats, 'deferred', 1)
 log_state(q, id, 'scheduled', attempts, {'e', ARGV[10], 'r', run_at * 1000})

@@ -3,12 +3,12 @@ import Shared
 /// Group commit (GroupCommit) for one limit's acquires and releases, as
 /// CompletionBatcher is for a queue's successes: the operations a worker's
 /// loops ask for while another call on the same limit is on its way to Redis
-/// go together in the next one (LimitBatchCall). A loop's operations (a
-/// release and the next job's acquire) stay together, in order.
+/// go together in the next one (LimitBatchCall). (A batch of successes does
+/// its limits' work in its own call: LimitGate.settleBatch.)
 final class LimitBatcher {
     /// Most operations in one call: keeps one script run short.
     static let maxBatch = 64
-    private let commit = GroupCommit<[LimitBatchCall.Operation], [AcquireLimitCall.Outcome?]>(
+    private let commit = GroupCommit<LimitBatchCall.Operation, AcquireLimitCall.Outcome?>(
         maxWeight: LimitBatcher.maxBatch, maxInFlight: 2)
 
     /// Sends a batch (on the leading loop's connection): one outcome per
@@ -16,19 +16,8 @@ final class LimitBatcher {
     typealias Send = ([LimitBatchCall.Operation]) throws -> [AcquireLimitCall.Outcome?]
 
     /// Runs one operation, with others when they come together; the acquire's
-    /// outcome (nil for a release). Throws when the call carrying it failed.
+    /// outcome (nil for a release or an undo). Throws when the call carrying it failed.
     func run(_ operation: LimitBatchCall.Operation, send: Send) throws -> AcquireLimitCall.Outcome? {
-        try run([operation], send: send)[0]
-    }
-
-    /// Runs a loop's operations in order, in one call (with other loops').
-    func run(_ operations: [LimitBatchCall.Operation], send: Send) throws -> [AcquireLimitCall.Outcome?] {
-        try commit.submit(operations, weight: operations.count) { items in
-            var outcomes = try send(items.flatMap { $0 })[...]
-            return items.map { item in
-                defer { outcomes = outcomes.dropFirst(item.count) }
-                return Array(outcomes.prefix(item.count))
-            }
-        }
+        try commit.submit(operation, send: send)
     }
 }

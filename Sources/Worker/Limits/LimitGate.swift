@@ -90,39 +90,11 @@ final class LimitGate {
 
     /// After a run is recorded: gives back its slots and admits the job the
     /// same call claimed next (nil when it was parked), unless the batch's
-    /// leader did (settleBatch). When both take the same one limit, the
-    /// release and the acquire go in one call.
+    /// leader already did either (settleBatch).
     func finish(_ run: JobRun, _ recorded: JobReporter.Recorded) throws -> Claim? {
-        let next = recorded.next
-        if recorded.released || recorded.nextAdmitted {
-            if !recorded.released { release(run) }
-            guard let next else { return nil }
-            return recorded.nextAdmitted ? next : try admit(next)
-        }
-        let limits = worker.limits(of: run.job)
-        guard let next, limits.count == 1, worker.limits(of: next.job) == limits, run.retryAfterMs == nil else {
-            release(run)
-            return try next.flatMap(admit)
-        }
-        let limit = limits[0]
-        let operations: [LimitBatchCall.Operation] = [
-            .release(LimitHolder(run.job.id, attempt: run.attempt), extraUnits: extraUnits(run, limit: limit), pauseMs: 0),
-            .acquire(LimitHolder(next.job.id, attempt: next.job.attempts), cost: next.job.cost ?? 0, holdMs: worker.config.leaseMs),
-        ]
-        let outcomes: [AcquireLimitCall.Outcome?]
-        do {
-            outcomes = try worker.limitBatcher(limit).run(operations, send: { try self.send($0, limit: limit) })
-        } catch {
-            // The release lapses with the lease; the claimed job is admitted on its own.
-            worker.logger.warning("could not release a limit's slot; it lapses with the job's lease", metadata: [
-                "limit": "\(limit)", "job_id": "\(run.job.id)", "error": "\(error)"])
-            return try admit(next)
-        }
-        if case .refused(let reason, let retryInMs)? = outcomes[1] {
-            try park(next, limit: limit, reason: reason, retryInMs: retryInMs)
-            return nil
-        }
-        return next
+        if !recorded.released { release(run) }
+        guard let next = recorded.next else { return nil }
+        return recorded.nextAdmitted ? next : try admit(next)
     }
 
     /// The run's slot, when one batch call can give it back: a success under

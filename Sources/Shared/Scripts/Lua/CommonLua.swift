@@ -122,5 +122,16 @@ local function queue_again(key)
   redis.call('HSET', key, 'state', 'queued')
   redis.call('HDEL', key, 'started_at', 'worker', 'progress')
 end
+
+-- Takes a job back from a run that must not count (given back, parked,
+-- deferred; the caller checked the lease): out of the lease set, queued
+-- again, its attempt not counted. Returns the attempts left; the caller
+-- says where the job goes next.
+local function uncount_claim(q, id)
+  local key = q.job_prefix .. id
+  redis.call('ZREM', q.lease, id)
+  queue_again(key)
+  return redis.call('HINCRBY', key, 'attempts', -1)
+end
 """#)
 }
