@@ -48,8 +48,9 @@ e2e: build
 # passwords, replicas) are skipped, each with its reason.
 # Warm handlers do the same on any Redis (their limit back-off is in
 # test_limits), and a limit's arithmetic (rate, budget) and a queue's group
-# turns are one script on one slot either way: those run on one Redis only;
-# the cluster run keeps what crosses slots (a limit's keys and its queues'),
+# turns are the same Lua either way: those run on one Redis only (where the
+# claiming call takes the limits' slots itself); the cluster run keeps what
+# crosses slots (the worker calling a limit's keys apart from its queues'),
 # so make test stays under 25 minutes.
 CLUSTER_SKIP = --ignore=test_warm_handlers.py --deselect test_limits.py::test_rate_limit_over_ten_seconds \
 	--deselect test_limits.py::test_units_budget_charges_declared_cost_and_settles_reported_usage \

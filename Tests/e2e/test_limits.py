@@ -259,6 +259,8 @@ def test_limit_by_job_type_and_a_crashed_workers_slot_comes_back(spawn):
     w1 = spawn.worker(concurrency=4, env=env)
     first = api.enqueue("default", {"type": "sleep", "payload": {"ms": 60000}})
     api.wait_state(first["id"], "running")
+    # Claimed is not yet admitted: the job holds the slot once the limit counts it.
+    wait_for(lambda: limit(api, "solver")["running"] == 1, what="the first job holds the slot")
     second = api.enqueue("default", {"type": "sleep", "payload": {"ms": 10}})
     time.sleep(0.5)
     assert api.job(second["id"])["state"] == "queued", "the type's limit did not apply"
@@ -294,6 +296,7 @@ def test_parked_jobs_show_in_their_queue_can_be_cancelled_and_run_when_the_limit
     spawn.worker(concurrency=4, env=FAST_LEASE)
     busy = api.enqueue("default", {"type": "sleep", "limit": "one", "payload": {"ms": 60000}})
     api.wait_state(busy["id"], "running")
+    wait_for(lambda: limit(api, "one")["running"] == 1, what="the busy job holds the slot")
     parked = [api.enqueue("default", {"type": "noop", "limit": "one"})["id"] for _ in range(3)]
 
     def queue():

@@ -34,7 +34,9 @@
 ///   name it, so its state cannot live in any one queue's slot. Its scripts
 ///   (acquire, release, extend, define, status) touch only the limit's keys,
 ///   one slot; a worker calls them between the queue scripts that claim and
-///   record the job (LimitGate in the worker), never inside one. A job that
+///   record the job (LimitGate in the worker), never inside one on a
+///   cluster. (On one Redis, where slots do not matter, the complete-and-fetch
+///   call settles the limits it declares in its KEYS itself: CallLimits.) A job that
 ///   must wait is parked in its own queue's slot (`limited:<name>` and the
 ///   `limited` set), so parking and claiming stay queue scripts. The registry
 ///   of limit names (`limits`) has no tag, like `queues`.

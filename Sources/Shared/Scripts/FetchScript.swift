@@ -159,6 +159,14 @@ end
         /// Nothing to run; `nextDueInMs` is when the next scheduled job is due (nil: none).
         case empty(nextDueInMs: Int64?)
         case paused
+
+        /// A job leased to the worker (to run, or to fail as damaged).
+        public var isClaim: Bool {
+            switch self {
+            case .job, .damaged: return true
+            case .empty, .paused: return false
+            }
+        }
     }
 
     public var queue: String { queueKeys.queue }

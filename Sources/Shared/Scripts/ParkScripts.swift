@@ -25,14 +25,28 @@ local function parked_count(q)
   return n
 end
 """#)
+
+    /// Parking itself, shared by ParkCall and the limits a complete-and-fetch
+    /// call takes in the same call (CompleteAndFetchCall.limitsInCall).
+    static let park = LuaPiece("park_job", uses: [keys, CommonLua.lease, EventLogLua.log], #"""
+-- Parks job `id`, which this worker holds (the caller checked), behind limit
+-- `name`: queued again without counting the attempt, on the queue's list for
+-- the limit; at its head when it came from that list (it keeps its turn).
+local function park_job(q, id, name, at_head)
+  log_state(q, id, 'queued', uncount_claim(q, id))
+  redis.call(at_head and 'LPUSH' or 'RPUSH', parked_list(q, name), id)
+  redis.call('SADD', parked_set(q), name)
+  -- Where it waits, for a cancel to find it.
+  redis.call('HSET', q.job_prefix .. id, 'parked', name)
+end
+"""#)
 }
 
 /// Parks a job its limit refused: back to queued without counting the attempt,
 /// on the queue's list for that limit, from which a worker claims it
 /// (FetchCall with `parkedLimit`) once the limit allows.
 public struct ParkCall: ScriptCall {
-    public static let script = LuaScript(name: "park", uses: [CommonLua.queueKeys, CommonLua.lease, EventLogLua.log,
-                                                              ParkLua.keys], body: #"""
+    public static let script = LuaScript(name: "park", uses: [CommonLua.queueKeys, ParkLua.park], body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]   worker id
 -- ARGV[7]   job id
@@ -43,12 +57,7 @@ public struct ParkCall: ScriptCall {
 local q = queue_keys()
 local id, name = ARGV[7], ARGV[9]
 if not holds_lease(q, id, ARGV[6], ARGV[8]) then return 0 end
-local key = q.job_prefix .. id
-log_state(q, id, 'queued', uncount_claim(q, id))
-redis.call(ARGV[10] == 'head' and 'LPUSH' or 'RPUSH', parked_list(q, name), id)
-redis.call('SADD', parked_set(q), name)
--- Where it waits, for a cancel to find it.
-redis.call('HSET', key, 'parked', name)
+park_job(q, id, name, ARGV[10] == 'head')
 return 1
 """#)
 

@@ -15,7 +15,7 @@ import Shared
 /// lapsed: holds carry the lease's deadline and the control loop renews them
 /// with the leases.
 final class LimitGate {
-    private let worker: WorkerContext
+    let worker: WorkerContext
     private let redis: RedisConnection
 
     init(worker: WorkerContext, redis: RedisConnection) {
@@ -57,7 +57,7 @@ final class LimitGate {
 
     /// Takes back slots acquired for a job that will not run now (best effort:
     /// a slot that cannot be given back lapses with the lease).
-    private func undo(_ limits: [String], _ holder: LimitHolder, cost: Int64) {
+    func undo(_ limits: [String], _ holder: LimitHolder, cost: Int64) {
         for limit in limits {
             _ = try? worker.limitBatcher(limit).run(.undo(holder, cost: cost), send: { try self.send($0, limit: limit) })
         }
@@ -83,6 +83,11 @@ final class LimitGate {
             giveBack(claim)
             throw error
         }
+        noteParked(job, limit: limit, reason: reason, retryInMs: retryInMs)
+    }
+
+    /// Notes when to ask again for a job parked behind `limit` (ParkedLimits).
+    func noteParked(_ job: Job, limit: String, reason: String, retryInMs: Int64) {
         worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs, reason: reason)
         worker.logger.debug("job waits for its limit", metadata: [
             "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
@@ -120,7 +125,7 @@ final class LimitGate {
             operations[r.limit, default: []].append(.release(r.holder, extraUnits: r.extraUnits, pauseMs: 0))
             releasedBy[r.limit, default: []].append(i)
         }
-        for (i, answer) in answers.enumerated() {
+        for (i, answer) in answers.enumerated() where !answer.nextAdmitted {
             guard case .job(let job)? = answer.next else { answers[i].nextAdmitted = true; continue }
             let limits = worker.limits(of: job)
             if limits.isEmpty {
@@ -197,7 +202,7 @@ final class LimitGate {
 
     /// Tells the queues whose jobs wait for `limit` that a slot freed: a wake
     /// token naming the limit for their idle loops, here and in other workers.
-    private func wake(_ queues: [String], limit: String) {
+    func wake(_ queues: [String], limit: String) {
         guard !queues.isEmpty else { return }
         for q in queues where worker.config.queues.contains(q) {
             worker.parked.wake(ParkedLimits.Place(queue: q, limit: limit))

@@ -27,12 +27,17 @@ final class WorkerContext {
             return b
         }
     }
-    /// The limits defined in Redis, read every heartbeat (groups' caps).
-    private let definedLimitNames = Mutex<Set<String>>([])
+    /// The limits defined in Redis, read every heartbeat (groups' caps), and
+    /// whether any is a group's cap.
+    private let definedLimitNames = Mutex<(names: Set<String>, groupCaps: Bool)>(([], false))
     var definedLimits: Set<String> {
-        get { definedLimitNames.withLock { $0 } }
-        set { definedLimitNames.withLock { $0 = newValue } }
+        get { definedLimitNames.withLock { $0.names } }
+        set {
+            let caps = newValue.contains { $0.hasPrefix(LimitGate.groupLimitPrefix) }
+            definedLimitNames.withLock { $0 = (newValue, caps) }
+        }
     }
+    var groupCapsDefined: Bool { definedLimitNames.withLock { $0.groupCaps } }
     /// On Redis Cluster, where idle loops hear new jobs (else they BLPOP themselves).
     let clusterWake: ClusterWakeBoard?
     /// Batches each queue's successes (in the first queue, with the claims

@@ -7,8 +7,10 @@ extension JobReporter {
     /// Records successes of the worker's queue number `index` and claims up
     /// to `claimLimit` jobs there. After a lost reply of a call that ran, its
     /// claims are given back and the answer has its stored flags and no job.
-    func completeAndFetch(queue index: Int, _ completions: [CompleteCall], claimLimit: Int) throws -> CompleteAndFetchCall.Output {
-        try sendClaiming(fetchCalls[index], { CompleteAndFetchCall(completions: completions, fetch: $0, claimLimit: claimLimit) },
+    func completeAndFetch(queue index: Int, _ completions: [CompleteCall], claimLimit: Int,
+                          limits: CallLimits? = nil) throws -> CompleteAndFetchCall.Output {
+        try sendClaiming(fetchCalls[index], { CompleteAndFetchCall(completions: completions, fetch: $0, claimLimit: claimLimit,
+                                                                   limits: limits) },
                          answerIfRan: { stored in
                              // Sending again would find the completions stored and call them stale.
                              guard stored.count == completions.count else {

@@ -193,19 +193,19 @@ final class JobReporter {
         guard let index = fetchCalls.firstIndex(where: { $0.queue == batcher.queue }) else {
             preconditionFailure("a batcher for a queue this worker does not serve")
         }
+        // On one Redis the call itself settles the limits of the runs and of the claims.
+        let limits = gate.callLimits(for: releases)
         let out = try completeAndFetch(queue: index, completions,
-                                       claimLimit: batcher.claimsNextJobs ? completions.count : 0)
+                                       claimLimit: batcher.claimsNextJobs ? completions.count : 0, limits: limits)
         // Claimed jobs go to the first loops (a damaged one too: its loop
         // fails it); the others (or all, when the queue is empty or paused)
         // get none and look for work themselves.
-        var claims = out.claimed.filter {
-            if case .empty = $0 { return false }
-            if case .paused = $0 { return false }
-            return true
-        }.makeIterator()
-        let answers = out.stored.map { CompletionBatcher.Answer(stored: $0, next: claims.next(), sentAt: lastSentAt) }
-        // The limits of the runs recorded and of the jobs claimed, a call per limit for the whole batch.
-        return gate.settleBatch(answers, releases: releases)
+        var claims = out.claimed.filter(\.isClaim).makeIterator()
+        var answers = out.stored.map { CompletionBatcher.Answer(stored: $0, next: claims.next(), sentAt: lastSentAt) }
+        var left = releases
+        if let limits { left = gate.settledInCall(&answers, releases: releases, limits: limits, outcome: out.limits) }
+        // What is left of the limits, a call per limit for the whole batch.
+        return gate.settleBatch(answers, releases: left)
     }
 
     /// `type` is nil for a job whose hash could not be read.

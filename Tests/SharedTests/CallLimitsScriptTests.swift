@@ -1,0 +1,121 @@
+import XCTest
+@testable import Shared
+
+/// A complete-and-fetch call that settles its limits itself (one Redis): it
+/// gives back the recorded runs' slots, takes the claimed jobs' slots, and
+/// parks the jobs refused, in the same call.
+final class CallLimitsScriptTests: ScriptTestCase {
+    private func enqueue(limit: String? = nil, type: String = "noop", cost: Int64? = nil, group: String? = nil) throws -> JobID {
+        var job = Job(id: JobID.generate(queue: "q"), type: type)
+        job.limit = limit
+        job.cost = cost
+        job.group = group
+        return try created(try redis.run(EnqueueCall(schema: schema, queue: "q", items: [.init(job: job, delayMs: 0)], pendingLimit: 0))).id
+    }
+
+    private func holders(_ limit: String) throws -> [String] {
+        try redis.command(["ZRANGE", schema.limitHolders(limit), "0", "-1"]).array?.compactMap(\.string) ?? []
+    }
+
+    private func define(_ limit: String, _ d: LimitDefinition) throws {
+        _ = try redis.run(DefineLimitCall(schema: schema, limit: limit, definition: d))
+    }
+
+    /// Records `done` (which held a slot of `limits[0]`) and claims `claim` jobs, settling `limits` in the call.
+    private func completeAndFetch(_ done: Job, limits: [String], byType: [(type: String, index: Int)] = [],
+                                  groupCaps: Bool = false, claim: Int = 1, extraUnits: Int64 = 0) throws -> CompleteAndFetchCall.Output {
+        let call = CallLimits(schema: schema, names: limits, byType: byType, groupCaps: groupCaps,
+                              releases: [(index: 0, extraUnits: extraUnits)])
+        return try redis.run(CompleteAndFetchCall(
+            completions: [CompleteCall(schema: schema, jobID: done.id, workerID: "w1", attempt: done.attempts, resultJSON: "1")],
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000), claimLimit: claim, limits: call))
+    }
+
+    func testTheRunsSlotComesBackAndTheNextJobTakesOne() throws {
+        try define("l", LimitDefinition(concurrency: 1, unitsPerMinute: 1_000_000))
+        let first = try enqueue(limit: "l", cost: 100)
+        let second = try enqueue(limit: "l", cost: 300)
+        let running = try XCTUnwrap(try fetch())
+        XCTAssertEqual(try redis.run(AcquireLimitCall(schema: schema, limit: "l", holder: LimitHolder(first, attempt: 1), cost: 100,
+                                                      holdMs: 30_000)), .granted)
+        let out = try completeAndFetch(running, limits: ["l"], extraUnits: -50)
+        XCTAssertEqual(out.stored, [true])
+        guard case .job(let next)? = out.claimed.first else { return XCTFail("\(out.claimed)") }
+        XCTAssertEqual(next.id, second)
+        XCTAssertEqual(out.limits?.admissions, [.granted(limit: "l")], "the slot freed by the run went to the next job")
+        XCTAssertEqual(try holders("l"), ["\(second.text)@1"])
+        let status = try redis.run(LimitStatusCall(schema: schema, limit: "l"))
+        // 1,000,000 - 100 + 50 (the run used 50) - 300.
+        XCTAssertTrue((999_650...999_700).contains(status.unitsAvailable ?? 0), "\(String(describing: status.unitsAvailable))")
+    }
+
+    func testARefusedJobIsParkedInTheSameCallAndTheOthersRun() throws {
+        try define("l", LimitDefinition(concurrency: 1))
+        let first = try enqueue(limit: "l")
+        let limited = try enqueue(limit: "l")
+        let free = try enqueue()
+        let running = try XCTUnwrap(try fetch())
+        XCTAssertEqual(running.id, first)
+        // Another worker's job holds the only slot.
+        let other = JobID.generate(queue: "q")
+        XCTAssertEqual(try redis.run(AcquireLimitCall(schema: schema, limit: "l", holder: LimitHolder(other, attempt: 1), cost: 0,
+                                                      holdMs: 30_000)), .granted)
+        let out = try completeAndFetch(running, limits: ["l"], claim: 2)
+        guard out.claimed.count == 2, case .job(let a) = out.claimed[0], case .job(let b) = out.claimed[1] else {
+            return XCTFail("\(out.claimed)")
+        }
+        XCTAssertEqual([a.id, b.id], [limited, free])
+        guard case .parked("l", "concurrency", let ms)? = out.limits?.admissions.first else {
+            return XCTFail("\(String(describing: out.limits))")
+        }
+        XCTAssertTrue((29_000...30_000).contains(ms), "\(ms)")
+        XCTAssertEqual(out.limits?.admissions.last, .leftToWorker, "a job under no limit is the worker's to admit")
+        let parked = try redis.command(["HMGET", schema.job(limited), "state", "attempts", "parked"]).array?.map(\.string)
+        XCTAssertEqual(parked, ["queued", "0", "l"], "parked, its attempt not counted")
+        XCTAssertEqual(try redis.command(["LRANGE", schema.limited("q", limit: "l"), "0", "-1"]).array?.compactMap(\.string), [limited.text])
+        XCTAssertEqual(try redis.command(["ZSCORE", schema.lease("q"), limited.text]).string, nil, "no longer leased")
+        XCTAssertEqual(try redis.run(LimitStatusCall(schema: schema, limit: "l")).waitingQueues, ["q"])
+        XCTAssertEqual(try state(free), "running")
+    }
+
+    func testAReleaseWakesTheQueuesWaitingForTheLimit() throws {
+        try define("l", LimitDefinition(concurrency: 1))
+        let first = try enqueue(limit: "l")
+        let running = try XCTUnwrap(try fetch())
+        XCTAssertEqual(try redis.run(AcquireLimitCall(schema: schema, limit: "l", holder: LimitHolder(first, attempt: 1), cost: 0,
+                                                      holdMs: 30_000)), .granted)
+        // A job of another queue waits for the slot.
+        guard case .refused = try redis.run(AcquireLimitCall(schema: schema, limit: "l", holder: LimitHolder(JobID.generate(queue: "other"),
+                                                             attempt: 1), cost: 0, holdMs: 30_000)) else { return XCTFail("not refused") }
+        let out = try completeAndFetch(running, limits: ["l"])
+        XCTAssertEqual(out.limits?.wakes.map(\.limit), ["l"])
+        XCTAssertEqual(out.limits?.wakes.first?.queues, ["other"])
+        XCTAssertEqual(try holders("l"), [])
+    }
+
+    func testJobsTheWorkerMustDecideAreLeftToIt() throws {
+        try define("l", LimitDefinition(concurrency: 10))
+        let first = try enqueue(limit: "l")
+        _ = try enqueue(limit: "elsewhere")
+        _ = try enqueue(limit: "l", group: "tenant")
+        _ = try enqueue(type: "summarize")
+        let running = try XCTUnwrap(try fetch())
+        XCTAssertEqual(running.id, first)
+        let out = try completeAndFetch(running, limits: ["l"], byType: [(type: "summarize", index: 0)], groupCaps: true, claim: 3)
+        XCTAssertEqual(out.limits?.admissions, [.leftToWorker, .leftToWorker, .granted(limit: "l")],
+                       "an undeclared limit, a group that may have a cap; a type mapped to a declared limit is taken")
+        XCTAssertEqual(try holders("l").count, 1)
+    }
+
+    func testAPlainCallTakesNoLimitsPart() throws {
+        _ = try enqueue(limit: "l")
+        _ = try enqueue(limit: "l")
+        let running = try XCTUnwrap(try fetch())
+        let out = try redis.run(CompleteAndFetchCall(
+            complete: CompleteCall(schema: schema, jobID: running.id, workerID: "w1", attempt: 1, resultJSON: "1"),
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000)))
+        XCTAssertNil(out.limits)
+        guard case .job? = out.claimed.first else { return XCTFail("\(out.claimed)") }
+        XCTAssertEqual(try holders("l"), [], "on Cluster the worker takes the slot itself")
+    }
+}
