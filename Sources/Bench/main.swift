@@ -147,21 +147,52 @@ struct WaitProcessed: ParsableCommand {
     @Option(help: "Queue") var queue = "bench"
     @Option(help: "Processed count to wait for") var target = 100_000
     @Option(help: "Give up after this many seconds") var timeout = 600
+    @Option(help: "Also report the rate of each slice of this many jobs (0: none)") var slice = 0
+    @Option(help: "Also report the rate over the first this many jobs (0: none)") var first = 0
 
     func run() throws {
         let redis = RedisConnection(endpoint: try RedisEndpoint(url: redisURL))
         let key = KeySchema(prefix: prefix).stats(queue)
         let start = Clock.monotonicNanos()
+        // Slices are timed from the first job seen done, so that the workers'
+        // start-up does not count against the first slice.
+        var seen: (count: Int, at: UInt64)?
+        var marks: [(count: Int, at: UInt64)] = []
+        var nextMark = slice > 0 ? slice : Int.max
+        var firstAt: UInt64?
         while true {
-            let processed = try redis.command(["HGET", key, "processed"]).int ?? 0
+            let processed = Int(try redis.command(["HGET", key, "processed"]).int ?? 0)
+            let now = Clock.monotonicNanos()
+            if seen == nil, processed > 0 { seen = (processed, now) }
+            while processed >= nextMark, nextMark <= target {
+                marks.append((nextMark, now))
+                nextMark += slice
+            }
+            if first > 0, firstAt == nil, processed >= first { firstAt = now }
             if processed >= target { break }
-            guard Double(Clock.monotonicNanos() - start) / 1e9 < Double(timeout) else {
+            guard Double(now - start) / 1e9 < Double(timeout) else {
                 throw ConfigError("only \(processed) of \(target) processed after \(timeout) s")
             }
             usleep(2000)
         }
         let seconds = Double(Clock.monotonicNanos() - start) / 1e9
-        emit { w in w.field("jobs", target); w.key("seconds"); w.raw(String(seconds)); w.key("rate"); w.raw(String(Double(target) / seconds)) }
+        func rate(_ jobs: Int, _ from: UInt64, _ to: UInt64) -> String {
+            to > from ? String(Double(jobs) / (Double(to - from) / 1e9)) : "null"
+        }
+        emit { w in
+            w.field("jobs", target); w.key("seconds"); w.raw(String(seconds)); w.key("rate"); w.raw(String(Double(target) / seconds))
+            if let seen {
+                if let firstAt { w.key("first_rate"); w.raw(rate(first - seen.count, seen.at, firstAt)) }
+                if !marks.isEmpty {
+                    w.key("slice_rates")
+                    var previous = seen
+                    w.raw("[" + marks.map { m in
+                        defer { previous = m }
+                        return rate(m.count - previous.count, previous.at, m.at)
+                    }.joined(separator: ",") + "]")
+                }
+            }
+        }
     }
 }
 

@@ -42,7 +42,7 @@ final class CallLimitsScriptTests: ScriptTestCase {
         XCTAssertEqual(out.stored, [true])
         guard case .job(let next)? = out.claimed.first else { return XCTFail("\(out.claimed)") }
         XCTAssertEqual(next.id, second)
-        XCTAssertEqual(out.limits?.admissions, [.granted(limit: "l")], "the slot freed by the run went to the next job")
+        XCTAssertEqual(out.limits?.admissions, [.granted(limit: "l", cost: 300)], "the slot freed by the run went to the next job")
         XCTAssertEqual(try holders("l"), ["\(second.text)@1"])
         let status = try redis.run(LimitStatusCall(schema: schema, limit: "l"))
         // 1,000,000 - 100 + 50 (the run used 50) - 300.
@@ -99,11 +99,14 @@ final class CallLimitsScriptTests: ScriptTestCase {
         _ = try enqueue(limit: "elsewhere")
         _ = try enqueue(limit: "l", group: "tenant")
         _ = try enqueue(type: "summarize")
+        let damaged = try enqueue(limit: "l")
+        // A cost no enqueue writes: the worker finds the hash damaged, so the call charges nothing.
+        try redis.command(["HSET", schema.job(damaged), "cost", "99999999999999999999"])
         let running = try XCTUnwrap(try fetch())
         XCTAssertEqual(running.id, first)
-        let out = try completeAndFetch(running, limits: ["l"], byType: [(type: "summarize", index: 0)], groupCaps: true, claim: 3)
-        XCTAssertEqual(out.limits?.admissions, [.leftToWorker, .leftToWorker, .granted(limit: "l")],
-                       "an undeclared limit, a group that may have a cap; a type mapped to a declared limit is taken")
+        let out = try completeAndFetch(running, limits: ["l"], byType: [(type: "summarize", index: 0)], groupCaps: true, claim: 4)
+        XCTAssertEqual(out.limits?.admissions, [.leftToWorker, .leftToWorker, .granted(limit: "l", cost: 0), .leftToWorker],
+                       "an undeclared limit, a group that may have a cap; a type mapped to a declared limit is taken; a damaged cost is not")
         XCTAssertEqual(try holders("l").count, 1)
     }
 

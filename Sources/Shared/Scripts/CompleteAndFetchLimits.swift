@@ -7,7 +7,8 @@
 /// Only the limits the call declares (their keys in KEYS, as every script
 /// declares its keys) are settled here: the worker declares those of the runs
 /// it records, which are usually those of the jobs it claims next. A claimed
-/// job under another limit, or under a group's cap, is left to the worker.
+/// job under another limit, any grouped job once some group has a cap, and a
+/// job whose hash looks damaged (no state, an odd cost) are left to the worker.
 ///
 /// A call whose reply is lost is settled (SettleCall gives its claims back):
 /// the slots it took for them stay held until they lapse with the lease, as a
@@ -45,8 +46,8 @@ public struct CallLimits: Sendable {
     public enum Admission: Equatable, Sendable {
         /// Not settled here: the worker asks its limits itself (LimitGate).
         case leftToWorker
-        /// It holds a slot of `limit`: it may run.
-        case granted(limit: String)
+        /// It holds a slot of `limit`, and `cost` units of its budget were charged: it may run.
+        case granted(limit: String, cost: Int64)
         /// Its limit refused: it was parked in the same call, the attempt not counted.
         case parked(limit: String, reason: String, retryInMs: Int64)
     }
@@ -94,16 +95,17 @@ local function limit_here(cl, fields)
     elseif f == 'state' then state = fields[j + 1] end
   end
   if not state or (group and cl.group_caps) then return nil end
-  if cost and not string.match(cost, '^%-?%d+$') then return nil end
+  -- A cost as enqueue writes it (0 to 1,000,000,000), else the worker finds the hash damaged.
+  if cost and not (#cost <= 10 and string.match(cost, '^%d+$')) then return nil end
   local n
   if limit then n = cl.number[limit] elseif jtype then n = cl.by_type[jtype] end
   return n, tonumber(cost) or 0
 end
 
 -- Takes the slots of the jobs the call claimed (the fetch reply), parking
--- those refused. Returns per claimed job: 0 (left to the worker), the limit's
--- number (granted) or {limit number, reason, ms} (parked); then per limit
--- whose release freed a slot: its number and the queues to wake.
+-- those refused. Returns per claimed job: 0 (left to the worker), {limit
+-- number, cost charged} (granted) or {limit number, reason, ms} (parked);
+-- then per limit whose release freed a slot: its number and the queues to wake.
 local function admit_in_call(q, cl, fetched, lease_ms)
   local admissions = {}
   if fetched[1] == 'jobs' then
@@ -115,7 +117,7 @@ local function admit_in_call(q, cl, fetched, lease_ms)
       else
         local r = acquire_slot(cl.sessions[n], id .. '@' .. attempt, cost, lease_ms, cl.queue)
         if r[1] == 1 then
-          admissions[#admissions + 1] = n
+          admissions[#admissions + 1] = {n, cost}
         else
           park_job(q, id, cl.names[n], false)
           admissions[#admissions + 1] = {n, r[2], r[3]}
@@ -149,6 +151,7 @@ end
         /// Per claimed job, in the order claimed.
         public let admissions: [Admission]
         /// Per limit that freed a slot: the queues whose jobs wait for it.
+        /// (The runs' slots were all given back: CallLimits.releases.)
         public let wakes: [(limit: String, queues: [String])]
     }
 
@@ -157,17 +160,18 @@ end
         var admissions: [Admission] = []
         admissions.reserveCapacity(a.count)
         for item in a {
-            if let n = item.int {
-                if n == 0 {
-                    admissions.append(.leftToWorker)
-                } else {
-                    guard names.indices.contains(Int(n) - 1) else { return nil }
-                    admissions.append(.granted(limit: names[Int(n) - 1]))
-                }
+            if item.int == 0 {
+                admissions.append(.leftToWorker)
+                continue
+            }
+            guard let r = item.array, let n = r.first?.int, names.indices.contains(Int(n) - 1) else { return nil }
+            let limit = names[Int(n) - 1]
+            if r.count == 2, let cost = r[1].int {
+                admissions.append(.granted(limit: limit, cost: cost))
+            } else if r.count == 3, let reason = r[1].string, let ms = r[2].int {
+                admissions.append(.parked(limit: limit, reason: reason, retryInMs: ms))
             } else {
-                guard let r = item.array, r.count == 3, let n = r[0].int, names.indices.contains(Int(n) - 1),
-                      let reason = r[1].string, let ms = r[2].int else { return nil }
-                admissions.append(.parked(limit: names[Int(n) - 1], reason: reason, retryInMs: ms))
+                return nil
             }
         }
         var wakes: [(String, [String])] = []

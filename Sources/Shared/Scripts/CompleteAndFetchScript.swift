@@ -98,8 +98,8 @@ return fetched
         /// The jobs claimed (`.job`, or `.damaged` to fail), or a single
         /// `.empty` or `.paused` when none was.
         public let claimed: [FetchCall.Outcome]
-        /// With `limits`: the slots given back, and what became of each
-        /// claimed job's limit (nil: the reply was lost and the call settled;
+        /// With `limits`: what became of each claimed job's limit, and the
+        /// queues to wake (nil: the reply was lost and the call settled;
         /// the worker then gives back the runs' slots itself).
         public let limits: CallLimits.Outcome?
 

@@ -161,10 +161,14 @@ end
         case paused
 
         /// A job leased to the worker (to run, or to fail as damaged).
-        public var isClaim: Bool {
+        public var isClaim: Bool { claimedID != nil }
+
+        /// The id of the job leased (nil: none was).
+        public var claimedID: JobID? {
             switch self {
-            case .job, .damaged: return true
-            case .empty, .paused: return false
+            case .job(let job): return job.id
+            case .damaged(let id, _, _): return id
+            case .empty, .paused: return nil
             }
         }
     }

@@ -27,7 +27,7 @@ end
 """#)
 
     /// Parking itself, shared by ParkCall and the limits a complete-and-fetch
-    /// call takes in the same call (CompleteAndFetchCall.limitsInCall).
+    /// call takes in the same call (CallLimits, `admit_in_call`).
     static let park = LuaPiece("park_job", uses: [keys, CommonLua.lease, EventLogLua.log], #"""
 -- Parks job `id`, which this worker holds (the caller checked), behind limit
 -- `name`: queued again without counting the attempt, on the queue's list for

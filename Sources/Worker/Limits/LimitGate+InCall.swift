@@ -9,7 +9,7 @@ extension LimitGate {
     /// most CallLimits.maxLimits); nil on Cluster, where a limit has a slot
     /// of its own, or when no run held a slot.
     func callLimits(for releases: [LimitRelease?]) -> CallLimits? {
-        guard worker.clusterWake == nil else { return nil }
+        guard worker.limitsInCallAllowed else { return nil }
         var names: [String] = []
         for case let r? in releases where !names.contains(r.limit) && names.count < CallLimits.maxLimits {
             names.append(r.limit)
@@ -36,25 +36,28 @@ extension LimitGate {
             answers[i].released = true
             left[i] = nil
         }
+        // Wakes first: a refusal in the same call then keeps its delay (ParkedLimits).
+        for (limit, queues) in outcome.wakes { wake(queues, limit: limit) }
         // The claims went to the first answers, in order.
         for (i, admission) in outcome.admissions.enumerated() {
             switch admission {
             case .leftToWorker:
                 continue
-            case .granted(let limit):
+            case .granted(let limit, let cost):
                 answers[i].nextAdmitted = true
                 if case .damaged(let id, let attempt, _)? = answers[i].next {
-                    // Its loop fails it without running it: its slot comes back now.
-                    undo([limit], LimitHolder(id, attempt: attempt), cost: 0)
+                    // Its loop fails it without running it: its slot and cost come back now.
+                    undo([limit], LimitHolder(id, attempt: attempt), cost: cost)
                 }
             case .parked(let limit, let reason, let retryInMs):
-                guard case .job(let job)? = answers[i].next else { continue }
+                // Parked, even one the worker would find damaged: it is no
+                // longer this worker's (it is failed when claimed again).
+                guard let id = answers[i].next?.claimedID else { continue }
                 answers[i] = CompletionBatcher.Answer(stored: answers[i].stored, next: nil, sentAt: answers[i].sentAt,
                                                       released: answers[i].released, nextAdmitted: true)
-                noteParked(job, limit: limit, reason: reason, retryInMs: retryInMs)
+                noteParked(id, limit: limit, reason: reason, retryInMs: retryInMs)
             }
         }
-        for (limit, queues) in outcome.wakes { wake(queues, limit: limit) }
         return left
     }
 }

@@ -83,14 +83,14 @@ final class LimitGate {
             giveBack(claim)
             throw error
         }
-        noteParked(job, limit: limit, reason: reason, retryInMs: retryInMs)
+        noteParked(job.id, limit: limit, reason: reason, retryInMs: retryInMs)
     }
 
     /// Notes when to ask again for a job parked behind `limit` (ParkedLimits).
-    func noteParked(_ job: Job, limit: String, reason: String, retryInMs: Int64) {
-        worker.parked.refused(ParkedLimits.Place(queue: job.id.queue, limit: limit), retryInMs: retryInMs, reason: reason)
+    func noteParked(_ id: JobID, limit: String, reason: String, retryInMs: Int64) {
+        worker.parked.refused(ParkedLimits.Place(queue: id.queue, limit: limit), retryInMs: retryInMs, reason: reason)
         worker.logger.debug("job waits for its limit", metadata: [
-            "job_id": "\(job.id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
+            "job_id": "\(id)", "limit": "\(limit)", "reason": "\(reason)", "retry_in_ms": .stringConvertible(retryInMs)])
     }
 
     /// After a run is recorded: gives back its slots and admits the job the

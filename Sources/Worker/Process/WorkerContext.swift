@@ -38,6 +38,13 @@ final class WorkerContext {
         }
     }
     var groupCapsDefined: Bool { definedLimitNames.withLock { $0.groupCaps } }
+    /// Off once Redis refused a call across slots (a server in cluster mode
+    /// reached as one Redis): limits are then called apart, as on Cluster.
+    private let callLimitsRefused = Mutex(false)
+    var limitsInCallAllowed: Bool {
+        get { clusterWake == nil && !callLimitsRefused.withLock { $0 } }
+        set { callLimitsRefused.withLock { $0 = !newValue } }
+    }
     /// On Redis Cluster, where idle loops hear new jobs (else they BLPOP themselves).
     let clusterWake: ClusterWakeBoard?
     /// Batches each queue's successes (in the first queue, with the claims

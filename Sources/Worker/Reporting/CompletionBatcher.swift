@@ -47,7 +47,8 @@ final class CompletionBatcher {
     /// Records a success of this queue, with others when they come together.
     /// Throws when the call carrying it failed; the caller retries.
     /// `release`: the run's limit slot, which the leader gives back with the
-    /// batch's others (LimitGate.settleBatch).
+    /// batch's others (on one Redis in the batch's own call, CallLimits; on a
+    /// cluster in a call per limit, LimitGate.settleBatch).
     func complete(_ completion: CompleteCall, release: LimitRelease? = nil, send: Send) throws -> Answer {
         try commit.submit((completion, release)) { items in try send(self, items.map(\.0), items.map(\.1)) }
     }

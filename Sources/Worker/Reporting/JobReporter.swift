@@ -194,9 +194,21 @@ final class JobReporter {
             preconditionFailure("a batcher for a queue this worker does not serve")
         }
         // On one Redis the call itself settles the limits of the runs and of the claims.
-        let limits = gate.callLimits(for: releases)
-        let out = try completeAndFetch(queue: index, completions,
-                                       claimLimit: batcher.claimsNextJobs ? completions.count : 0, limits: limits)
+        var limits = gate.callLimits(for: releases)
+        let claimLimit = batcher.claimsNextJobs ? completions.count : 0
+        let out: CompleteAndFetchCall.Output
+        do {
+            out = try completeAndFetch(queue: index, completions, claimLimit: claimLimit, limits: limits)
+        } catch RedisError.server(let message) where limits != nil && message.hasPrefix("CROSSSLOT") {
+            // Refused before it ran: a server in cluster mode. Limits go apart from now on.
+            if worker.limitsInCallAllowed {
+                worker.limitsInCallAllowed = false
+                worker.logger.warning("Redis refused a call across slots: it runs in cluster mode; limits are called apart",
+                                      metadata: ["error": "\(message)"])
+            }
+            limits = nil
+            out = try completeAndFetch(queue: index, completions, claimLimit: claimLimit)
+        }
         // Claimed jobs go to the first loops (a damaged one too: its loop
         // fails it); the others (or all, when the queue is empty or paused)
         // get none and look for work themselves.

@@ -9,7 +9,9 @@
 /// each: one more thing to go wrong at every failover and resharding, for no
 /// gain at run time (both run the same Lua at the same speed). Either way each
 /// script declares every key it names in KEYS, all under one queue's hash tag,
-/// so on Cluster a script runs on the one node that owns its slot.
+/// so on Cluster a script runs on the one node that owns its slot. (The one
+/// exception, complete_and_fetch with the limits it declares, is sent on one
+/// Redis only: CallLimits.)
 public struct LuaScript: Sendable {
     public let name: String
     public let source: String

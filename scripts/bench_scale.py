@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""The "flat as the work grows" scenario of `make bench` (issue 18), also run
+alone by `make bench-scale`:
+
+1. A long drain: N noop jobs (1,000,000; 200,000 with --quick) batch-enqueued,
+   then drained by 2 worker processes × 16 loops; the rate of each
+   100,000-job slice (20,000 with --quick) against the rate of the first
+   20,000 jobs, in the same run. Redis CPU per job and the commands' time
+   (INFO commandstats) are read per slice, so a cost that grows shows where.
+2. Depth: with 1,000,000 jobs pending in another priority (low), enqueue (wrk)
+   and drain against the same with an empty queue, alternately.
+"""
+import json
+import re
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (the shared helpers: start, stop, Stack, ...)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def enqueue(stack, jobs, priority=None):
+    args = ["batch", "--addr", stack.addr, "--queue", "bench", "--batches", jobs // 1000 // 2, "--size", 1000,
+            "--connections", 2]
+    if priority:
+        args += ["--priority", priority]
+    bench.bench_tool(*args)
+
+
+def commandstats(port):
+    """usec and calls per command, from INFO commandstats."""
+    out = {}
+    for m in re.finditer(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", bench.redis_cli(port, "INFO", "commandstats")):
+        out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+def long_drain(quick):
+    jobs = 200_000 if quick else 1_000_000
+    slice_jobs = 20_000 if quick else 100_000
+    stack = bench.Stack()
+    try:
+        enqueue(stack, jobs)
+        mem_before = bench.used_memory(stack.redis_port)
+        # Redis' cost per slice: CPU and script time sampled as the slices pass.
+        samples = []
+        stop = threading.Event()
+
+        def sample():
+            port = stack.redis_port
+            while not stop.is_set():
+                processed = int(bench.redis_cli(port, "HGET", "spool:{bench}:stats", "processed") or 0)
+                samples.append((processed, bench.cpu_seconds(stack.redis.pid), commandstats(port),
+                                bench.used_memory(port)))
+                stop.wait(0.25)
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        w = stack.worker(2, 16)
+        r = bench.bench_tool("wait-processed", "--redis-url", stack.url, "--queue", "bench", "--target", jobs,
+                             "--slice", slice_jobs, "--first", 20_000, "--timeout", 900)
+        stop.set()
+        t.join()
+        bench.stop(w)
+    finally:
+        stack.close()
+    r["slice_jobs"] = slice_jobs
+    r["mem_before"] = mem_before
+    # Per slice: Redis CPU µs per job and EVALSHA µs per job, from the samples nearest each boundary.
+    per_slice = []
+    for i in range(jobs // slice_jobs):
+        lo, hi = i * slice_jobs, (i + 1) * slice_jobs
+        a = next((s for s in samples if s[0] >= lo), None)
+        b = next((s for s in samples if s[0] >= hi), samples[-1] if samples else None)
+        if not a or not b or b[0] <= a[0]:
+            per_slice.append(None)
+            continue
+        n = b[0] - a[0]
+        ev = lambda s: s[2].get("evalsha", (0, 0))[1]  # noqa: E731
+        per_slice.append({"redis_cpu_us": round((b[1] - a[1]) * 1e6 / n, 1),
+                          "script_us": round((ev(b) - ev(a)) / n, 1), "used_memory_mb": round(b[3] / 2**20)})
+    r["per_slice"] = per_slice
+    rates = r.get("slice_rates") or []
+    r["worst_slice_ratio"] = round(min(rates) / r["first_rate"], 3) if rates and r.get("first_rate") else None
+    return r
+
+
+def depth(quick):
+    n = 20_000 if quick else 100_000
+    deep = 200_000 if quick else 1_000_000
+    wrk_s = 5 if quick else 10
+    rounds = 2 if quick else 3
+    stack = bench.Stack()
+    out = {"drain_empty": [], "drain_deep": [], "enqueue_empty": [], "enqueue_deep": []}
+    try:
+        for _ in range(rounds):
+            out["drain_empty"].append(bench.drain(stack, 2, 16, n)["rate"])
+            out["drain_deep"].append(bench.drain(stack, 2, 16, n, extra_low=deep)["rate"])
+            stack.flush()
+            out["enqueue_empty"].append(bench.wrk(stack.api_port, "bench", wrk_s)["rate"])
+            stack.flush()
+            enqueue(stack, deep, priority="low")
+            out["enqueue_deep"].append(bench.wrk(stack.api_port, "bench", wrk_s)["rate"])
+            stack.flush()
+    finally:
+        stack.close()
+    med = {k: statistics.median(v) for k, v in out.items()}
+    return {"jobs": n, "depth": deep, "rounds": rounds, "rates": out, "median": med,
+            "drain_ratio": round(med["drain_deep"] / med["drain_empty"], 3),
+            "enqueue_ratio": round(med["enqueue_deep"] / med["enqueue_empty"], 3)}
+
+
+def scenario(quick=False):
+    print("  long drain: the rate of each slice against the first 20,000 jobs", flush=True)
+    d = long_drain(quick)
+    print(f"  first 20,000 {d.get('first_rate', 0):,.0f}/s, slices {[round(x) for x in d.get('slice_rates', [])]}", flush=True)
+    print("  depth: 1,000,000 pending in another priority against an empty queue", flush=True)
+    p = depth(quick)
+    print(f"  drain {p['drain_ratio']} × empty, enqueue {p['enqueue_ratio']} × empty", flush=True)
+    return {"long_drain": d, "depth": p}
+
+
+def render(r):
+    if not r:
+        return "(not run)"
+    d, p = r["long_drain"], r["depth"]
+    rows = []
+    for i, rate in enumerate(d.get("slice_rates", [])):
+        s = d["per_slice"][i] if i < len(d["per_slice"]) else None
+        extra = f"{s['redis_cpu_us']} | {s['script_us']} | {s['used_memory_mb']}" if s else "– | – | –"
+        rows.append(f"| {i * d['slice_jobs']:,}–{(i + 1) * d['slice_jobs']:,} | {rate:,.0f} | "
+                    f"{rate / d['first_rate']:.2f} | {extra} |")
+    table = "\n".join(rows)
+    m = p["median"]
+    return f"""Drain of {d['jobs']:,} noop jobs, batch-enqueued first, by 2 worker processes × 16 loops; the
+first 20,000 jobs at {d['first_rate']:,.0f}/s; each slice against that (aim ≥ 0.95; worst
+{d['worst_slice_ratio']}):
+
+| jobs | jobs/s | ÷ first 20,000 | Redis CPU µs/job | script µs/job | Redis used memory MB |
+|---|---|---|---|---|---|
+{table}
+
+With {p['depth']:,} jobs pending in another priority (low), against an empty queue,
+medians of {p['rounds']} alternating rounds (aim ≥ 0.95):
+
+| | empty | deep | ÷ empty |
+|---|---|---|---|
+| drain of {p['jobs']:,} (2 × 16) | {m['drain_empty']:,.0f} | {m['drain_deep']:,.0f} | {p['drain_ratio']:.2f} |
+| enqueue (wrk, 64 connections) | {m['enqueue_empty']:,.0f} | {m['enqueue_deep']:,.0f} | {p['enqueue_ratio']:.2f} |
+
+How: `scripts/bench_scale.py` (`make bench-scale` alone)."""
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), None)
+    if only == "long":
+        result = {"long_drain": long_drain(quick)}
+        print(json.dumps(result, indent=1))
+        sys.exit(0)
+    result = scenario(quick=quick)
+    (ROOT / ".spool").mkdir(exist_ok=True)
+    (ROOT / ".spool" / "bench-scale.json").write_text(json.dumps(result, indent=2))
+    print(render(result))
