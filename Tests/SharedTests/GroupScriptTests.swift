@@ -27,6 +27,20 @@ final class GroupScriptTests: ScriptTestCase {
         XCTAssertEqual(try redis.command(["EXISTS", schema.groups("q")]).int, 0)
     }
 
+    func testARetriedJobWaitsInItsGroupsLineAgain() throws {
+        let a = try (0..<3).map { _ in try enqueue(group: "A") }
+        let b = try (0..<2).map { _ in try enqueue(group: "B") }
+        XCTAssertEqual(try fetch()?.id, a[0].id)
+        _ = try redis.run(FailCall(schema: schema, jobID: a[0].id, workerID: "w1", attempt: 1, errorJSON: "{}", retryDelayMs: 0,
+                                   deadTTLSeconds: 60, deadMax: 10))
+        // Promoted at the next fetch to the back of its group's line, not
+        // ahead of the other group's jobs in the pending list.
+        let order = try (0..<5).map { _ in try XCTUnwrap(try fetch()).id }
+        XCTAssertEqual(order, [b[0].id, a[1].id, b[1].id, a[2].id, a[0].id])
+        XCTAssertEqual(try stats().pendingTotal, 0)
+        XCTAssertEqual(try redis.command(["EXISTS", schema.groups("q")]).int, 0)
+    }
+
     func testCancellingAGroupsLastJobTakesItsTurnAlong() throws {
         let a = try enqueue(group: "A", priority: .high)
         let plain = try enqueue(group: nil, priority: .high)

@@ -92,7 +92,7 @@ return out
 /// (with no ids) up to `limit` of the oldest.
 public struct RetryDeadCall: ScriptCall {
     public static let script = LuaScript(name: "retry_dead", uses: [CommonLua.queueKeys, CommonLua.priority, CommonLua.wake,
-                                                                     CommonLua.finishing, EventLogLua.lifecycle],
+                                                                     CommonLua.finishing, EventLogLua.lifecycle, GroupLua.turns],
                                          body: #"""
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- ARGV[6]    most jobs to retry when no ids are given
@@ -108,7 +108,7 @@ if #ids == 0 then ids = redis.call('ZRANGE', q.dead, 0, tonumber(ARGV[6]) - 1) e
 local retried, refused = 0, ''
 for _, id in ipairs(ids) do
   local key = q.job_prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'priority', 'idem', 'client')
+  local f = redis.call('HMGET', key, 'state', 'priority', 'idem', 'client', 'group')
   local full = client_limit > 0 and f[4]
                and (tonumber(redis.call('HGET', q.stats, 'client:' .. f[4])) or 0) >= client_limit
   if f[1] == 'dead' and full then
@@ -122,7 +122,8 @@ for _, id in ipairs(ids) do
     if f[3] then redis.call('PERSIST', q.idem_prefix .. f[3]) end
     keep_log(q, id)
     log_state(q, id, 'queued', '0')
-    redis.call('RPUSH', q.pending[priority_rank(f[2])], id)
+    -- A grouped job waits in its group's line again, in turn.
+    if f[5] then group_push(q, f[5], priority_rank(f[2]), id) else redis.call('RPUSH', q.pending[priority_rank(f[2])], id) end
     wake(q.wake)
     retried = retried + 1
   else
