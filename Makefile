@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming bench-flow clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming bench-flow bench-scale bench-cost clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -111,6 +111,8 @@ bench: deps validators
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	@# Sidekiq (Debian's 6.4), measured in the same run as the peer to compare with.
 	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: the Sidekiq comparison is skipped"
+	@# nginx (Debian's), the floor the API's CPU per request is compared with.
+	@command -v nginx >/dev/null || apt-get install -y -qq nginx-light || echo "nginx not installed: the cost scenario is skipped"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
 
@@ -139,6 +141,22 @@ bench-streaming: deps
 bench-flow: deps validators
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_flow.py
+
+# Scenario 14 of make bench alone: a 1,000,000-job drain per 100,000-job
+# slice, and enqueue and drain with 1,000,000 jobs pending in another
+# priority (.spool/bench-scale.json).
+bench-scale: deps
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_scale.py
+
+# Scenario 15 of make bench alone: CPU per job against the floors (nginx's
+# static 201, a bare LPUSH; .spool/bench-cost.json).
+bench-cost: deps
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	@command -v nginx >/dev/null || apt-get install -y -qq nginx-light
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_cost.py
 
 test: unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short deploy-e2e warnings
 
