@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming bench-flow bench-scale bench-cost clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming bench-flow bench-scale bench-cost bench-latency clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -157,6 +157,13 @@ bench-cost: deps
 	@command -v nginx >/dev/null || apt-get install -y -qq nginx-light
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_cost.py
+
+# Scenario 16 of make bench alone: a client's enqueue call to the handler's
+# start, Spool against Sidekiq (.spool/bench-latency.json).
+bench-latency: deps
+	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: Spool alone"
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_latency.py
 
 test: unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short deploy-e2e warnings
 

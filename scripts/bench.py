@@ -379,6 +379,10 @@ def main():
     import bench_cost
     results["cost"] = bench_cost.scenario(quick=QUICK)
 
+    print("16 latency: a client's call to the handler's start, against Sidekiq", flush=True)
+    import bench_latency
+    results["latency_handler"] = bench_latency.scenario(quick=QUICK)
+
     out = ROOT / "docs" / "benchmarks.md"
     out.parent.mkdir(exist_ok=True)
     (ROOT / ".spool").mkdir(exist_ok=True)
@@ -496,6 +500,10 @@ Details:
 
 {render_cost(r)}
 
+## From the client's call to the handler (scenario 16; `make bench-latency` alone)
+
+{render_latency(r)}
+
 {render_peer(r)}
 
 {notes()}"""
@@ -535,6 +543,12 @@ def render_cost(r):
     """Scenario 15 (scripts/bench_cost.py)."""
     import bench_cost
     return bench_cost.render(r.get("cost"))
+
+
+def render_latency(r):
+    """Scenario 16 (scripts/bench_latency.py)."""
+    import bench_latency
+    return bench_latency.render(r.get("latency_handler"))
 
 
 def render_security(r):

@@ -3,7 +3,15 @@ import Shared
 /// The built-in handlers, for demos, tests and benchmarks.
 enum BuiltinHandlers {
     static func all() -> [String: JobHandler] {
-        ["noop": Noop(), "echo": Echo(), "sleep": Sleep(), "fail": Fail(), "stream": Stream()]
+        ["noop": Noop(), "echo": Echo(), "sleep": Sleep(), "fail": Fail(), "stream": Stream(), "clock": WallClock()]
+    }
+
+    /// Succeeds at once with `{"started_us": n}`, the wall clock (µs) when it
+    /// began: how long after a client's call a job starts (`make bench`).
+    struct WallClock: JobHandler {
+        func run(_ job: Job, _ context: JobContext) -> HandlerOutcome {
+            .success("{\"started_us\":\(Clock.nowMicros())}")
+        }
     }
 
     /// Succeeds at once with a null result.

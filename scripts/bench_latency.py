@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""The latency scenario of `make bench` (issue 18), also run alone by
+`make bench-latency`: from a client's enqueue call to the moment the job's
+handler begins, at 200 jobs per second to idle workers, Spool against Sidekiq
+on the same machine and Redis, in alternating rounds (medians of 3).
+
+- Spool: a Python client (http.client, one keep-alive connection) posts
+  `{"type": "clock"}` jobs, each stamped with the wall clock just before the
+  request; the built-in `clock` handler's result is the wall clock when it
+  began. One worker of 16 loops.
+- Sidekiq: its Ruby client pushes `ClockJob`s stamped just before the push;
+  the job writes (its start − the stamp) to a Redis list
+  (scripts/peers/sidekiq_bench.rb). One process of 10 threads.
+Both clocks are this machine's CLOCK_REALTIME.
+"""
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+import bench_peers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 200
+
+
+def percentiles(samples):
+    s = sorted(samples)
+    return {"p50_us": s[len(s) // 2], "p99_us": s[min(len(s) - 1, int(len(s) * 0.99))], "max_us": s[-1], "jobs": len(s)}
+
+
+def spool_round(stack, n):
+    stack.flush()
+    w = stack.worker(1, 16)
+    time.sleep(1.5)
+    host, port = stack.addr.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    ids, stamps = [], []
+    start = time.monotonic()
+    for i in range(n):
+        pause = start + i / RATE - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        stamps.append(time.time_ns() // 1000)
+        conn.request("POST", "/v1/queues/bench/jobs", '{"type":"clock"}', {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 201, (resp.status, body[:200])
+        ids.append(json.loads(body)["id"])
+    samples = []
+    for job_id, called in zip(ids, stamps):
+        deadline = time.monotonic() + 30
+        while True:
+            conn.request("GET", f"/v1/jobs/{job_id}")
+            resp = conn.getresponse()
+            job = json.loads(resp.read())
+            if job.get("state") == "succeeded":
+                samples.append(job["result"]["started_us"] - called)
+                break
+            assert time.monotonic() < deadline, f"job {job_id} did not run: {job}"
+            time.sleep(0.01)
+    conn.close()
+    bench.stop(w)
+    return percentiles(samples)
+
+
+def sidekiq_round(stack, n):
+    stack.flush()
+    url = f"redis://127.0.0.1:{stack.redis_port}/0"
+    env = dict(os.environ, REDIS_URL=url)
+    proc = subprocess.Popen(["sidekiq", "-r", str(bench_peers.JOB_FILE), "-q", "bench", "-c", "10", "-e", "production"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(4)  # Ruby and Sidekiq's start-up
+        subprocess.run(["ruby", str(bench_peers.JOB_FILE), url, "latency", str(n)], check=True, capture_output=True)
+        deadline = time.monotonic() + 60
+        while int(bench.redis_cli(stack.redis_port, "LLEN", "bench:latency")) < n:
+            assert time.monotonic() < deadline, "sidekiq did not run every job"
+            time.sleep(0.05)
+        samples = [int(x) for x in bench.redis_cli(stack.redis_port, "LRANGE", "bench:latency", 0, -1).split()]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return percentiles(samples)
+
+
+def scenario(quick=False):
+    n = 500 if quick else 2000
+    rounds = 3
+    with_sidekiq = bench_peers.available()
+    stack = bench.Stack()
+    out = {"spool": [], "sidekiq": []}
+    try:
+        for rnd in range(rounds):
+            order = ["spool", "sidekiq"] if rnd % 2 == 0 else ["sidekiq", "spool"]
+            for kind in order:
+                if kind == "spool":
+                    out["spool"].append(spool_round(stack, n))
+                elif with_sidekiq:
+                    out["sidekiq"].append(sidekiq_round(stack, n))
+    finally:
+        stack.close()
+    r = {"jobs": n, "rate": RATE, "rounds": rounds, "runs": out}
+    for kind in ("spool", "sidekiq"):
+        if out[kind]:
+            r[kind] = {k: statistics.median(x[k] for x in out[kind]) for k in ("p50_us", "p99_us", "max_us")}
+    if "sidekiq" in r:
+        r["sidekiq_version"] = bench_peers.version()
+    text = f"Spool p50 {r['spool']['p50_us']} µs, p99 {r['spool']['p99_us']} µs"
+    if "sidekiq" in r:
+        text += f"; Sidekiq p50 {r['sidekiq']['p50_us']} µs, p99 {r['sidekiq']['p99_us']} µs"
+    print("  " + text, flush=True)
+    return r
+
+
+def render(r):
+    if not r:
+        return "(not run)"
+
+    def row(name, kind):
+        if kind not in r:
+            return f"| {name} | not installed (apt-get install ruby-sidekiq) | | | |"
+        m = r[kind]
+        spread = ", ".join(f"{x['p50_us']}/{x['p99_us']}" for x in r["runs"][kind])
+        return f"| {name} | {m['p50_us'] / 1000:.2f} | {m['p99_us'] / 1000:.2f} | {m['max_us'] / 1000:.2f} | {spread} |"
+    verdict = ""
+    if "sidekiq" in r:
+        ok = r["spool"]["p50_us"] <= r["sidekiq"]["p50_us"] and r["spool"]["p99_us"] <= r["sidekiq"]["p99_us"]
+        verdict = f" Aim (p50 and p99 at or below Sidekiq's): **{'met' if ok else 'not met'}**."
+    return f"""From a client's enqueue call to the moment the handler begins, {r['jobs']:,} jobs at
+{r['rate']} per second to idle workers, medians of {r['rounds']} alternating rounds, ms:
+
+| system | p50 | p99 | max | each round's p50/p99, µs |
+|---|---|---|---|---|
+{row("Spool (Python client over HTTP keep-alive; 1 worker × 16, built-in `clock`)", "spool")}
+{row(f"Sidekiq {r.get('sidekiq_version', '')} (its Ruby client; 1 process × 10 threads)", "sidekiq")}
+{verdict}
+How: `scripts/bench_latency.py` (`make bench-latency` alone)."""
+
+
+if __name__ == "__main__":
+    result = scenario(quick="--quick" in sys.argv)
+    (ROOT / ".spool").mkdir(exist_ok=True)
+    (ROOT / ".spool" / "bench-latency.json").write_text(json.dumps(result, indent=2))
+    print(render(result))
