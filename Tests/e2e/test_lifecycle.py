@@ -1,6 +1,7 @@
 """A job's life through the real API and worker: enqueue, run, retry, die,
 time out, and what the API and the logs show on the way."""
 import json
+import time
 
 from harness import wait_for
 from helpers import TIMESTAMP_RE, log_lines_with, ms_between, raw_http, wait_log, worker_id
@@ -28,6 +29,17 @@ def stats_of(api, queue):
     found = [q for q in data["queues"] if q["name"] == queue]
     assert len(found) == 1, data
     return found[0]
+
+
+def test_clock_job_reports_when_its_handler_began(spawn):
+    api = spawn.api()
+    spawn.worker()
+    before = time.time_ns() // 1000
+    job = api.enqueue("default", {"type": "clock"})
+    done = api.wait_state(job["id"], "succeeded")
+    after = time.time_ns() // 1000
+    began = done["result"]["started_us"]
+    assert before <= began <= after, (before, began, after)
 
 
 def test_echo_job_succeeds_with_its_payload_as_result(spawn):
