@@ -160,7 +160,7 @@ bench-cost: deps
 
 # Scenario 16 of make bench alone: a client's enqueue call to the handler's
 # start, Spool against Sidekiq (.spool/bench-latency.json).
-bench-latency: deps
+bench-latency: deps validators
 	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: Spool alone"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_latency.py

@@ -334,6 +334,12 @@ def main():
             results["sidekiq"] = bench_peers.sidekiq(stack.redis_port, n_seq, n_drain, n_drain)
         else:
             print("peer: Sidekiq not installed (apt-get install ruby-sidekiq); skipped", flush=True)
+        if bench_peers.bullmq_available():
+            print("peer: BullMQ (Python) on this machine", flush=True)
+            stack.flush()
+            results["bullmq"] = bench_peers.bullmq(stack.redis_port, n_seq, n_drain, n_drain)
+        else:
+            print("peer: BullMQ (pip bullmq) could not be installed; skipped", flush=True)
 
         # Depth is compared with an empty-queue run made just before it: on a
         # shared machine, rates drift over the minutes between scenarios 3/5
@@ -613,6 +619,20 @@ def render_peer(r):
     lines.append(f"| idle worker process RSS | {r['idle_rss_worker_kb'] / 1024:.1f} MB | {d['idle_rss_mb']:.1f} MB | "
                  f"{ratio(r['idle_rss_worker_kb'] / 1024, d['idle_rss_mb']):.2f} | ≤ 10 MB against ≈ 30 MB | "
                  "Spool: 16 loops; Sidekiq: 10 threads, after its drain |")
+    bq = r.get("bullmq")
+    if bq:
+        b = bq["drain"]
+        lines += ["", f"BullMQ {bq['version']} (its Python port, PyPI `bullmq`; `scripts/peers/bullmq_bench.py`), same "
+                  "Redis, same run:", "", "| scenario | Spool | BullMQ | Spool ÷ BullMQ | how |", "|---|---|---|---|---|"]
+        for label, spool, peer, how in [
+                ("sequential enqueue, one job per call", r["seq"]["rate"], bq["seq"]["rate"], "BullMQ: `Queue.add` from one asyncio client"),
+                ("batch enqueue, 1,000 jobs per call", r["batch"]["rate"], bq["bulk"]["rate"], "BullMQ: `addBulk` from one client"),
+                ("batch enqueue, 4 clients each", r["batch"]["rate"], bq["bulk4"]["rate"], "BullMQ: 4 `addBulk` client processes"),
+                ("drain, 2 processes", r["drain2"]["rate"], b["rate"],
+                 f"BullMQ: 2 workers × concurrency {b['concurrency']}, timed until every job is in its completed set")]:
+            lines.append(f"| {label} | {spool:,.0f} jobs/s | {peer:,.0f} jobs/s | {ratio(spool, peer):.2f} | {how} |")
+        lines.append(f"| idle worker process RSS | {r['idle_rss_worker_kb'] / 1024:.1f} MB | {b['idle_rss_mb']:.1f} MB | "
+                     f"{ratio(r['idle_rss_worker_kb'] / 1024, b['idle_rss_mb']):.2f} | after its drain |")
     lines += ["", f"Sidekiq's LPUSH-relative figures here: sequential {ratio(sk['seq']['rate'], r['lpush']):.2f} ×, "
               f"push_bulk {ratio(sk['bulk']['rate'], r['lpush']):.2f} ×, drain {ratio(d['rate'], r['lpush']):.2f} × "
               "LPUSH (the issue measured 0.10 ×, 1.06 × and 0.17 × on its machine). The Sidekiq drain is timed "

@@ -11,6 +11,8 @@ on the same machine and Redis, in alternating rounds (medians of 3).
 - Sidekiq: its Ruby client pushes `ClockJob`s stamped just before the push;
   the job writes (its start − the stamp) to a Redis list
   (scripts/peers/sidekiq_bench.rb). One process of 10 threads.
+- BullMQ (Python port): the same with `clock` jobs (scripts/peers/bullmq_bench.py),
+  one worker of concurrency 10.
 Both clocks are this machine's CLOCK_REALTIME.
 """
 import http.client
@@ -93,24 +95,44 @@ def sidekiq_round(stack, n):
     return percentiles(samples)
 
 
+def bullmq_round(stack, n):
+    stack.flush()
+    url = f"redis://127.0.0.1:{stack.redis_port}/0"
+    procs = bench_peers.bullmq_workers(url, 1, 10)
+    try:
+        time.sleep(3)  # Python's and the worker's start-up
+        bench_peers.bullmq_client(url, "latency", n)
+        deadline = time.monotonic() + 60
+        while int(bench.redis_cli(stack.redis_port, "LLEN", "bench:latency")) < n:
+            assert time.monotonic() < deadline, "bullmq did not run every job"
+            time.sleep(0.05)
+        samples = [int(x) for x in bench.redis_cli(stack.redis_port, "LRANGE", "bench:latency", 0, -1).split()]
+    finally:
+        bench_peers.stop_procs(procs)
+    return percentiles(samples)
+
+
 def scenario(quick=False):
     n = 500 if quick else 2000
     rounds = 3
     with_sidekiq = bench_peers.available()
+    with_bullmq = bench_peers.bullmq_available()
     stack = bench.Stack()
-    out = {"spool": [], "sidekiq": []}
+    out = {"spool": [], "sidekiq": [], "bullmq": []}
     try:
         for rnd in range(rounds):
-            order = ["spool", "sidekiq"] if rnd % 2 == 0 else ["sidekiq", "spool"]
+            order = ["spool", "sidekiq", "bullmq"] if rnd % 2 == 0 else ["bullmq", "sidekiq", "spool"]
             for kind in order:
                 if kind == "spool":
                     out["spool"].append(spool_round(stack, n))
-                elif with_sidekiq:
+                elif kind == "sidekiq" and with_sidekiq:
                     out["sidekiq"].append(sidekiq_round(stack, n))
+                elif kind == "bullmq" and with_bullmq:
+                    out["bullmq"].append(bullmq_round(stack, n))
     finally:
         stack.close()
     r = {"jobs": n, "rate": RATE, "rounds": rounds, "runs": out}
-    for kind in ("spool", "sidekiq"):
+    for kind in ("spool", "sidekiq", "bullmq"):
         if out[kind]:
             r[kind] = {k: statistics.median(x[k] for x in out[kind]) for k in ("p50_us", "p99_us", "max_us")}
     if "sidekiq" in r:
@@ -118,6 +140,8 @@ def scenario(quick=False):
     text = f"Spool p50 {r['spool']['p50_us']} µs, p99 {r['spool']['p99_us']} µs"
     if "sidekiq" in r:
         text += f"; Sidekiq p50 {r['sidekiq']['p50_us']} µs, p99 {r['sidekiq']['p99_us']} µs"
+    if "bullmq" in r:
+        text += f"; BullMQ p50 {r['bullmq']['p50_us']} µs, p99 {r['bullmq']['p99_us']} µs"
     print("  " + text, flush=True)
     return r
 
@@ -128,7 +152,7 @@ def render(r):
 
     def row(name, kind):
         if kind not in r:
-            return f"| {name} | not installed (apt-get install ruby-sidekiq) | | | |"
+            return f"| {name} | not installed | | | |"
         m = r[kind]
         spread = ", ".join(f"{x['p50_us']}/{x['p99_us']}" for x in r["runs"][kind])
         return f"| {name} | {m['p50_us'] / 1000:.2f} | {m['p99_us'] / 1000:.2f} | {m['max_us'] / 1000:.2f} | {spread} |"
@@ -143,6 +167,7 @@ def render(r):
 |---|---|---|---|---|
 {row("Spool (Python client over HTTP keep-alive; 1 worker × 16, built-in `clock`)", "spool")}
 {row(f"Sidekiq {r.get('sidekiq_version', '')} (its Ruby client; 1 process × 10 threads)", "sidekiq")}
+{row(f"BullMQ {bench_peers.BULLMQ_VERSION}, Python port (its asyncio client; 1 worker, concurrency 10)", "bullmq")}
 {verdict}
 How: `scripts/bench_latency.py` (`make bench-latency` alone)."""
 
