@@ -122,8 +122,7 @@ for _, id in ipairs(ids) do
     if f[3] then redis.call('PERSIST', q.idem_prefix .. f[3]) end
     keep_log(q, id)
     log_state(q, id, 'queued', '0')
-    -- A grouped job waits in its group's line again, in turn.
-    if f[5] then group_push(q, f[5], priority_rank(f[2]), id) else redis.call('RPUSH', q.pending[priority_rank(f[2])], id) end
+    push_queued(q, id, priority_rank(f[2]), f[5])
     wake(q.wake)
     retried = retried + 1
   else

@@ -63,8 +63,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
     local f = redis.call('HMGET', key, 'state', 'priority', 'attempts', 'group')
     if f[1] == 'scheduled' then
       redis.call('HSET', key, 'state', 'queued')
-      -- A grouped job (delayed, retried, deferred) waits in its group's line, in turn.
-      if f[4] then group_push(q, f[4], priority_rank(f[2]), id) else redis.call('RPUSH', q.pending[priority_rank(f[2])], id) end
+      push_queued(q, id, priority_rank(f[2]), f[4])
       log_state(q, id, 'queued', f[3] or '0')
     elseif not f[1] and not f[2] then
       missing = missing + 1

@@ -53,8 +53,7 @@ extension LimitGate {
                 // Parked, even one the worker would find damaged: it is no
                 // longer this worker's (it is failed when claimed again).
                 guard let id = answers[i].next?.claimedID else { continue }
-                answers[i] = CompletionBatcher.Answer(stored: answers[i].stored, next: nil, sentAt: answers[i].sentAt,
-                                                      released: answers[i].released, nextAdmitted: true)
+                answers[i].parked()
                 noteParked(id, limit: limit, reason: reason, retryInMs: retryInMs)
             }
         }

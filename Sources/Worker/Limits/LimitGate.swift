@@ -150,8 +150,7 @@ final class LimitGate {
                     // Parked here; should that fail, the job was given back
                     // (or is left to lease recovery): the loop must not run it.
                     try? park(Claim(job: job, sentAt: answers[i].sentAt), limit: limit, reason: reason, retryInMs: retryInMs)
-                    answers[i] = CompletionBatcher.Answer(stored: answers[i].stored, next: nil, sentAt: answers[i].sentAt,
-                                                          released: answers[i].released, nextAdmitted: true)
+                    answers[i].parked()
                 } else {
                     answers[i].nextAdmitted = true
                 }

@@ -41,9 +41,14 @@ final class WorkerContext {
     /// Off once Redis refused a call across slots (a server in cluster mode
     /// reached as one Redis): limits are then called apart, as on Cluster.
     private let callLimitsRefused = Mutex(false)
-    var limitsInCallAllowed: Bool {
-        get { clusterWake == nil && !callLimitsRefused.withLock { $0 } }
-        set { callLimitsRefused.withLock { $0 = !newValue } }
+    var limitsInCallAllowed: Bool { clusterWake == nil && !callLimitsRefused.withLock { $0 } }
+    /// Turns the in-call path off; true only for the call that turned it off
+    /// (which logs it once).
+    func refuseLimitsInCall() -> Bool {
+        callLimitsRefused.withLock { refused in
+            defer { refused = true }
+            return !refused
+        }
     }
     /// On Redis Cluster, where idle loops hear new jobs (else they BLPOP themselves).
     let clusterWake: ClusterWakeBoard?

@@ -11,7 +11,7 @@ final class CompletionBatcher {
         let stored: Bool
         /// What the same call claimed for the loop (only with `claimsNextJobs`):
         /// a job to run, or one whose hash is damaged, for the loop to fail.
-        let next: FetchCall.Outcome?
+        private(set) var next: FetchCall.Outcome?
         /// When that call was sent: the claimed job's lease started no earlier.
         let sentAt: Int64
         /// The leader also gave back the run's limit slot (its `release`).
@@ -19,6 +19,12 @@ final class CompletionBatcher {
         /// The leader also took the next job's limit slot, or parked the job
         /// its limit refused (then `next` is nil): the loop runs `next` as is.
         var nextAdmitted = false
+
+        /// The claimed job was parked behind its limit: the loop gets none.
+        mutating func parked() {
+            next = nil
+            nextAdmitted = true
+        }
     }
 
     let queue: String

@@ -201,8 +201,7 @@ final class JobReporter {
             out = try completeAndFetch(queue: index, completions, claimLimit: claimLimit, limits: limits)
         } catch RedisError.server(let message) where limits != nil && message.hasPrefix("CROSSSLOT") {
             // Refused before it ran: a server in cluster mode. Limits go apart from now on.
-            if worker.limitsInCallAllowed {
-                worker.limitsInCallAllowed = false
+            if worker.refuseLimitsInCall() {
                 worker.logger.warning("Redis refused a call across slots: it runs in cluster mode; limits are called apart",
                                       metadata: ["error": "\(message)"])
             }

@@ -41,6 +41,12 @@ local function group_push(q, name, rank, id)
   end
 end
 
+-- A job queued again when it comes due (scheduled, retried from dead): at the
+-- back of its group's line, in turn, or of its priority's pending list.
+local function push_queued(q, id, rank, group)
+  if group then group_push(q, group, rank, id) else redis.call('RPUSH', q.pending[rank], id) end
+end
+
 -- A group's turn (its token was popped from pending list `rank`): its oldest
 -- job, or nil when its line is empty (its jobs were cancelled).
 local function group_turn(q, token, rank)
