@@ -8,6 +8,7 @@ release binaries (spool-api, spool-worker, spool-bench) and wrk, and stops
 everything it started, whatever happens.
 """
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -488,43 +489,31 @@ Details:
 
 {render_cluster(r)}
 
-{render_security(r)}
+{scenario_text(r, "bench_security", "security")}
 
 ## Streaming (scenario 12; `make bench-streaming` alone)
 
-{render_streaming(r)}
+{scenario_text(r, "bench_streaming", "streaming")}
 
 ## Flow control (scenario 13; `make bench-flow` alone)
 
-{render_flow(r)}
+{scenario_text(r, "bench_flow", "flow")}
 
 ## Flat as the work grows (scenario 14; `make bench-scale` alone)
 
-{render_scale(r)}
+{scenario_text(r, "bench_scale", "scale")}
 
 ## Cost per job against the floors (scenario 15; `make bench-cost` alone)
 
-{render_cost(r)}
+{scenario_text(r, "bench_cost", "cost")}
 
 ## From the client's call to the handler (scenario 16; `make bench-latency` alone)
 
-{render_latency(r)}
+{scenario_text(r, "bench_latency", "latency_handler")}
 
 {render_peer(r)}
 
 {notes()}"""
-
-
-def render_streaming(r):
-    """Scenario 12 (scripts/bench_streaming.py)."""
-    import bench_streaming
-    return bench_streaming.render(r.get("streaming"))
-
-
-def render_flow(r):
-    """Scenario 13 (scripts/bench_flow.py)."""
-    import bench_flow
-    return bench_flow.render(r.get("flow"))
 
 
 def lpush_spread(r):
@@ -539,28 +528,10 @@ def lpush_spread(r):
     return text + ")"
 
 
-def render_scale(r):
-    """Scenario 14 (scripts/bench_scale.py)."""
-    import bench_scale
-    return bench_scale.render(r.get("scale"))
-
-
-def render_cost(r):
-    """Scenario 15 (scripts/bench_cost.py)."""
-    import bench_cost
-    return bench_cost.render(r.get("cost"))
-
-
-def render_latency(r):
-    """Scenario 16 (scripts/bench_latency.py)."""
-    import bench_latency
-    return bench_latency.render(r.get("latency_handler"))
-
-
-def render_security(r):
-    """Scenario 11 (scripts/bench_security.py)."""
-    import bench_security
-    return bench_security.render(r.get("security"))
+def scenario_text(r, module, key):
+    """The section of a scenario kept in a script of its own (its `render`),
+    from its figures under `key`."""
+    return importlib.import_module(module).render(r.get(key))
 
 
 def render_cluster(r):
@@ -659,6 +630,14 @@ def notes():
     that one document holds the figures and the reasons behind them."""
     path = ROOT / "docs" / "performance-notes.md"
     return path.read_text() if path.exists() else ""
+
+
+def save_and_render(name, result, render):
+    """A scenario run alone (`make bench-<name>`): its figures in
+    .spool/bench-<name>.json, its section printed."""
+    (ROOT / ".spool").mkdir(exist_ok=True)
+    (ROOT / ".spool" / f"bench-{name}.json").write_text(json.dumps(result, indent=2))
+    print(render(result))
 
 
 def render_again():

@@ -14,7 +14,6 @@ generator's; CPU time per request can. In alternating rounds, medians of 3:
 
 CPU is user + system time from /proc/<pid>/stat, read before and after.
 """
-import json
 import os
 import shutil
 import statistics
@@ -26,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the shared helpers: start, stop, Stack, ...)
 
-ROOT = Path(__file__).resolve().parent.parent
 JOB_ID = "bench~01M8RMSWP24MYACZFTGYEC8C8E"
 
 
@@ -179,8 +177,4 @@ nginx runs {r['api_threads']} worker processes, as the API runs {r['api_threads'
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    result = scenario(quick=quick)
-    (ROOT / ".spool").mkdir(exist_ok=True)
-    (ROOT / ".spool" / "bench-cost.json").write_text(json.dumps(result, indent=2))
-    print(render(result))
+    bench.save_and_render("cost", scenario(quick="--quick" in sys.argv), render)

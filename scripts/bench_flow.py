@@ -168,8 +168,4 @@ a Redis Cluster a limit has a slot of its own, so that second call remains
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    result = scenario(quick=quick)
-    (ROOT / ".spool").mkdir(exist_ok=True)
-    (ROOT / ".spool" / "bench-flow.json").write_text(json.dumps(result, indent=2))
-    print(render(result))
+    bench.save_and_render("flow", scenario(quick="--quick" in sys.argv), render)

@@ -17,9 +17,7 @@ Both clocks are this machine's CLOCK_REALTIME.
 """
 import http.client
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 import bench_peers  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = 200
 
 
@@ -72,44 +69,35 @@ def spool_round(stack, n):
     return percentiles(samples)
 
 
-def sidekiq_round(stack, n):
+def peer_round(stack, n, workers, client, start_up_s, who):
+    """A peer's workers and client (bench_peers): each job writes how long
+    after its stamp it began to the list `bench:latency`."""
     stack.flush()
     url = f"redis://127.0.0.1:{stack.redis_port}/0"
-    env = dict(os.environ, REDIS_URL=url)
-    proc = subprocess.Popen(["sidekiq", "-r", str(bench_peers.JOB_FILE), "-q", "bench", "-c", "10", "-e", "production"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = workers(url)
     try:
-        time.sleep(4)  # Ruby and Sidekiq's start-up
-        subprocess.run(["ruby", str(bench_peers.JOB_FILE), url, "latency", str(n)], check=True, capture_output=True)
+        time.sleep(start_up_s)
+        bench_peers.clients(client(url), "latency", n)
         deadline = time.monotonic() + 60
         while int(bench.redis_cli(stack.redis_port, "LLEN", "bench:latency")) < n:
-            assert time.monotonic() < deadline, "sidekiq did not run every job"
-            time.sleep(0.05)
-        samples = [int(x) for x in bench.redis_cli(stack.redis_port, "LRANGE", "bench:latency", 0, -1).split()]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return percentiles(samples)
-
-
-def bullmq_round(stack, n):
-    stack.flush()
-    url = f"redis://127.0.0.1:{stack.redis_port}/0"
-    procs = bench_peers.bullmq_workers(url, 1, 10)
-    try:
-        time.sleep(3)  # Python's and the worker's start-up
-        bench_peers.bullmq_client(url, "latency", n)
-        deadline = time.monotonic() + 60
-        while int(bench.redis_cli(stack.redis_port, "LLEN", "bench:latency")) < n:
-            assert time.monotonic() < deadline, "bullmq did not run every job"
+            assert time.monotonic() < deadline, f"{who} did not run every job"
             time.sleep(0.05)
         samples = [int(x) for x in bench.redis_cli(stack.redis_port, "LRANGE", "bench:latency", 0, -1).split()]
     finally:
         bench_peers.stop_procs(procs)
     return percentiles(samples)
+
+
+def sidekiq_round(stack, n):
+    # Ruby's and Sidekiq's start-up: 4 s.
+    return peer_round(stack, n, lambda url: bench_peers.sidekiq_workers(url, 1, 10), bench_peers.sidekiq_client, 4,
+                      "sidekiq")
+
+
+def bullmq_round(stack, n):
+    # Python's and the worker's start-up: 3 s.
+    return peer_round(stack, n, lambda url: bench_peers.bullmq_workers(url, 1, 10), bench_peers.bullmq_client, 3,
+                      "bullmq")
 
 
 def scenario(quick=False):
@@ -173,7 +161,4 @@ How: `scripts/bench_latency.py` (`make bench-latency` alone)."""
 
 
 if __name__ == "__main__":
-    result = scenario(quick="--quick" in sys.argv)
-    (ROOT / ".spool").mkdir(exist_ok=True)
-    (ROOT / ".spool" / "bench-latency.json").write_text(json.dumps(result, indent=2))
-    print(render(result))
+    bench.save_and_render("latency", scenario(quick="--quick" in sys.argv), render)

@@ -10,18 +10,15 @@ alone by `make bench-scale`:
 2. Depth: with 1,000,000 jobs pending in another priority (low), enqueue (wrk)
    and drain against the same with an empty queue, alternately.
 """
-import json
 import re
 import statistics
 import sys
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the shared helpers: start, stop, Stack, ...)
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def enqueue(stack, jobs, priority=None):
@@ -179,13 +176,4 @@ How: `scripts/bench_scale.py` (`make bench-scale` alone)."""
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), None)
-    if only == "long":
-        result = {"long_drain": long_drain(quick)}
-        print(json.dumps(result, indent=1))
-        sys.exit(0)
-    result = scenario(quick=quick)
-    (ROOT / ".spool").mkdir(exist_ok=True)
-    (ROOT / ".spool" / "bench-scale.json").write_text(json.dumps(result, indent=2))
-    print(render(result))
+    bench.save_and_render("scale", scenario(quick="--quick" in sys.argv), render)

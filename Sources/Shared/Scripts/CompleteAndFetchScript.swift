@@ -121,7 +121,7 @@ return fetched
         }
         guard let claimed = FetchCall.outcomes(fetched, workerID: fetch.workerID) else { throw unexpected(reply) }
         // One admission per claimed job (none when the reply is 'empty' or 'paused').
-        if let limitsOutcome, limitsOutcome.admissions.count != claimed.filter(\.isClaim).count { throw unexpected(reply) }
+        if let limitsOutcome, limitsOutcome.admissions.count != claimed.lazy.filter(\.isClaim).count { throw unexpected(reply) }
         return Output(stored: flags.map { $0.int == 1 }, claimed: claimed, limits: limitsOutcome)
     }
 }
