@@ -204,7 +204,9 @@ class Stack:
         self.redis_port = free_port()
         self.api_port = free_port()
         self.redis = start(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", self.dir,
-                            "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                            "--save", "", "--appendonly", "no", "--daemonize", "no",
+                            # DEBUG HTSTATS (settle()) from this machine only.
+                            "--enable-debug-command", "local"])
         wait_port(self.redis_port)
         self.url = f"redis://127.0.0.1:{self.redis_port}"
         self.api = start([str(BIN / "spool-api"), "--addr", f"127.0.0.1:{self.api_port}", "--log-level", "warning",
@@ -227,15 +229,36 @@ class Stack:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def drain(stack, processes, concurrency, jobs, extra_low=0):
-    """Enqueues `jobs` noop jobs first, then starts workers and times until all
-    have succeeded (the processed counter in Redis)."""
+def settle(port, timeout=60):
+    """Waits until Redis has finished resizing its key tables. Redis doubles
+    a table when its keys reach a power of two and moves the keys over
+    bit by bit afterwards, on the commands that follow and 1 ms per cron
+    tick: after a million jobs were enqueued, a drain started at once pays
+    for moving them (about 5 µs of Redis CPU per drained job, measured),
+    which is a one-off of that enqueue, not a cost of draining with depth.
+    Returns the seconds waited (0 when DEBUG is not allowed)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if "rehashing target" not in redis_cli(port, "DEBUG", "HTSTATS", 0):
+                break
+        except subprocess.CalledProcessError:
+            return 0.0
+        time.sleep(0.1)
+    return round(time.monotonic() - t0, 2)
+
+
+def drain(stack, processes, concurrency, jobs, extra_low=0, settled=True):
+    """Enqueues `jobs` noop jobs first, then (once Redis is at rest: settle,
+    unless `settled` is false) starts workers and times until all have
+    succeeded (the processed counter in Redis)."""
     stack.flush()
     if extra_low:
         bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", extra_low // 1000 // 2,
                    "--size", 1000, "--connections", 2, "--priority", "low")
     bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", jobs // 1000 // 2, "--size", 1000,
                "--connections", 2)
+    waited = settle(stack.redis_port) if settled else None
     redis_before = cpu_seconds(stack.redis.pid)
     w = stack.worker(processes, concurrency)
     with PeakRSS(w.pid) as peak:
@@ -247,7 +270,57 @@ def drain(stack, processes, concurrency, jobs, extra_low=0):
                            "workers": round(worker_cpu * 1e6 / jobs, 1)}
     stop(w)
     r["peak_rss_kb"] = peak.peak
+    r["settle_s"] = waited
     return r
+
+
+ROUNDS = 3  # every figure of scenarios 2-9 and the peers' is the median of this many runs
+
+
+def median_of(runs, key="rate", also=()):
+    """The run whose `key` is the median of `runs`, with its other figures
+    (so that a rate and its p99 come from one run), and every run's `key`
+    (and each of `also`) under `runs` / `<name>_runs`: the spread."""
+    ordered = sorted(runs, key=lambda x: x[key])
+    mid = dict(ordered[(len(ordered) - 1) // 2])
+    mid["runs"] = [x[key] for x in runs]
+    for name in also:
+        mid[f"{name}_runs"] = [x[name] for x in runs]
+    return mid
+
+
+def median_of_runs(fn, key="rate", also=()):
+    return median_of([fn() for _ in range(ROUNDS)], key, also)
+
+
+def peer_medians(fn):
+    """A peer's figures (bench_peers.sidekiq / bullmq) from ROUNDS full runs:
+    each scenario's median run, with the spread."""
+    runs = [fn() for _ in range(ROUNDS)]
+    out = dict(runs[0])
+    for name in ("seq", "bulk", "bulk4", "drain"):
+        out[name] = median_of([r[name] for r in runs])
+    return out
+
+
+class _Scaled:
+    """A format for spread(): µs shown as ms, kB as MB."""
+
+    def __init__(self, divisor, text):
+        self.divisor, self.text = divisor, text
+
+    def format(self, x):
+        return self.text.format(x / self.divisor)
+
+
+ms = _Scaled(1000, "{:.2f}")
+mb = _Scaled(1024, "{:.1f}")
+
+
+def spread(result, key="runs", fmt="{:,.0f}"):
+    """` (runs a, b, c)`: the figures a median was taken from."""
+    runs = result.get(key) if isinstance(result, dict) else None
+    return f" (runs {', '.join(fmt.format(x) for x in runs)})" if runs else ""
 
 
 def main():
@@ -279,66 +352,91 @@ def main():
         results["idle_rss_api_kb"] = rss_kb(stack.api.pid)
 
         print("2 sequential enqueue", flush=True)
-        with CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
-            results["seq"] = bench_tool("sequential", "--addr", stack.addr, "--queue", "bench", "--count", n_seq)
-        results["seq"]["cpu_us_per_job"] = meter.per_job_us(n_seq)
-        stack.flush()
+
+        def sequential():
+            with CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
+                r = bench_tool("sequential", "--addr", stack.addr, "--queue", "bench", "--count", n_seq)
+            r["cpu_us_per_job"] = meter.per_job_us(n_seq)
+            stack.flush()
+            return r
+        results["seq"] = median_of_runs(sequential)
 
         print("3 concurrent enqueue (wrk)", flush=True)
-        with PeakRSS(stack.api.pid) as peak, CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
-            results["conc"] = wrk(stack.api_port, "bench", wrk_s)
-        results["conc"]["peak_rss_api_kb"] = peak.peak
-        results["conc"]["cpu_us_per_job"] = meter.per_job_us(results["conc"]["rate"] * wrk_s)
-        stack.flush()
+
+        def concurrent():
+            with PeakRSS(stack.api.pid) as peak, CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
+                r = wrk(stack.api_port, "bench", wrk_s)
+            r["peak_rss_api_kb"] = peak.peak
+            r["cpu_us_per_job"] = meter.per_job_us(r["rate"] * wrk_s)
+            stack.flush()
+            return r
+        results["conc"] = median_of_runs(concurrent)
 
         print("4 batch enqueue", flush=True)
         # Four clients: with two, Redis idled while both batches were being
         # parsed or rendered by the API; 100 batches each, ~2.5 s.
         n_batches = 25 if QUICK else 100
-        with CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
-            results["batch"] = bench_tool("batch", "--addr", stack.addr, "--queue", "bench",
-                                          "--batches", n_batches, "--size", 1000, "--connections", 4)
-        results["batch"]["cpu_us_per_job"] = meter.per_job_us(results["batch"]["jobs"])
-        stack.flush()
+
+        def batch():
+            with CPUMeter({"api": stack.api.pid, "redis": stack.redis.pid}) as meter:
+                r = bench_tool("batch", "--addr", stack.addr, "--queue", "bench",
+                               "--batches", n_batches, "--size", 1000, "--connections", 4)
+            r["cpu_us_per_job"] = meter.per_job_us(r["jobs"])
+            stack.flush()
+            return r
+        results["batch"] = median_of_runs(batch)
 
         print("9 Redis memory per pending job", flush=True)
-        bench_tool("sequential", "--addr", stack.addr, "--queue", "mem", "--count", 1)
-        before = used_memory(stack.redis_port)
-        bench_tool("batch", "--addr", stack.addr, "--queue", "mem", "--batches", 100, "--size", 1000)
-        after = used_memory(stack.redis_port)
-        results["mem_per_job"] = (after - before) / 100_000
+
+        def memory_per_job():
+            bench_tool("sequential", "--addr", stack.addr, "--queue", "mem", "--count", 1)
+            before = used_memory(stack.redis_port)
+            bench_tool("batch", "--addr", stack.addr, "--queue", "mem", "--batches", 100, "--size", 1000)
+            after = used_memory(stack.redis_port)
+            stack.flush()
+            return {"bytes": (after - before) / 100_000}
+        mem = median_of_runs(memory_per_job, "bytes")
+        results["mem_per_job"], results["mem_per_job_runs"] = mem["bytes"], mem["runs"]
         results["mem_payload_bytes"] = len("null")
-        stack.flush()
 
         print("7 idle worker memory", flush=True)
-        w = stack.worker(1, 16)
-        time.sleep(2)
-        results["idle_rss_worker_kb"] = rss_kb(w.pid)
-        stop(w)
+
+        def idle_worker():
+            w = stack.worker(1, 16)
+            time.sleep(2)
+            kb = rss_kb(w.pid)
+            stop(w)
+            return {"kb": kb}
+        idle = median_of_runs(idle_worker, "kb")
+        results["idle_rss_worker_kb"], results["idle_rss_worker_kb_runs"] = idle["kb"], idle["runs"]
 
         print("5 drain 1x16", flush=True)
-        results["drain1"] = drain(stack, 1, 16, n_drain)
+        results["drain1"] = median_of_runs(lambda: drain(stack, 1, 16, n_drain))
         print("5 drain 2x16", flush=True)
-        results["drain2"] = drain(stack, 2, 16, n_drain)
+        results["drain2"] = median_of_runs(lambda: drain(stack, 2, 16, n_drain))
 
         print("6 latency", flush=True)
-        stack.flush()
-        w = stack.worker(1, 16)
-        time.sleep(1.5)
-        results["latency"] = bench_tool("latency", "--addr", stack.addr, "--queue", "bench", "--redis-url", stack.url,
-                                        "--count", 500 if QUICK else 2000, "--rate", 200)
-        stop(w)
+
+        def latency():
+            stack.flush()
+            w = stack.worker(1, 16)
+            time.sleep(1.5)
+            r = bench_tool("latency", "--addr", stack.addr, "--queue", "bench", "--redis-url", stack.url,
+                           "--count", 500 if QUICK else 2000, "--rate", 200)
+            stop(w)
+            return r
+        results["latency"] = median_of_runs(latency, "p50_us", also=("p99_us",))
 
         if bench_peers.available():
             print("peer: Sidekiq on this machine", flush=True)
             stack.flush()
-            results["sidekiq"] = bench_peers.sidekiq(stack.redis_port, n_seq, n_drain, n_drain)
+            results["sidekiq"] = peer_medians(lambda: bench_peers.sidekiq(stack.redis_port, n_seq, n_drain, n_drain))
         else:
             print("peer: Sidekiq not installed (apt-get install ruby-sidekiq); skipped", flush=True)
         if bench_peers.bullmq_available():
             print("peer: BullMQ (Python) on this machine", flush=True)
             stack.flush()
-            results["bullmq"] = bench_peers.bullmq(stack.redis_port, n_seq, n_drain, n_drain)
+            results["bullmq"] = peer_medians(lambda: bench_peers.bullmq(stack.redis_port, n_seq, n_drain, n_drain))
         else:
             print("peer: BullMQ (pip bullmq) could not be installed; skipped", flush=True)
 
@@ -346,14 +444,35 @@ def main():
         # shared machine, rates drift over the minutes between scenarios 3/5
         # and this one, and that drift is not what this scenario measures.
         print(f"8 depth: {depth} pending jobs in another priority", flush=True)
-        results["depth_drain2_empty"] = drain(stack, 2, 16, n_drain)
-        results["depth_drain2"] = drain(stack, 2, 16, n_drain, extra_low=depth)
-        stack.flush()
-        results["depth_conc_empty"] = wrk(stack.api_port, "bench", wrk_s)
-        stack.flush()
-        bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", depth // 1000 // 2, "--size", 1000,
-                   "--connections", 2)
-        results["depth_conc"] = wrk(stack.api_port, "bench", wrk_s)
+
+        def depth_round():
+            r = {"drain2_empty": drain(stack, 2, 16, n_drain)}
+            r["drain2"] = drain(stack, 2, 16, n_drain, extra_low=depth)
+            # The same, started as soon as the jobs are in: Redis is still
+            # moving its key table then (see settle), and the drain pays.
+            r["drain2_unsettled"] = drain(stack, 2, 16, n_drain, extra_low=depth, settled=False)
+            stack.flush()
+            r["conc_empty"] = wrk(stack.api_port, "bench", wrk_s)
+            stack.flush()
+            bench_tool("batch", "--addr", stack.addr, "--queue", "bench", "--batches", depth // 1000 // 2,
+                       "--size", 1000, "--connections", 2)
+            settle(stack.redis_port)
+            r["conc"] = wrk(stack.api_port, "bench", wrk_s)
+            stack.flush()
+            r["drain_ratio"] = ratio(r["drain2"]["rate"], r["drain2_empty"]["rate"])
+            r["unsettled_ratio"] = ratio(r["drain2_unsettled"]["rate"], r["drain2_empty"]["rate"])
+            r["conc_ratio"] = ratio(r["conc"]["rate"], r["conc_empty"]["rate"])
+            return r
+        rounds = [depth_round() for _ in range(ROUNDS)]
+        # Each ratio is the median of the rounds' ratios (each against the
+        # empty run just before it); the rates shown are those of that round.
+        dd = median_of(rounds, "drain_ratio")
+        dc = median_of(rounds, "conc_ratio")
+        results["depth_drain2"], results["depth_drain2_empty"] = dd["drain2"], dd["drain2_empty"]
+        results["depth_conc"], results["depth_conc_empty"] = dc["conc"], dc["conc_empty"]
+        results["depth_drain_ratios"], results["depth_conc_ratios"] = dd["runs"], dc["runs"]
+        results["depth_unsettled_ratios"] = [x["unsettled_ratio"] for x in rounds]
+        results["depth_settle_s"] = [x["drain2"]["settle_s"] for x in rounds]
     finally:
         stack.close()
         stop_all()
@@ -422,24 +541,27 @@ def render_table(r):
     rows = ["| scenario | figure | ratio to LPUSH | target | met |", "|---|---|---|---|---|"]
     for key, label, value, unit, target, ok in TARGETS:
         v = value(r)
-        rows.append(f"| {label} | {v:,.0f} {unit} | {ratio(v, base):.2f} | {target} | {'yes' if ok(r) else '**no**'} |")
+        rows.append(f"| {label} | {v:,.0f} {unit}{spread(r[key])} | {ratio(v, base):.2f} | {target} | "
+                    f"{'yes' if ok(r) else '**no**'} |")
     d1 = r["drain1"]["rate"]
-    rows.append(f"| 5 drain, 1 process × 16 | {d1:,.0f} jobs/s | {ratio(d1, base):.2f} | – | – |")
+    rows.append(f"| 5 drain, 1 process × 16 | {d1:,.0f} jobs/s{spread(r['drain1'])} | {ratio(d1, base):.2f} | – | – |")
     lat = r["latency"]
     lat_ok = lat["p50_us"] <= 500 and lat["p99_us"] <= 1500
-    rows.append(f"| 6 enqueue-to-start latency | p50 {lat['p50_us'] / 1000:.2f} ms, p99 {lat['p99_us'] / 1000:.2f} ms, "
-                f"max {lat['max_us'] / 1000:.2f} ms | – | p50 ≤ 0.5 ms, p99 ≤ 1.5 ms | {'yes' if lat_ok else '**no**'} |")
+    rows.append(f"| 6 enqueue-to-start latency | p50 {lat['p50_us'] / 1000:.2f} ms{spread(lat, 'runs', ms)}, "
+                f"p99 {lat['p99_us'] / 1000:.2f} ms{spread(lat, 'p99_us_runs', ms)}, max {lat['max_us'] / 1000:.2f} ms | – | p50 ≤ 0.5 ms, p99 ≤ 1.5 ms | {'yes' if lat_ok else '**no**'} |")
     iw, ia = r["idle_rss_worker_kb"] / 1024, r["conc"]["peak_rss_api_kb"] / 1024
-    rows.append(f"| 7 memory | idle worker {iw:.1f} MB, idle API {r['idle_rss_api_kb'] / 1024:.1f} MB, API peak under load "
+    rows.append(f"| 7 memory | idle worker {iw:.1f} MB{spread(r, 'idle_rss_worker_kb_runs', mb)}, idle API {r['idle_rss_api_kb'] / 1024:.1f} MB, API peak under load "
                 f"{ia:.1f} MB, worker peak draining {r['drain2']['peak_rss_kb'] / 1024:.1f} MB | – | idle worker ≤ 10 MB, "
                 f"API ≤ 40 MB | {'yes' if iw <= 10 and ia <= 40 else '**no**'} |")
     dc = ratio(r["depth_conc"]["rate"], r["depth_conc_empty"]["rate"])
     dd = ratio(r["depth_drain2"]["rate"], r["depth_drain2_empty"]["rate"])
-    rows.append(f"| 8 depth (1M pending) | enqueue {r['depth_conc']['rate']:,.0f}/s ({dc:.2f} × empty), drain "
-                f"{r['depth_drain2']['rate']:,.0f}/s ({dd:.2f} × empty) | – | ≥ 0.9 × empty | "
-                f"{'yes' if dc >= 0.9 and dd >= 0.9 else '**no**'} |")
+    rows.append(f"| 8 depth (1M pending) | enqueue {r['depth_conc']['rate']:,.0f}/s ({dc:.2f} × empty"
+                f"{spread(r, 'depth_conc_ratios', '{:.2f}')}), drain {r['depth_drain2']['rate']:,.0f}/s ({dd:.2f} × empty"
+                f"{spread(r, 'depth_drain_ratios', '{:.2f}')}) | – | ≥ 0.95 × empty | "
+                f"{'yes' if dc >= 0.95 and dd >= 0.95 else '**no**'} |")
     extra = r["mem_per_job"] - r["mem_payload_bytes"]
-    rows.append(f"| 9 Redis memory per pending job | {r['mem_per_job']:.0f} bytes ({extra:.0f} beyond the payload) | – | "
+    rows.append(f"| 9 Redis memory per pending job | {r['mem_per_job']:.0f} bytes{spread(r, 'mem_per_job_runs', '{:.0f}')} "
+                f"({extra:.0f} beyond the payload) | – | "
                 f"≤ 300 bytes beyond payload | {'yes' if extra <= 300 else '**no**'} |")
     return "\n".join(rows)
 
@@ -460,6 +582,9 @@ Generated by `make bench` ({'quick run' if QUICK else 'full run'}) on {r['date']
 
 ## Results
 
+Every figure of scenarios 2 to 9, and every peer's figure, is the median of {ROUNDS} runs; the runs follow in
+brackets, in the order they ran.
+
 {render_table(r)}
 
 Details:
@@ -474,7 +599,8 @@ Details:
 - 4: `spool-bench batch --size 1000 --connections 4` ({r['batch']['jobs']:,} jobs from 4 keep-alive clients):
   {r['batch']['rate']:,.0f} jobs/s. CPU per job:
   {cpu_text(r['batch'])}.
-- 5: {r['drain1']['jobs']:,} noop jobs enqueued first, then `spool-worker --processes P --concurrency 16`;
+- 5: {r['drain1']['jobs']:,} noop jobs enqueued first, then, once Redis has finished resizing its key table
+  (`DEBUG HTSTATS`; see 8), `spool-worker --processes P --concurrency 16`;
   time until the queue's processed counter in Redis reached the total: 1 × 16 {r['drain1']['seconds']:.2f} s,
   2 × 16 {r['drain2']['seconds']:.2f} s. Every job is fetched with a lease and completed by a script that
   checks it (reliable fetch), as in production. CPU per job (2 × 16): {cpu_text(r['drain2'])}.
@@ -484,7 +610,7 @@ Details:
 - 8: scenario 5 (2 × 16) with {('100,000' if QUICK else '1,000,000')} low-priority jobs pending in the same queue, and
   scenario 3 with as many jobs already pending in the queue it enqueues to; each compared with the
   same scenario on an empty queue run just before it (drain {r['depth_drain2_empty']['rate']:,.0f}/s,
-  enqueue {r['depth_conc_empty']['rate']:,.0f}/s), so that drift over the run does not count.
+  enqueue {r['depth_conc_empty']['rate']:,.0f}/s), so that drift over the run does not count.{unsettled_text(r)}
 - 9: `INFO memory` before and after 100,000 jobs `{{"type":"noop"}}` (payload `null`, 4 bytes).
 
 {render_cluster(r)}
@@ -514,6 +640,21 @@ Details:
 {render_peer(r)}
 
 {notes()}"""
+
+
+def unsettled_text(r):
+    """Scenario 8's drain started as soon as the deep queue was filled."""
+    runs = r.get("depth_unsettled_ratios")
+    if not runs:
+        return ""
+    waits = ", ".join(f"{x:g}" for x in r.get("depth_settle_s", []))
+    return f"""
+  Every drain starts once Redis has finished resizing its key table: the deep queue's jobs take the table
+  past a power of two (2^20 for a million), and Redis then moves them to a table twice the size bit by bit
+  (it took {waits} s here). The
+  same drain started as soon as the jobs were in ran at {statistics.median(runs):.2f} × empty (runs
+  {', '.join(f'{x:.2f}' for x in runs)}): that move, paid once per doubling of the keys, costs the drain
+  that follows; a Redis holding a million keys that are not jobs costs it the same (docs/performance-notes.md)."""
 
 
 def lpush_spread(r):
@@ -571,13 +712,13 @@ def render_peer(r):
         return "## Against Sidekiq on this machine\n\nNot measured in this run: `sidekiq` was not installed."
     d = sk["drain"]
     rows = [
-        ("sequential enqueue, one job per call", r["seq"]["rate"], sk["seq"]["rate"], "≈ 1.5 ×",
+        ("sequential enqueue, one job per call", r["seq"], sk["seq"], "≈ 1.5 ×",
          "Spool: HTTP to the API, which runs a script in Redis; Sidekiq: `Sidekiq::Client.push` straight to Redis"),
-        ("batch enqueue, 1,000 jobs per call", r["batch"]["rate"], sk["bulk"]["rate"], "≈ 2 ×",
+        ("batch enqueue, 1,000 jobs per call", r["batch"], sk["bulk"], "≈ 2 ×",
          "Spool: 4 HTTP clients; Sidekiq: one `push_bulk` client (as the issue measured it)"),
-        ("batch enqueue, 4 clients each", r["batch"]["rate"], sk["bulk4"]["rate"], "–",
+        ("batch enqueue, 4 clients each", r["batch"], sk["bulk4"], "–",
          "Spool: 4 HTTP clients; Sidekiq: 4 `push_bulk` client processes at once"),
-        ("drain, 2 processes", r["drain2"]["rate"], d["rate"], "≈ 2 ×",
+        ("drain, 2 processes", r["drain2"], d, "≈ 2 ×",
          f"Spool: 2 × 16 loops, leased (reliable) fetch; Sidekiq: 2 × {d['threads']} threads, BRPOP fetch"),
     ]
     lines = ["## Against Sidekiq on this machine", "",
@@ -586,7 +727,8 @@ def render_peer(r):
              "another machine; the last column is that aim.", "",
              "| scenario | Spool | Sidekiq | Spool ÷ Sidekiq | aim | how |", "|---|---|---|---|---|---|"]
     for label, spool, peer, aim, how in rows:
-        lines.append(f"| {label} | {spool:,.0f} jobs/s | {peer:,.0f} jobs/s | {ratio(spool, peer):.2f} | {aim} | {how} |")
+        lines.append(f"| {label} | {rate_text(spool)} | {rate_text(peer)} | {ratio(spool['rate'], peer['rate']):.2f} | "
+                     f"{aim} | {how} |")
     lines.append(f"| idle worker process RSS | {r['idle_rss_worker_kb'] / 1024:.1f} MB | {d['idle_rss_mb']:.1f} MB | "
                  f"{ratio(r['idle_rss_worker_kb'] / 1024, d['idle_rss_mb']):.2f} | ≤ 10 MB against ≈ 30 MB | "
                  "Spool: 16 loops; Sidekiq: 10 threads, after its drain |")
@@ -596,12 +738,12 @@ def render_peer(r):
         lines += ["", f"BullMQ {bq['version']} (its Python port, PyPI `bullmq`; `scripts/peers/bullmq_bench.py`), same "
                   "Redis, same run:", "", "| scenario | Spool | BullMQ | Spool ÷ BullMQ | how |", "|---|---|---|---|---|"]
         for label, spool, peer, how in [
-                ("sequential enqueue, one job per call", r["seq"]["rate"], bq["seq"]["rate"], "BullMQ: `Queue.add` from one asyncio client"),
-                ("batch enqueue, 1,000 jobs per call", r["batch"]["rate"], bq["bulk"]["rate"], "BullMQ: `addBulk` from one client"),
-                ("batch enqueue, 4 clients each", r["batch"]["rate"], bq["bulk4"]["rate"], "BullMQ: 4 `addBulk` client processes"),
-                ("drain, 2 processes", r["drain2"]["rate"], b["rate"],
+                ("sequential enqueue, one job per call", r["seq"], bq["seq"], "BullMQ: `Queue.add` from one asyncio client"),
+                ("batch enqueue, 1,000 jobs per call", r["batch"], bq["bulk"], "BullMQ: `addBulk` from one client"),
+                ("batch enqueue, 4 clients each", r["batch"], bq["bulk4"], "BullMQ: 4 `addBulk` client processes"),
+                ("drain, 2 processes", r["drain2"], b,
                  f"BullMQ: 2 workers × concurrency {b['concurrency']}, timed until every job is in its completed set")]:
-            lines.append(f"| {label} | {spool:,.0f} jobs/s | {peer:,.0f} jobs/s | {ratio(spool, peer):.2f} | {how} |")
+            lines.append(f"| {label} | {rate_text(spool)} | {rate_text(peer)} | {ratio(spool['rate'], peer['rate']):.2f} | {how} |")
         lines.append(f"| idle worker process RSS | {r['idle_rss_worker_kb'] / 1024:.1f} MB | {b['idle_rss_mb']:.1f} MB | "
                      f"{ratio(r['idle_rss_worker_kb'] / 1024, b['idle_rss_mb']):.2f} | after its drain |")
     lines += ["", f"Sidekiq's LPUSH-relative figures here: sequential {ratio(sk['seq']['rate'], r['lpush']):.2f} ×, "
@@ -610,6 +752,11 @@ def render_peer(r):
               "from the first job taken until its list is empty (Sidekiq keeps no per-job state in Redis to "
               "wait for); a crash of a Sidekiq process loses the jobs it had taken."]
     return "\n".join(lines)
+
+
+def rate_text(result):
+    """`41,000 jobs/s (runs ...)`: a median rate with its runs."""
+    return f"{result['rate']:,.0f} jobs/s{spread(result)}"
 
 
 def cpu_text(result):
