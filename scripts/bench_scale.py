@@ -115,10 +115,13 @@ def depth(quick):
     rounds = 2 if quick else 3
     stack = bench.Stack()
     out = {"drain_empty": [], "drain_deep": [], "enqueue_empty": [], "enqueue_deep": []}
+    settle_s = []
     try:
         for _ in range(rounds):
             out["drain_empty"].append(bench.drain(stack, 2, 16, n)["rate"])
-            out["drain_deep"].append(bench.drain(stack, 2, 16, n, extra_low=deep)["rate"])
+            d = bench.drain(stack, 2, 16, n, extra_low=deep)
+            out["drain_deep"].append(d["rate"])
+            settle_s.append(d["settle_s"])
             stack.flush()
             out["enqueue_empty"].append(bench.wrk(stack.api_port, "bench", wrk_s)["rate"])
             stack.flush()
@@ -129,7 +132,7 @@ def depth(quick):
     finally:
         stack.close()
     med = {k: statistics.median(v) for k, v in out.items()}
-    return {"jobs": n, "depth": deep, "rounds": rounds, "rates": out, "median": med,
+    return {"jobs": n, "depth": deep, "rounds": rounds, "rates": out, "median": med, "settle_s": settle_s,
             "drain_ratio": round(med["drain_deep"] / med["drain_empty"], 3),
             "enqueue_ratio": round(med["enqueue_deep"] / med["enqueue_empty"], 3)}
 
