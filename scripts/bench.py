@@ -655,10 +655,11 @@ def unsettled_text(r):
     return f"""
   Every drain starts once Redis has finished resizing its key table: the deep queue's jobs take the table
   past a power of two (2^20 for a million), and Redis then moves them to a table twice the size bit by bit
-  (it took {waits} s here). The
-  same drain started as soon as the jobs were in ran at {statistics.median(runs):.2f} × empty (runs
-  {', '.join(f'{x:.2f}' for x in runs)}): that move, paid once per doubling of the keys, costs the drain
-  that follows; a Redis holding a million keys that are not jobs costs it the same (docs/performance-notes.md)."""
+  (it took {waits} s here). The same drain started as soon as the jobs were in ran at
+  {statistics.median(runs):.2f} × empty (runs {', '.join(f'{x:.2f}' for x in runs)}). A drain started
+  before the move is done pays for what is left of it, about 5 µs of Redis CPU per job while it lasts,
+  whatever the keys are (a million keys that are not jobs cost the same; docs/performance-notes.md);
+  how much is left when the workers start varies from run to run."""
 
 
 def lpush_spread(r):
