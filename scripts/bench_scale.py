@@ -159,6 +159,11 @@ def render(r):
                     f"{s['used_memory_mb']} |")
     table = "\n".join(rows)
     m = p["median"]
+    settled = ""
+    if p.get("settle_s"):
+        settled = (", each drain started once Redis had finished resizing its key table (`bench.settle`, "
+                   f"{', '.join('–' if x is None else f'{x:g}' for x in p['settle_s'])} s; scenario 8 shows a drain "
+                   "started before that)")
     return f"""Drain of {d['jobs']:,} noop jobs, batch-enqueued first, by 2 worker processes × 16 loops,
 3 runs. The whole drain against the rate of its own first 20,000 jobs: **{d['overall_ratio']:.2f}**
 (runs {d['overall_min']:.2f}–{d['overall_max']:.2f}; aim ≥ 0.95); whole-drain rates
@@ -171,8 +176,7 @@ per job in it (medians):
 {table}
 
 With {p['depth']:,} jobs pending in another priority (low), against an empty queue,
-medians of {p['rounds']} alternating rounds, each started once Redis had finished resizing its key
-table (`bench.settle`; scenario 8 shows what a drain started before that pays) (aim ≥ 0.95):
+medians of {p['rounds']} alternating rounds{settled} (aim ≥ 0.95):
 
 | | empty | deep | ÷ empty |
 |---|---|---|---|
