@@ -231,12 +231,18 @@ class Stack:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def settle_text(waits):
+    """settle()'s waits for a report: `31.9, –, 33.3` (– where it did not wait)."""
+    return ", ".join("–" if x is None else f"{x:g}" for x in waits)
+
+
 def settle(port, timeout=180):
     """Waits until Redis has finished resizing its key tables. Redis doubles
     a table when its keys reach a power of two and moves the keys over
     bit by bit afterwards, on the commands that follow and 1 ms per cron
     tick: after a million jobs were enqueued, a drain started at once pays
-    for moving them (about 5 µs of Redis CPU per drained job, measured),
+    for what is left of the move (4-6 µs of Redis CPU per drained job while
+    it lasts, measured: docs/performance-notes.md),
     which is a one-off of that enqueue, not a cost of draining with depth.
     An idle Redis takes 30-40 s to move a million keys (1 ms per 100 ms).
     Needs Redis 7 (the bench's redis-server allows DEBUG from localhost).
@@ -436,18 +442,17 @@ def main():
             return r
         results["latency"] = median_of_runs(latency, "p50_us", also=("p99_us",))
 
-        if bench_peers.available():
-            print("peer: Sidekiq on this machine", flush=True)
+        for key, name, available, measure, missing in (
+                ("sidekiq", "Sidekiq", bench_peers.available, bench_peers.sidekiq,
+                 "not installed (apt-get install ruby-sidekiq)"),
+                ("bullmq", "BullMQ (Python)", bench_peers.bullmq_available, bench_peers.bullmq,
+                 "(pip bullmq) could not be installed")):
+            if not available():
+                print(f"peer: {name} {missing}; skipped", flush=True)
+                continue
+            print(f"peer: {name} on this machine", flush=True)
             stack.flush()
-            results["sidekiq"] = peer_medians(lambda: bench_peers.sidekiq(stack.redis_port, n_seq, n_drain, n_drain))
-        else:
-            print("peer: Sidekiq not installed (apt-get install ruby-sidekiq); skipped", flush=True)
-        if bench_peers.bullmq_available():
-            print("peer: BullMQ (Python) on this machine", flush=True)
-            stack.flush()
-            results["bullmq"] = peer_medians(lambda: bench_peers.bullmq(stack.redis_port, n_seq, n_drain, n_drain))
-        else:
-            print("peer: BullMQ (pip bullmq) could not be installed; skipped", flush=True)
+            results[key] = peer_medians(lambda: measure(stack.redis_port, n_seq, n_drain, n_drain))
 
         # Depth is compared with an empty-queue run made just before it: on a
         # shared machine, rates drift over the minutes between scenarios 3/5
@@ -457,8 +462,8 @@ def main():
         def depth_round():
             r = {"drain2_empty": drain(stack, 2, 16, n_drain)}
             r["drain2"] = drain(stack, 2, 16, n_drain, extra_low=depth)
-            # The same, started as soon as the jobs are in: Redis is still
-            # moving its key table then (see settle), and the drain pays.
+            # The same, started as soon as the jobs are in, while Redis may
+            # still be moving its key table (see settle).
             r["drain2_unsettled"] = drain(stack, 2, 16, n_drain, extra_low=depth, settled=False)
             stack.flush()
             r["conc_empty"] = wrk(stack.api_port, "bench", wrk_s)
@@ -662,7 +667,7 @@ def unsettled_text(r):
     runs = r.get("depth_unsettled_ratios")
     if not runs:
         return ""
-    waits = ", ".join("–" if x is None else f"{x:g}" for x in r.get("depth_settle_s", []))
+    waits = settle_text(r.get("depth_settle_s", []))
     cost = ""
     if r.get("depth_redis_us"):
         def med(k):

@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the shared helpers: start, stop, Stack, ...)
 
 
-
 def enqueue(stack, jobs, priority=None):
     args = ["batch", "--addr", stack.addr, "--queue", "bench", "--batches", jobs // 1000 // 2, "--size", 1000,
             "--connections", 2]
@@ -162,7 +161,7 @@ def render(r):
     settled = ""
     if p.get("settle_s"):
         settled = (", each drain started once Redis had finished resizing its key table (`bench.settle`, "
-                   f"{', '.join('–' if x is None else f'{x:g}' for x in p['settle_s'])} s; scenario 8 shows a drain "
+                   f"{bench.settle_text(p['settle_s'])} s; scenario 8 shows a drain "
                    "started before that)")
     return f"""Drain of {d['jobs']:,} noop jobs, batch-enqueued first, by 2 worker processes × 16 loops,
 3 runs. The whole drain against the rate of its own first 20,000 jobs: **{d['overall_ratio']:.2f}**
