@@ -120,6 +120,20 @@ public final class RedisConnection {
         return try command(args)
     }
 
+    /// Sends a blocking command (BLPOP, up to `blockingMs`) and `then` in one
+    /// write, and reads both replies. Redis holds `then` until the blocking
+    /// command is answered and runs it at once after: whatever it does costs
+    /// no round trip of its own (FetchLoop's fetch behind its wait).
+    /// On a cluster, the two go one after the other, each to its node.
+    public func blockingPipeline(_ blocking: [String], then next: [String], blockingMs: Int) throws -> (RedisReply, RedisReply) {
+        if let cluster { return (try cluster.command(blocking, blockingMs: blockingMs), try cluster.command(next)) }
+        try connect()
+        redisSetTimeout(context, RedisConnection.timeval(ms: blockingMs + commandTimeoutMs))
+        defer { if let c = context { redisSetTimeout(c, RedisConnection.timeval(ms: commandTimeoutMs)) } }
+        let replies = try pipeline([blocking, next])
+        return (replies[0], replies[1])
+    }
+
     /// Sends several commands in one write and reads all replies.
     /// On a cluster, the commands go one by one, each to its node.
     public func pipeline(_ commands: [[String]]) throws -> [RedisReply] {

@@ -59,12 +59,19 @@ final class FetchLoop {
         redis.disconnect()
     }
 
+    /// What the fetch sent behind the last wait found (see waitForWork), if
+    /// it has not been used yet: the first queue's fetch of the next look.
+    private var fetchedAfterWait: JobReporter.Fetched?
+
     /// A job to run, or nil after waiting idle for work.
     private func fetchNext() throws -> Claim? {
         var waitMs = FetchLoop.maxIdleWaitMs
         for queue in 0..<reporter.queueCount {
+            let early = queue == 0 ? fetchedAfterWait : nil
+            fetchedAfterWait = nil
+            if case .claimed(let claim)? = early { return claim }
             if let claim = try claimParked(queue: queue) { return claim }
-            switch try reporter.fetch(queue: queue) {
+            switch try early ?? reporter.fetch(queue: queue) {
             case .claimed(let claim):
                 return claim
             case .failedDamaged:
@@ -77,6 +84,12 @@ final class FetchLoop {
         }
         let parkedWaitMs = worker.parked.nextReadyInMs() ?? FetchLoop.maxIdleWaitMs
         try waitForWork(ms: min(waitMs, max(1, parkedWaitMs)), scheduledJobDue: waitMs < FetchLoop.maxIdleWaitMs && waitMs <= parkedWaitMs)
+        // A job the fetch behind the wait claimed runs now, even if shutdown
+        // began meanwhile: held here, it would wait for its lease to lapse.
+        if case .claimed(let claim)? = fetchedAfterWait {
+            fetchedAfterWait = nil
+            return claim
+        }
         return nil
     }
 
@@ -117,14 +130,33 @@ final class FetchLoop {
         defer { worker.dueTimer.stopListening() }
         if let board = worker.clusterWake { return board.waitForToken(ms: blockMs, stop: worker.stopFetching) }
         let keys = worker.config.queues.map { worker.schema.wake($0) }
-        let seconds = String(format3(blockMs))
-        let reply = try redis.blockingCommand(["BLPOP"] + keys + [seconds], blockingMs: Int(blockMs))
-        if case .error(let e) = reply { throw RedisError.server(e) }
+        let reply: RedisReply?
+        if fetchesBehindWait {
+            // The fetch rides behind the wait: a token's job is claimed in the
+            // same instant, with no round trip after the wake (issue 18's
+            // latency). Its lease is counted from the send, so the wait stays
+            // well below a lease.
+            blockMs = min(blockMs, worker.config.leaseMs / 10)
+            let wait = ["BLPOP"] + keys + [format3(blockMs)]
+            (reply, fetchedAfterWait) = try reporter.fetchAfterWait(wait, blockingMs: Int(blockMs), queue: 0)
+        } else {
+            reply = try redis.blockingCommand(["BLPOP"] + keys + [format3(blockMs)], blockingMs: Int(blockMs))
+        }
+        if case .error(let e)? = reply { throw RedisError.server(e) }
         // A release's token names its limit: that queue's parked jobs may run.
-        if let parts = reply.array, parts.count == 2, let limit = ParkedLimits.limit(inToken: parts[1].string),
+        if let parts = reply?.array, parts.count == 2, let limit = ParkedLimits.limit(inToken: parts[1].string),
            let index = keys.firstIndex(of: parts[0].string ?? "") {
             worker.parked.wake(ParkedLimits.Place(queue: worker.config.queues[index], limit: limit))
         }
+    }
+
+    /// Whether the next wait carries the first queue's fetch behind it. Only
+    /// with one queue (with several, the token may be another queue's and the
+    /// first queue's jobs come first anyway) and while no job of this worker
+    /// is parked behind a limit: a release's token must let a parked job run
+    /// first, not a job the fetch has already claimed.
+    private var fetchesBehindWait: Bool {
+        reporter.queueCount == 1 && worker.parked.nextReadyInMs() == nil
     }
 
     /// Milliseconds as seconds with three decimals, as BLPOP takes them.

@@ -81,7 +81,24 @@ final class JobReporter {
     func fetch(queue index: Int) throws -> Fetched {
         // After a lost reply the call is settled (what it claimed given back),
         // then sent again.
-        switch try sendClaiming(fetchCalls[index], { $0 }, answerIfRan: { _ in nil }) {
+        fetched(try sendClaiming(fetchCalls[index], { $0 }, answerIfRan: { _ in nil }))
+    }
+
+    /// Blocks on `wake` (BLPOP of the wake lists, up to `blockingMs`) with the
+    /// fetch of the worker's queue number `index` sent behind it, so that the
+    /// fetch runs in Redis as soon as the wait ends, without a round trip of
+    /// its own. Returns the wait's reply and what the fetch found; the fetch
+    /// is nil when it did not run or its reply was settled after a loss (the
+    /// loop then fetches as usual).
+    func fetchAfterWait(_ wake: [String], blockingMs: Int, queue index: Int) throws -> (wake: RedisReply?, fetched: Fetched?) {
+        guard let (wakeReply, output) = try sendClaimingAfterWait(wake, blockingMs: blockingMs, fetchCalls[index]) else {
+            return (nil, nil)
+        }
+        return (wakeReply, output.map(fetched))
+    }
+
+    private func fetched(_ output: FetchCall.Output) -> Fetched {
+        switch output {
         case .job(let job): return .claimed(Claim(job: job, sentAt: lastSentAt))
         case .damaged(let id, let attempt, let error):
             failDamaged(id, attempt: attempt, error: error)
