@@ -18,6 +18,7 @@ Both clocks are this machine's CLOCK_REALTIME.
 import http.client
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,22 @@ def spool_round(stack, n):
             time.sleep(0.01)
     conn.close()
     bench.stop(w)
-    return percentiles(samples)
+    return {**percentiles(samples), "hops": hops(stack.redis_port, ids, stamps, samples)}
+
+
+def hops(redis_port, ids, stamps, samples):
+    """Where Spool's time goes, from the job hash's own µs stamps: the
+    client's call to the enqueue script (`created_at`), the enqueue to the
+    claim (`started_at`, set by the fetch script), the claim to the handler.
+    Medians, µs."""
+    script = "".join(f"HMGET spool:{{bench}}:job:{i} created_at started_at\n" for i in ids)
+    out = subprocess.run(["redis-cli", "-p", str(redis_port)], input=script, capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    created, claimed = [int(x) for x in out[0::2]], [int(x) for x in out[1::2]]
+    began = [called + s for called, s in zip(stamps, samples)]
+    return {"to_enqueue_us": statistics.median(c - t for c, t in zip(created, stamps)),
+            "to_claim_us": statistics.median(c - e for c, e in zip(claimed, created)),
+            "to_handler_us": statistics.median(b - c for b, c in zip(began, claimed))}
 
 
 def peer_round(stack, n, workers, client, start_up_s, who):
@@ -156,8 +172,25 @@ def render(r):
 {row("Spool (Python client over HTTP keep-alive; 1 worker × 16, built-in `clock`)", "spool")}
 {row(f"Sidekiq {r.get('sidekiq_version', '')} (its Ruby client; 1 process × 10 threads)", "sidekiq")}
 {row(f"BullMQ {bench_peers.BULLMQ_VERSION}, Python port (its asyncio client; 1 worker, concurrency 10)", "bullmq")}
-{verdict}
+{verdict}{hops_text(r)}
 How: `scripts/bench_latency.py` (`make bench-latency` alone)."""
+
+
+def hops_text(r):
+    """Spool's path in its median round, hop by hop (older results lack it)."""
+    runs = [x for x in r["runs"]["spool"] if "hops" in x]
+    if not runs:
+        return ""
+    h = next(x for x in runs if x["p50_us"] == r["spool"]["p50_us"])["hops"] if any(
+        x["p50_us"] == r["spool"]["p50_us"] for x in runs) else runs[len(runs) // 2]["hops"]
+    return f"""
+Spool's path, medians of its median round, from the job hash's µs stamps: the client's call
+to the enqueue script {h['to_enqueue_us']:.0f} µs (the client's send, the API, the script call),
+the enqueue to the claim {h['to_claim_us']:.0f} µs (the wake token's `BLPOP` answer and the fetch
+sent behind it), the claim to the handler {h['to_handler_us']:.0f} µs (the replies reaching the
+worker, its thread waking, the dispatch). Sidekiq's path is the client's `LPUSH` and the
+worker's `BRPOP` answer: Spool adds the API between the client and Redis, and the claim that
+puts every job under a lease."""
 
 
 if __name__ == "__main__":
