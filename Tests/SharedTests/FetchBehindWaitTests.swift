@@ -43,14 +43,17 @@ final class FetchBehindWaitTests: ScriptTestCase {
         _ = try redis.command(["SCRIPT", "LOAD", FetchCall.script.source])
         let (call, evalsha) = fetchCommand(token: "1")
         let (thread, outcome) = wait(then: evalsha, blockSeconds: 5)
-        usleep(300_000)
         // The queue was empty while the waiter blocked: a fetch run before the
         // wait ended would have found nothing.
-        XCTAssertEqual(try redis.command(["CLIENT", "LIST", "TYPE", "normal"]).string?.contains("cmd=blpop"), true,
-                       "the waiter is blocked in BLPOP")
+        let blockedBy = Clock.monotonicMillis() + 3000
+        while try redis.command(["CLIENT", "LIST", "TYPE", "normal"]).string?.contains("cmd=blpop") != true {
+            guard Clock.monotonicMillis() < blockedBy else { return XCTFail("the waiter never blocked in BLPOP") }
+            usleep(10_000)
+        }
         let enqueuedAt = Clock.monotonicMillis()
         let job = try created(try enqueue("echo"))
-        XCTAssertTrue(thread.join(timeoutMs: 4000), "the waiter did not come back")
+        // (A waiter that did not come back is left alone: reading its outcome would race it.)
+        guard thread.join(timeoutMs: 4000) else { return XCTFail("the waiter did not come back") }
         XCTAssertNil(outcome.error)
         let (wake, fetched) = try XCTUnwrap(outcome.replies)
         XCTAssertEqual(wake.array?.first?.string, schema.wake("q"), "the enqueue's token ended the wait")
@@ -68,7 +71,7 @@ final class FetchBehindWaitTests: ScriptTestCase {
         _ = try redis.command(["SCRIPT", "FLUSH"])
         let (_, evalsha) = fetchCommand(token: "1")
         let (thread, outcome) = wait(then: evalsha, blockSeconds: 5)
-        XCTAssertTrue(thread.join(timeoutMs: 4000))
+        guard thread.join(timeoutMs: 4000) else { return XCTFail("the waiter did not come back") }
         let (wake, fetched) = try XCTUnwrap(outcome.replies)
         XCTAssertNotNil(wake.array, "the token was there")
         guard case .error(let message) = fetched else { return XCTFail("expected NOSCRIPT, got \(fetched)") }

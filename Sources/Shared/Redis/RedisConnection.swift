@@ -114,10 +114,7 @@ public final class RedisConnection {
     /// in Redis (BLPOP) for up to `blockingMs`.
     public func blockingCommand(_ args: [String], blockingMs: Int) throws -> RedisReply {
         if let cluster { return try cluster.command(args, blockingMs: blockingMs) }
-        try connect()
-        redisSetTimeout(context, RedisConnection.timeval(ms: blockingMs + commandTimeoutMs))
-        defer { if let c = context { redisSetTimeout(c, RedisConnection.timeval(ms: commandTimeoutMs)) } }
-        return try command(args)
+        return try blocking(blockingMs) { try exchange([args]) }[0]
     }
 
     /// Sends a blocking command (BLPOP, up to `blockingMs`) and `then` in one
@@ -127,11 +124,21 @@ public final class RedisConnection {
     /// On a cluster, the two go one after the other, each to its node.
     public func blockingPipeline(_ blocking: [String], then next: [String], blockingMs: Int) throws -> (RedisReply, RedisReply) {
         if let cluster { return (try cluster.command(blocking, blockingMs: blockingMs), try cluster.command(next)) }
+        let replies = try self.blocking(blockingMs) { try exchange([blocking, next]) }
+        return (replies[0], replies[1])
+    }
+
+    /// Runs `body` on a connected context whose socket timeout allows a
+    /// command to block up to `blockingMs`. Connecting comes first, so that a
+    /// reconnect (a failover) cannot leave the new context with the short
+    /// timeout; the replies are checked for a demoted primary after.
+    private func blocking(_ blockingMs: Int, _ body: () throws -> [RedisReply]) throws -> [RedisReply] {
         try connect()
         redisSetTimeout(context, RedisConnection.timeval(ms: blockingMs + commandTimeoutMs))
         defer { if let c = context { redisSetTimeout(c, RedisConnection.timeval(ms: commandTimeoutMs)) } }
-        let replies = try pipeline([blocking, next])
-        return (replies[0], replies[1])
+        let replies = try body()
+        try checkPrimary(replies)
+        return replies
     }
 
     /// Sends several commands in one write and reads all replies.
@@ -139,17 +146,25 @@ public final class RedisConnection {
     public func pipeline(_ commands: [[String]]) throws -> [RedisReply] {
         if let cluster { return try cluster.pipeline(commands) }
         try connect()
+        let replies = try exchange(commands)
+        try checkPrimary(replies)
+        return replies
+    }
+
+    /// Writes the commands in one go and reads their replies, on the context
+    /// as it is (connected by the caller).
+    private func exchange(_ commands: [[String]]) throws -> [RedisReply] {
         for cmd in commands {
             let rc = withArgv(cmd) { argc, argv, lens in redisAppendCommandArgv(context, argc, argv, lens) }
             guard rc == REDIS_OK else { throw failConnection() }
         }
         var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
         for _ in commands {
             var raw: UnsafeMutableRawPointer?
             guard redisGetReply(context, &raw) == REDIS_OK else { throw failConnection() }
             replies.append(try takeReply(raw))
         }
-        try checkPrimary(replies)
         return replies
     }
 

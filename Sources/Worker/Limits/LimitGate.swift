@@ -64,13 +64,8 @@ final class LimitGate {
     }
 
     /// A claimed job whose limit could not be asked (Redis trouble) goes back
-    /// to the head of its queue without counting the attempt; failing that,
-    /// it comes back when its lease expires.
-    private func giveBack(_ claim: Claim) {
-        let job = claim.job
-        _ = try? redis.run(GiveBackCall(schema: worker.schema, queue: job.id.queue, workerID: worker.id,
-                                        jobs: [(job.id, job.attempts)]))
-    }
+    /// to the head of its queue without counting the attempt.
+    private func giveBack(_ claim: Claim) { claim.giveBack(over: redis, worker: worker) }
 
     /// Parks a claimed job its limit refused, and notes when to ask again.
     /// When the park fails, the job is given back (or left to lease recovery).

@@ -130,33 +130,53 @@ final class FetchLoop {
         defer { worker.dueTimer.stopListening() }
         if let board = worker.clusterWake { return board.waitForToken(ms: blockMs, stop: worker.stopFetching) }
         let keys = worker.config.queues.map { worker.schema.wake($0) }
-        let reply: RedisReply?
-        if fetchesBehindWait {
-            // The fetch rides behind the wait: a token's job is claimed in the
-            // same instant, with no round trip after the wake (issue 18's
-            // latency). Its lease is counted from the send, so the wait stays
-            // well below a lease.
-            blockMs = min(blockMs, worker.config.leaseMs / 10)
-            let wait = ["BLPOP"] + keys + [format3(blockMs)]
-            (reply, fetchedAfterWait) = try reporter.fetchAfterWait(wait, blockingMs: Int(blockMs), queue: 0)
-        } else {
-            reply = try redis.blockingCommand(["BLPOP"] + keys + [format3(blockMs)], blockingMs: Int(blockMs))
+        let wait = ["BLPOP"] + keys + [format3(blockMs)]
+        guard fetchesBehindWait(blockMs: blockMs) else {
+            let reply = try redis.blockingCommand(wait, blockingMs: Int(blockMs))
+            if case .error(let e) = reply { throw RedisError.server(e) }
+            _ = noteToken(reply, keys: keys)
+            return
         }
-        if case .error(let e)? = reply { throw RedisError.server(e) }
-        // A release's token names its limit: that queue's parked jobs may run.
-        if let parts = reply?.array, parts.count == 2, let limit = ParkedLimits.limit(inToken: parts[1].string),
-           let index = keys.firstIndex(of: parts[0].string ?? "") {
-            worker.parked.wake(ParkedLimits.Place(queue: worker.config.queues[index], limit: limit))
+        // The fetch rides behind the wait: a token's job is claimed in the same
+        // instant, with no round trip after the wake (issue 18's latency).
+        var waitError: String?
+        var limitToken = false
+        let fetched = try reporter.fetchAfterWait(wait, blockingMs: Int(blockMs), queue: 0) { reply in
+            if case .error(let e) = reply { waitError = e } else { limitToken = noteToken(reply, keys: keys) }
         }
+        if case .claimed(let claim)? = fetched {
+            // Claimed as shutdown began: no new work is taken, it goes back.
+            // Claimed with a release's token: the jobs parked behind that
+            // limit go first, as they would after a plain wake.
+            if worker.stopFetching.isSet || limitToken { return reporter.giveBack(claim) }
+            // The job runs; the wait's own error, if any, no longer matters.
+            fetchedAfterWait = fetched
+            return
+        }
+        if let e = waitError { throw RedisError.server(e) }
+        fetchedAfterWait = fetched
     }
 
-    /// Whether the next wait carries the first queue's fetch behind it. Only
-    /// with one queue (with several, the token may be another queue's and the
-    /// first queue's jobs come first anyway) and while no job of this worker
-    /// is parked behind a limit: a release's token must let a parked job run
-    /// first, not a job the fetch has already claimed.
-    private var fetchesBehindWait: Bool {
-        reporter.queueCount == 1 && worker.parked.nextReadyInMs() == nil
+    /// A release's token names its limit: that queue's parked jobs may run.
+    /// Returns whether the token named one.
+    private func noteToken(_ reply: RedisReply, keys: [String]) -> Bool {
+        guard let parts = reply.array, parts.count == 2, let limit = ParkedLimits.limit(inToken: parts[1].string),
+              let index = keys.firstIndex(of: parts[0].string ?? "") else { return false }
+        worker.parked.wake(ParkedLimits.Place(queue: worker.config.queues[index], limit: limit))
+        return true
+    }
+
+    /// Whether this wait carries the first queue's fetch behind it:
+    /// - only with one queue (with several, the token may be another queue's,
+    ///   and the first queue's jobs come first anyway);
+    /// - while no job of this worker is parked behind a limit (a release's
+    ///   token must let a parked job run first; should one come anyway, the
+    ///   claimed job is given back);
+    /// - for a wait of at most a tenth of the lease, since the claimed job's
+    ///   lease is counted from the send (with a lease under 10 s the idle
+    ///   waits of a second go without).
+    private func fetchesBehindWait(blockMs: Int64) -> Bool {
+        reporter.queueCount == 1 && worker.parked.nextReadyInMs() == nil && blockMs <= worker.config.leaseMs / 10
     }
 
     /// Milliseconds as seconds with three decimals, as BLPOP takes them.

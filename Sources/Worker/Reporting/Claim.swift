@@ -12,3 +12,13 @@ struct Claim {
     /// head of that list if the limit refuses again).
     var fromParked = false
 }
+
+extension Claim {
+    /// Returns the job to the head of its queue without counting the attempt
+    /// (GiveBackCall); when Redis cannot be reached, it comes back when its
+    /// lease expires.
+    func giveBack(over redis: RedisConnection, worker: WorkerContext) {
+        _ = try? redis.run(GiveBackCall(schema: worker.schema, queue: job.id.queue, workerID: worker.id,
+                                        jobs: [(job.id, job.attempts)]))
+    }
+}

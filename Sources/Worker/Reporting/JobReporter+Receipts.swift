@@ -53,29 +53,31 @@ extension JobReporter {
     }
 
     /// `fetch` sent behind the blocking `wait` in one write (see
-    /// RedisConnection.blockingPipeline). Its lease started no earlier than
-    /// the send, so `lastSentAt` is the send: up to one wait early, which the
-    /// caller bounds well below the lease. Returns nil when the replies were
-    /// lost (the fetch settled: what it claimed was given back); the fetch's
-    /// output is nil when Redis did not know the script (nothing ran).
-    func sendClaimingAfterWait(_ wait: [String], blockingMs: Int,
-                               _ fetch: FetchCall) throws -> (RedisReply, FetchCall.Output?)? {
+    /// RedisConnection.blockingPipeline); `onWake` gets the wait's reply before
+    /// the fetch's is decoded. The fetch's lease started no earlier than the
+    /// send, so `lastSentAt` is the send: up to one wait early, which the
+    /// caller keeps well below the lease. Returns nil when the fetch did not
+    /// run (Redis did not know the script: NOSCRIPT) or when the replies were
+    /// lost and the fetch was settled (what it claimed given back).
+    func sendClaimingAfterWait(_ wait: [String], blockingMs: Int, _ fetch: FetchCall,
+                               onWake: (RedisReply) -> Void) throws -> FetchCall.Output? {
         try redis.connect()
         let stamped = self.stamped(fetch)
         let sentAt = Clock.monotonicMillis()
         let call = ["EVALSHA", stamped.script.sha1, String(stamped.keys.count)] + stamped.keys + stamped.args
+        let replies: (RedisReply, RedisReply)
         do {
-            let (waited, reply) = try redis.blockingPipeline(wait, then: call, blockingMs: blockingMs)
-            if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") { return (waited, nil) }
-            let output = try stamped.decode(reply)
-            lastSentAt = sentAt
-            return (waited, output)
+            replies = try redis.blockingPipeline(wait, then: call, blockingMs: blockingMs)
         } catch let error as RedisError {
             if case .server = error { throw error }
-            // Settled: a fetch that ran gave back what it claimed.
             guard settle(stamped, sentAt: sentAt) != nil else { throw error }
             return nil
         }
+        onWake(replies.0)
+        if case .error(let e) = replies.1, e.hasPrefix("NOSCRIPT") { return nil }
+        let output = try stamped.decode(replies.1)
+        lastSentAt = sentAt
+        return output
     }
 
     private func stamped(_ call: FetchCall) -> FetchCall {

@@ -87,15 +87,16 @@ final class JobReporter {
     /// Blocks on `wake` (BLPOP of the wake lists, up to `blockingMs`) with the
     /// fetch of the worker's queue number `index` sent behind it, so that the
     /// fetch runs in Redis as soon as the wait ends, without a round trip of
-    /// its own. Returns the wait's reply and what the fetch found; the fetch
-    /// is nil when it did not run or its reply was settled after a loss (the
-    /// loop then fetches as usual).
-    func fetchAfterWait(_ wake: [String], blockingMs: Int, queue index: Int) throws -> (wake: RedisReply?, fetched: Fetched?) {
-        guard let (wakeReply, output) = try sendClaimingAfterWait(wake, blockingMs: blockingMs, fetchCalls[index]) else {
-            return (nil, nil)
-        }
-        return (wakeReply, output.map(fetched))
+    /// its own. `onWake` gets the wait's reply first, whatever the fetch did.
+    /// Returns what the fetch found; nil when it did not run, or its reply was
+    /// lost and settled (the loop then fetches as usual).
+    func fetchAfterWait(_ wake: [String], blockingMs: Int, queue index: Int,
+                        onWake: (RedisReply) -> Void) throws -> Fetched? {
+        try sendClaimingAfterWait(wake, blockingMs: blockingMs, fetchCalls[index], onWake: onWake).map(fetched)
     }
+
+    /// Gives a claimed job back to the head of its queue, the attempt not counted.
+    func giveBack(_ claim: Claim) { claim.giveBack(over: redis, worker: worker) }
 
     private func fetched(_ output: FetchCall.Output) -> Fetched {
         switch output {
