@@ -14,6 +14,9 @@ on the same machine and Redis, in alternating rounds (medians of 3).
 - BullMQ (Python port): the same with `clock` jobs (scripts/peers/bullmq_bench.py),
   one worker of concurrency 10.
 Both clocks are this machine's CLOCK_REALTIME.
+
+`bench_latency.py --ab OLD_DIR NEW_DIR` runs Spool's round alone with two
+builds alternately (4 rounds of 1,000 jobs), for a change on this path.
 """
 import http.client
 import json
@@ -193,5 +196,28 @@ worker's `BRPOP` answer: Spool adds the API between the client and Redis, and th
 puts every job under a lease."""
 
 
+def ab(old_dir, new_dir, n=1000, rounds=4):
+    """`bench_latency.py --ab OLD NEW`: Spool's round alone with two builds'
+    binaries (release directories), alternately; medians of p50 and p99, for
+    a change on the path from the client's call to the handler."""
+    from pathlib import Path
+    dirs = {"old": Path(old_dir), "new": Path(new_dir)}
+    runs = {k: [] for k in dirs}
+    for rnd in range(rounds):
+        for kind in (list(dirs) if rnd % 2 == 0 else list(reversed(list(dirs)))):
+            bench.BIN = dirs[kind]
+            stack = bench.Stack()
+            try:
+                runs[kind].append(spool_round(stack, n))
+            finally:
+                stack.close()
+            print(kind, runs[kind][-1], flush=True)
+    for kind, v in runs.items():
+        print(f"{kind}: p50 {statistics.median(x['p50_us'] for x in v)} µs, p99 {statistics.median(x['p99_us'] for x in v)} µs")
+
+
 if __name__ == "__main__":
-    bench.save_and_render("latency", scenario(quick="--quick" in sys.argv), render)
+    if sys.argv[1:2] == ["--ab"]:
+        ab(sys.argv[2], sys.argv[3])
+    else:
+        bench.save_and_render("latency", scenario(quick="--quick" in sys.argv), render)
