@@ -166,7 +166,7 @@ def render(r):
     verdict = ""
     if "sidekiq" in r:
         ok = r["spool"]["p50_us"] <= r["sidekiq"]["p50_us"] and r["spool"]["p99_us"] <= r["sidekiq"]["p99_us"]
-        verdict = f" Aim (p50 and p99 at or below Sidekiq's): **{'met' if ok else 'not met'}**."
+        verdict = f"\nAim (p50 and p99 at or below Sidekiq's): **{'met' if ok else 'not met'}**."
     return f"""From a client's enqueue call to the moment the handler begins, {r['jobs']:,} jobs at
 {r['rate']} per second to idle workers, medians of {r['rounds']} alternating rounds, ms:
 
@@ -193,7 +193,8 @@ the enqueue to the claim {h['to_claim_us']:.0f} µs (the wake token's `BLPOP` an
 sent behind it), the claim to the handler {h['to_handler_us']:.0f} µs (the replies reaching the
 worker, its thread waking, the dispatch). Sidekiq's path is the client's `LPUSH` and the
 worker's `BRPOP` answer: Spool adds the API between the client and Redis, and the claim that
-puts every job under a lease."""
+puts every job under a lease. Why each hop costs what it does, with profiles: "From the
+client's call to the handler" in the profile notes (docs/performance-notes.md, quoted below)."""
 
 
 def ab(old_dir, new_dir, n=1000, rounds=4):
