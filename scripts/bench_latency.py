@@ -184,8 +184,7 @@ def hops_text(r):
     runs = [x for x in r["runs"]["spool"] if "hops" in x]
     if not runs:
         return ""
-    h = next(x for x in runs if x["p50_us"] == r["spool"]["p50_us"])["hops"] if any(
-        x["p50_us"] == r["spool"]["p50_us"] for x in runs) else runs[len(runs) // 2]["hops"]
+    h = next((x["hops"] for x in runs if x["p50_us"] == r["spool"]["p50_us"]), runs[len(runs) // 2]["hops"])
     return f"""
 Spool's path, medians of its median round, from the job hash's µs stamps: the client's call
 to the enqueue script {h['to_enqueue_us']:.0f} µs (the client's send, the API, the script call),
@@ -201,7 +200,6 @@ def ab(old_dir, new_dir, n=1000, rounds=4):
     """`bench_latency.py --ab OLD NEW`: Spool's round alone with two builds'
     binaries (release directories), alternately; medians of p50 and p99, for
     a change on the path from the client's call to the handler."""
-    from pathlib import Path
     dirs = {"old": Path(old_dir), "new": Path(new_dir)}
     runs = {k: [] for k in dirs}
     for rnd in range(rounds):

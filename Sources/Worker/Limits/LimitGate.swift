@@ -39,7 +39,8 @@ final class LimitGate {
                 outcome = try worker.limitBatcher(limit).run(acquire, send: { try self.send($0, limit: limit) }) ?? .granted
             } catch {
                 undo(held, holder, cost: job.cost ?? 0)
-                giveBack(claim)
+                // Its limit could not be asked (Redis trouble): back to the head of its queue.
+                claim.giveBack(over: redis, worker: worker)
                 throw error
             }
             switch outcome {
@@ -63,10 +64,6 @@ final class LimitGate {
         }
     }
 
-    /// A claimed job whose limit could not be asked (Redis trouble) goes back
-    /// to the head of its queue without counting the attempt.
-    private func giveBack(_ claim: Claim) { claim.giveBack(over: redis, worker: worker) }
-
     /// Parks a claimed job its limit refused, and notes when to ask again.
     /// When the park fails, the job is given back (or left to lease recovery).
     private func park(_ claim: Claim, limit: String, reason: String, retryInMs: Int64) throws {
@@ -75,7 +72,7 @@ final class LimitGate {
             _ = try redis.run(ParkCall(schema: worker.schema, jobID: job.id, workerID: worker.id, attempt: job.attempts,
                                        limit: limit, atHead: claim.fromParked))
         } catch {
-            giveBack(claim)
+            claim.giveBack(over: redis, worker: worker)
             throw error
         }
         noteParked(job.id, limit: limit, reason: reason, retryInMs: retryInMs)

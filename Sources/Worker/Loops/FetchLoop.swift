@@ -67,9 +67,9 @@ final class FetchLoop {
     private func fetchNext() throws -> Claim? {
         var waitMs = FetchLoop.maxIdleWaitMs
         for queue in 0..<reporter.queueCount {
+            // (Never a claim: waitForWork's caller takes that at once, below.)
             let early = queue == 0 ? fetchedAfterWait : nil
             fetchedAfterWait = nil
-            if case .claimed(let claim)? = early { return claim }
             if let claim = try claimParked(queue: queue) { return claim }
             switch try early ?? reporter.fetch(queue: queue) {
             case .claimed(let claim):
@@ -84,8 +84,8 @@ final class FetchLoop {
         }
         let parkedWaitMs = worker.parked.nextReadyInMs() ?? FetchLoop.maxIdleWaitMs
         try waitForWork(ms: min(waitMs, max(1, parkedWaitMs)), scheduledJobDue: waitMs < FetchLoop.maxIdleWaitMs && waitMs <= parkedWaitMs)
-        // A job the fetch behind the wait claimed runs now, even if shutdown
-        // began meanwhile: held here, it would wait for its lease to lapse.
+        // A job the fetch behind the wait claimed runs now (one claimed as
+        // shutdown began was given back in waitForWork).
         if case .claimed(let claim)? = fetchedAfterWait {
             fetchedAfterWait = nil
             return claim
@@ -148,7 +148,7 @@ final class FetchLoop {
             // Claimed as shutdown began: no new work is taken, it goes back.
             // Claimed with a release's token: the jobs parked behind that
             // limit go first, as they would after a plain wake.
-            if worker.stopFetching.isSet || limitToken { return reporter.giveBack(claim) }
+            if worker.stopFetching.isSet || limitToken { return claim.giveBack(over: redis, worker: worker) }
             // The job runs; the wait's own error, if any, no longer matters.
             fetchedAfterWait = fetched
             return

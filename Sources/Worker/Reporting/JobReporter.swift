@@ -95,9 +95,6 @@ final class JobReporter {
         try sendClaimingAfterWait(wake, blockingMs: blockingMs, fetchCalls[index], onWake: onWake).map(fetched)
     }
 
-    /// Gives a claimed job back to the head of its queue, the attempt not counted.
-    func giveBack(_ claim: Claim) { claim.giveBack(over: redis, worker: worker) }
-
     private func fetched(_ output: FetchCall.Output) -> Fetched {
         switch output {
         case .job(let job): return .claimed(Claim(job: job, sentAt: lastSentAt))
