@@ -110,6 +110,46 @@ final class CallLimitsScriptTests: ScriptTestCase {
         XCTAssertEqual(try holders("l").count, 1)
     }
 
+    /// Another worker holds one slot and the run held one; the call gives the
+    /// run's back and claims three jobs of the limit.
+    private func claimThreeBesideAnotherHolder(concurrency: Int64) throws -> (CompleteAndFetchCall.Output, JobID) {
+        try define("l", LimitDefinition(concurrency: concurrency))
+        let first = try enqueue(limit: "l")
+        for _ in 0..<3 { _ = try enqueue(limit: "l") }
+        let running = try XCTUnwrap(try fetch())
+        let other = JobID.generate(queue: "other")
+        for (id, holder) in [(first, LimitHolder(first, attempt: 1)), (other, LimitHolder(other, attempt: 1))] {
+            XCTAssertEqual(try redis.run(AcquireLimitCall(schema: schema, limit: "l", holder: holder, cost: 0, holdMs: 30_000)), .granted, "\(id)")
+        }
+        return (try completeAndFetch(running, limits: ["l"], claim: 3), other)
+    }
+
+    func testClaimsThatAllFitTakeTheirSlotsAndNoMore() throws {
+        // 1 other + 3 claimed = 4: every claim fits (their holds go in one ZADD).
+        let (out, other) = try claimThreeBesideAnotherHolder(concurrency: 4)
+        let claimed = out.claimed.compactMap { if case .job(let j) = $0 { return j } else { return nil } }
+        XCTAssertEqual(claimed.count, 3)
+        XCTAssertEqual(out.limits?.admissions, Array(repeating: .granted(limit: "l", cost: 0), count: 3))
+        XCTAssertEqual(Set(try holders("l")), Set([other.text + "@1"] + claimed.map { "\($0.id.text)@1" }),
+                       "the run's slot given back, one per claim")
+        // Each hold lapses with its job's lease.
+        let score = try XCTUnwrap(Double(try XCTUnwrap(redis.command(["ZSCORE", schema.limitHolders("l"), "\(claimed[2].id.text)@1"]).string)))
+        let nowMs = Date().timeIntervalSince1970 * 1000
+        XCTAssertTrue((nowMs + 25_000...nowMs + 31_000).contains(score), "\(score - nowMs)")
+        let status = try redis.run(LimitStatusCall(schema: schema, limit: "l"))
+        XCTAssertEqual(status.waitingQueues, [])
+    }
+
+    func testClaimsBeyondTheLimitAreParkedOneByOne() throws {
+        // 1 other + 3 claimed = 4 > 3: the first two run, the third is parked.
+        let (out, other) = try claimThreeBesideAnotherHolder(concurrency: 3)
+        guard let admissions = out.limits?.admissions, admissions.count == 3 else { return XCTFail("\(String(describing: out.limits))") }
+        XCTAssertEqual(Array(admissions.prefix(2)), [.granted(limit: "l", cost: 0), .granted(limit: "l", cost: 0)])
+        guard case .parked("l", "concurrency", _) = admissions[2] else { return XCTFail("\(admissions)") }
+        XCTAssertEqual(try holders("l").count, 3)
+        XCTAssertTrue(try holders("l").contains(other.text + "@1"))
+    }
+
     func testAPlainCallTakesNoLimitsPart() throws {
         _ = try enqueue(limit: "l")
         _ = try enqueue(limit: "l")

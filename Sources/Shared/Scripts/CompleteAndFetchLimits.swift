@@ -78,9 +78,13 @@ local function call_limits(now)
   return cl, at
 end
 
--- Gives back the slot of a recorded run (limit number n, 0 none).
+-- Gives back the slot of a recorded run (limit number n, 0 none); one
+-- without usage to settle goes with the call's others (flush_releases).
 local function release_in_call(cl, n, id, attempt, extra)
-  if n > 0 then release_slot(cl.sessions[n], id .. '@' .. attempt, extra, 0) end
+  if n == 0 then return end
+  local s = cl.sessions[n]
+  if extra == 0 or not s.l.upm then give_back_later(s, id .. '@' .. attempt)
+  else release_slot(s, id .. '@' .. attempt, extra, 0) end
 end
 
 -- The limit a claimed job takes here (its number), from its fields as the
@@ -106,24 +110,44 @@ end
 -- those refused. Returns per claimed job: 0 (left to the worker), {limit
 -- number, cost charged} (granted) or {limit number, reason, ms} (parked);
 -- then per limit whose release freed a slot: its number and the queues to wake.
+-- A limit that grants all of the call's jobs (grants_all: the common case of
+-- a limit that does not bind) takes their holds in one ZADD.
 local function admit_in_call(q, cl, fetched, lease_ms)
+  -- The runs' slots first, so that the claims can have them.
+  for _, s in ipairs(cl.sessions) do flush_releases(s) end
   local admissions = {}
   if fetched[1] == 'jobs' then
-    for i = 3, #fetched, 3 do
-      local id, attempt = fetched[i], fetched[i + 1]
-      local n, cost = limit_here(cl, fetched[i + 2])
+    local numbers, costs, asked = {}, {}, {}
+    for j = 1, (#fetched - 2) / 3 do
+      local n, cost = limit_here(cl, fetched[3 * j + 2])
+      numbers[j], costs[j] = n or false, cost or 0
+      if n then asked[n] = (asked[n] or 0) + 1 end
+    end
+    local together = {}
+    for n, count in pairs(asked) do
+      if grants_all(cl.sessions[n], count) then together[n] = {} end
+    end
+    local deadline = cl.sessions[1].now + lease_ms
+    for j, n in ipairs(numbers) do
+      local id, attempt = fetched[3 * j], fetched[3 * j + 1]
       if not n then
-        admissions[#admissions + 1] = 0
+        admissions[j] = 0
+      elseif together[n] then
+        local entries = together[n]
+        entries[#entries + 1] = deadline
+        entries[#entries + 1] = id .. '@' .. attempt
+        admissions[j] = {n, costs[j]}
       else
-        local r = acquire_slot(cl.sessions[n], id .. '@' .. attempt, cost, lease_ms, cl.queue)
+        local r = acquire_slot(cl.sessions[n], id .. '@' .. attempt, costs[j], lease_ms, cl.queue)
         if r[1] == 1 then
-          admissions[#admissions + 1] = {n, cost}
+          admissions[j] = {n, costs[j]}
         else
           park_job(q, id, cl.names[n], false)
-          admissions[#admissions + 1] = {n, r[2], r[3]}
+          admissions[j] = {n, r[2], r[3]}
         end
       end
     end
+    for n, entries in pairs(together) do grant_holds(cl.sessions[n], entries, lease_ms) end
   end
   local wakes = {}
   for n, s in ipairs(cl.sessions) do

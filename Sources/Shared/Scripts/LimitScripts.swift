@@ -68,49 +68,57 @@ local function end_session(s)
   if s.started then expire_at_least(s.k.starts, s.l.rate_period) end
 end
 
+-- Whether job `id` holds a slot already (granted before, and the reply was
+-- lost, so the worker asks again); its hold is then renewed.
+local function held_already(s, id, hold)
+  if not redis.call('ZSCORE', s.k.holders, id) then return false end
+  redis.call('ZADD', s.k.holders, s.now + hold, id)
+  return true
+end
+
+-- A refusal: `queue` joins the waiting set, woken when a slot frees.
+local function refuse_slot(s, queue, reason, ms)
+  redis.call('SADD', s.k.waiting, queue)
+  return {0, reason, math.max(1, math.ceil(ms))}
+end
+
+-- Drops the holds of crashed workers, which lapse with their leases; returns
+-- how many were dropped.
+local function drop_lapsed(s)
+  local n = redis.call('ZREMRANGEBYSCORE', s.k.holders, '-inf', s.now)
+  s.count = holders_count(s) - n
+  return n
+end
+
 -- Takes a slot for job `id` (see AcquireLimitCall): {1}, or {0, reason, ms}
 -- with `queue` added to the waiting set.
 local function acquire_slot(s, id, cost, hold, queue)
   local k, l, now = s.k, s.l, s.now
-  -- Granted before (the reply was lost and the worker asks again): asked
-  -- only where it would matter, since a hold is the same member anyway: a
-  -- rate or a budget would count it twice, a full limit would refuse it.
-  local function held_already()
-    if not redis.call('ZSCORE', k.holders, id) then return false end
-    redis.call('ZADD', k.holders, now + hold, id)
-    return true
-  end
-  if (l.rate_count or l.upm) and held_already() then return {1} end
-  local function refuse(reason, ms)
-    redis.call('SADD', k.waiting, queue)
-    return {0, reason, math.max(1, math.ceil(ms))}
-  end
-  if l.paused_until > now then return refuse('paused', l.paused_until - now) end
-  -- Holds of crashed workers lapse with their leases: dropped when they
-  -- would count (a full limit), and with the key when every hold lapsed.
-  local function lapsed()
-    local n = redis.call('ZREMRANGEBYSCORE', k.holders, '-inf', now)
-    s.count = holders_count(s) - n
-    return n
-  end
-  if l.concurrency and holders_count(s) >= l.concurrency and (lapsed() == 0 or s.count >= l.concurrency) then
-    if held_already() then return {1} end
+  -- Granted before: asked only where it would matter, since a hold is the
+  -- same member anyway: a rate or a budget would count it twice, a full
+  -- limit would refuse it.
+  if (l.rate_count or l.upm) and held_already(s, id, hold) then return {1} end
+  if l.paused_until > now then return refuse_slot(s, queue, 'paused', l.paused_until - now) end
+  -- Lapsed holds are dropped when they would count (a full limit), and
+  -- with the key when every hold lapsed.
+  if l.concurrency and holders_count(s) >= l.concurrency and (drop_lapsed(s) == 0 or s.count >= l.concurrency) then
+    if held_already(s, id, hold) then return {1} end
     -- At the latest when the oldest hold would lapse; a release wakes sooner.
     local first = redis.call('ZRANGE', k.holders, 0, 0, 'WITHSCORES')
-    return refuse('concurrency', (tonumber(first[2]) or now + 1000) - now)
+    return refuse_slot(s, queue, 'concurrency', (tonumber(first[2]) or now + 1000) - now)
   end
   if l.rate_count then
     redis.call('ZREMRANGEBYSCORE', k.starts, '-inf', now - l.rate_period)
     if redis.call('ZCARD', k.starts) >= l.rate_count then
       local first = redis.call('ZRANGE', k.starts, 0, 0, 'WITHSCORES')
-      return refuse('rate', tonumber(first[2]) + l.rate_period - now)
+      return refuse_slot(s, queue, 'rate', tonumber(first[2]) + l.rate_period - now)
     end
   end
   if l.upm then
     -- A job that costs more than a whole minute's budget runs when it is full.
     local need = math.min(cost, l.upm)
     if l.units < need or l.units <= 0 then
-      return refuse('units', (math.max(need, 1) - l.units) * 60000 / l.upm)
+      return refuse_slot(s, queue, 'units', (math.max(need, 1) - l.units) * 60000 / l.upm)
     end
     l.units = l.units - cost
     s.units_changed = true
@@ -127,6 +135,23 @@ local function acquire_slot(s, id, cost, hold, queue)
   return {1}
 end
 
+-- Whether `n` acquires in a row would all be granted, whatever their jobs:
+-- no pause, no rate, no budget, and room for all of them. A call then takes
+-- their holds in one ZADD (grant_holds) instead of one each.
+local function grants_all(s, n)
+  local l = s.l
+  if l.paused_until > s.now or l.rate_count or l.upm then return false end
+  return not l.concurrency or holders_count(s) + n <= l.concurrency
+end
+
+-- Takes the holds that grants_all vouched for. `pairs`: deadline, holder,
+-- deadline, holder... as ZADD takes them (deadline: now + hold).
+local function grant_holds(s, entries, hold)
+  local added = redis.call('ZADD', s.k.holders, unpack(entries))
+  if s.count then s.count = s.count + added end
+  s.hold = math.max(s.hold, hold)
+end
+
 -- Takes back an acquire whose job did not run: its hold, its start and its cost.
 local function undo_acquire(s, id, cost)
   local k, l = s.k, s.l
@@ -137,6 +162,25 @@ local function undo_acquire(s, id, cost)
   if l.upm and cost > 0 then
     l.units = math.min(l.upm, l.units + cost)
     s.units_changed = true
+  end
+end
+
+-- Gives back a slot whose release settles nothing (no usage to charge, no
+-- pause): collected, and given back with the others of the call in one ZREM
+-- (give_back_later's flush_releases), which is what release_slot would do
+-- for each.
+local function give_back_later(s, id)
+  if not s.releases then s.releases = {} end
+  s.releases[#s.releases + 1] = id
+end
+
+local function flush_releases(s)
+  if not s.releases then return end
+  local n = redis.call('ZREM', s.k.holders, unpack(s.releases))
+  s.releases = nil
+  if n > 0 then
+    if s.count then s.count = s.count - n end
+    s.freed = true
   end
 end
 
