@@ -36,6 +36,26 @@ final class LimitScriptTests: ScriptTestCase {
         XCTAssertEqual(try acquire(jobs[3]), .granted)
     }
 
+    func testTheHoldersKeyLastsAsLongAsItsLongestHold() throws {
+        try define(LimitDefinition(concurrency: 10))
+        let jobs = ids(3)
+        let ttl = { try self.redis.command(["PTTL", self.schema.limitHolders("l")]).int ?? -3 }
+        XCTAssertEqual(try acquire(jobs[0], holdMs: 60_000), .granted)
+        let first = try ttl()
+        XCTAssertTrue((50_000...60_000).contains(first), "a new key expires with its hold: \(first)")
+        XCTAssertEqual(try acquire(jobs[1], holdMs: 1_000), .granted)
+        XCTAssertGreaterThan(try ttl(), 50_000, "a shorter hold does not cut the longer one's time")
+        XCTAssertEqual(try acquire(jobs[2], holdMs: 120_000), .granted)
+        XCTAssertGreaterThan(try ttl(), 110_000, "a longer hold moves it later")
+        // A key that lost its deadline (PERSIST by hand) gets one again.
+        try redis.command(["PERSIST", schema.limitHolders("l")])
+        XCTAssertEqual(try redis.run(ReleaseLimitCall(schema: schema, limit: "l", holder: h(jobs[0]), pauseMs: 0)), [String]())
+        XCTAssertEqual(try ttl(), -1, "a release sets no deadline")
+        XCTAssertEqual(try acquire(jobs[0], holdMs: 30_000), .granted)
+        let again = try ttl()
+        XCTAssertTrue((20_000...30_000).contains(again), "\(again)")
+    }
+
     func testAHoldLapsesWithoutRenewalAndLastsWithIt() throws {
         try define(LimitDefinition(concurrency: 1))
         let jobs = ids(2)

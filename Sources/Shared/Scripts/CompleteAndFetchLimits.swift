@@ -117,33 +117,45 @@ local function admit_in_call(q, cl, fetched, lease_ms)
   for _, s in ipairs(cl.sessions) do flush_releases(s) end
   local admissions = {}
   if fetched[1] == 'jobs' then
-    local numbers, costs, asked = {}, {}, {}
+    -- Each claim's limit number (0: none here), its cost, and how many ask each limit.
+    local costs, asked = {}, {}
     for j = 1, (#fetched - 2) / 3 do
       local n, cost = limit_here(cl, fetched[3 * j + 2])
-      numbers[j], costs[j] = n or false, cost or 0
-      if n then asked[n] = (asked[n] or 0) + 1 end
+      admissions[j] = n or 0
+      if n then
+        costs[j] = cost
+        asked[n] = (asked[n] or 0) + 1
+      end
     end
     local together = {}
     for n, count in pairs(asked) do
       if grants_all(cl.sessions[n], count) then together[n] = {} end
     end
-    local deadline = cl.sessions[1].now + lease_ms
-    for j, n in ipairs(numbers) do
-      local id, attempt = fetched[3 * j], fetched[3 * j + 1]
-      if not n then
-        admissions[j] = 0
-      elseif together[n] then
-        local entries = together[n]
-        entries[#entries + 1] = deadline
-        entries[#entries + 1] = id .. '@' .. attempt
-        admissions[j] = {n, costs[j]}
-      else
-        local r = acquire_slot(cl.sessions[n], id .. '@' .. attempt, costs[j], lease_ms, cl.queue)
-        if r[1] == 1 then
-          admissions[j] = {n, costs[j]}
+    -- As text once: a number would be formatted again for every hold.
+    local deadline = tostring(cl.sessions[1].now + lease_ms)
+    -- A grant's reply, shared by the claims of the same limit and cost.
+    local granted = {}
+    for j, n in ipairs(admissions) do
+      if n > 0 then
+        local id, attempt, cost, entries = fetched[3 * j], fetched[3 * j + 1], costs[j], together[n]
+        local refusal
+        if entries then
+          entries[#entries + 1] = deadline
+          entries[#entries + 1] = id .. '@' .. attempt
         else
+          local r = acquire_slot(cl.sessions[n], id .. '@' .. attempt, cost, lease_ms, cl.queue)
+          if r[1] ~= 1 then refusal = r end
+        end
+        if refusal then
           park_job(q, id, cl.names[n], false)
-          admissions[j] = {n, r[2], r[3]}
+          admissions[j] = {n, refusal[2], refusal[3]}
+        else
+          local g = granted[n]
+          if not g or g[2] ~= cost then
+            g = {n, cost}
+            granted[n] = g
+          end
+          admissions[j] = g
         end
       end
     end
