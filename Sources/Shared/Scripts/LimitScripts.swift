@@ -147,8 +147,8 @@ local function grants_all(s, n)
   return not l.concurrency or holders_count(s) + n <= l.concurrency
 end
 
--- Takes the holds that grants_all vouched for. `pairs`: deadline, holder,
--- deadline, holder... as ZADD takes them (deadline: now + hold).
+-- Takes the holds that grants_all vouched for. `entries`: deadline, holder,
+-- deadline, holder... as ZADD takes them (deadline: now + hold, as text).
 local function grant_holds(s, entries, hold)
   local added = redis.call('ZADD', s.k.holders, unpack(entries))
   if s.count then s.count = s.count + added end
@@ -169,9 +169,8 @@ local function undo_acquire(s, id, cost)
 end
 
 -- Gives back a slot whose release settles nothing (no usage to charge, no
--- pause): collected, and given back with the others of the call in one ZREM
--- (give_back_later's flush_releases), which is what release_slot would do
--- for each.
+-- pause): collected, then given back with the call's others in one ZREM
+-- (flush_releases), which does what release_slot would do for each.
 local function give_back_later(s, id)
   if not s.releases then s.releases = {} end
   s.releases[#s.releases + 1] = id
