@@ -29,12 +29,12 @@ local function store_units(k, l, now)
 end
 
 -- Keys that hold entries with deadlines expire with their last entry, so an
--- unused limit leaves nothing behind.
--- GT moves a deadline only later, and treats a key without one as never
--- expiring, which NX then covers: one command in the usual case (a key that
--- has a deadline, moved later by each call) instead of PTTL then PEXPIRE.
+-- unused limit leaves nothing behind. (PEXPIRE GT, then NX for a key without
+-- a deadline, takes two commands whenever the deadline would not move, which
+-- is most calls on a busy limit: several calls fall in the same millisecond.
+-- PTTL takes one then, and two only when the deadline moves.)
 local function expire_at_least(key, ms)
-  if redis.call('PEXPIRE', key, ms, 'GT') == 0 then redis.call('PEXPIRE', key, ms, 'NX') end
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
 
 -- The queues whose parked jobs may run now; the set is emptied (each queue
