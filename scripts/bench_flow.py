@@ -73,6 +73,11 @@ def timed_drain(stack, jobs, worker_args=(), concurrency=16, env=None, setup=Non
     return r["rate"]
 
 
+def round_ratios(rates, kind):
+    """Each round's drain of `kind` against the plain drain of the same round."""
+    return [x / p for x, p in zip(rates[kind], rates["plain"])]
+
+
 def drains(quick):
     # 100,000 jobs (about 2.5 s a drain): drains of 20,000 lasted half a
     # second, and the limit's ratio to plain read 0.61 to 1.24 round by round
@@ -101,7 +106,7 @@ def drains(quick):
     finally:
         stack.close()
     med = {k: statistics.median(v) for k, v in out.items()}
-    paired = {k: statistics.median(x / p for x, p in zip(out[k], out["plain"])) for k in ("limit", "groups")}
+    paired = {k: statistics.median(round_ratios(out, k)) for k in ("limit", "groups")}
     return {"jobs": jobs, "rounds": rounds, "rates": out, "median": med, "paired": paired,
             "limit_ratio": round(paired["limit"], 3), "groups_ratio": round(paired["groups"], 3)}
 
@@ -146,7 +151,11 @@ def scenario(quick=False):
 
 
 def per_round(d, kind):
-    return ", ".join(f"{x / p:.2f}" for x, p in zip(d["rates"][kind], d["rates"]["plain"]))
+    return ", ".join(f"{x:.2f}" for x in round_ratios(d["rates"], kind))
+
+
+def ratio_of_medians(d, kind):
+    return d["median"][kind] / d["median"]["plain"]
 
 
 def verdict(d):
@@ -155,14 +164,10 @@ def verdict(d):
     if "rates" not in d:
         return ""
     def said(kind):
-        ratio = d["paired"][kind] if "paired" in d else d["median"][kind] / d["median"]["plain"]
+        ratio = d["paired"][kind] if "paired" in d else ratio_of_medians(d, kind)
         return f"{kind} {ratio:.3f}: **{'met' if ratio >= 0.9 else 'not met'}**"
     how = "the median of the rounds' ratios" if "paired" in d else "medians against medians"
     return f" Aims (≥ 0.9 × plain, {how}): {said('limit')}; {said('groups')}."
-
-
-def of_medians(d, kind):
-    return f"{d['median'][kind] / d['median']['plain']:.3f}"
 
 
 def render(r):
@@ -178,8 +183,8 @@ between rounds (the ratio of the medians beside it, for comparison with older re
 | variant | jobs/s | ÷ plain | ratio of medians | aim |
 |---|---|---|---|---|
 | plain | {m['plain']:,.0f} | 1.00 | | |
-| every job names a limit that never binds | {m['limit']:,.0f} | {d['limit_ratio']:.3f} | {of_medians(d, 'limit')} | ≥ 0.9 |
-| jobs spread over 1,000 groups | {m['groups']:,.0f} | {d['groups_ratio']:.3f} | {of_medians(d, 'groups')} | ≥ 0.9 |
+| every job names a limit that never binds | {m['limit']:,.0f} | {d['limit_ratio']:.3f} | {ratio_of_medians(d, 'limit'):.3f} | ≥ 0.9 |
+| jobs spread over 1,000 groups | {m['groups']:,.0f} | {d['groups_ratio']:.3f} | {ratio_of_medians(d, 'groups'):.3f} | ≥ 0.9 |
 
 Each round's ratio to that round's plain drain, in the order run: limit {per_round(d, 'limit')};
 groups {per_round(d, 'groups')}.{verdict(d)}
