@@ -78,13 +78,13 @@ local function call_limits(now)
   return cl, at
 end
 
--- Gives back the slot of a recorded run (limit number n, 0 none); one
--- without usage to settle goes with the call's others (flush_releases).
+-- Gives back the slot of a recorded run (limit number n); one without
+-- usage to settle (`extra`, as sent: '0') goes with the call's others
+-- (flush_releases).
 local function release_in_call(cl, n, id, attempt, extra)
-  if n == 0 then return end
   local s = cl.sessions[n]
-  if extra == 0 or not s.l.upm then give_back_later(s, id .. '@' .. attempt)
-  else release_slot(s, id .. '@' .. attempt, extra, 0) end
+  if extra == '0' or not s.l.upm then give_back_later(s, id .. '@' .. attempt)
+  else release_slot(s, id .. '@' .. attempt, tonumber(extra), 0) end
 end
 
 -- The limit a claimed job takes here (its number), from its fields as the
@@ -107,59 +107,59 @@ local function limit_here(cl, fields)
 end
 
 -- Takes the slots of the jobs the call claimed (the fetch reply), parking
--- those refused. Returns per claimed job: 0 (left to the worker), {limit
--- number, cost charged} (granted) or {limit number, reason, ms} (parked);
--- then per limit whose release freed a slot: its number and the queues to wake.
--- A limit that grants all of the call's jobs (grants_all: the common case of
--- a limit that does not bind) takes their holds in one ZADD.
-local function admit_in_call(q, cl, fetched, lease_ms)
+-- those refused. Returns per claimed job: 0 (left to the worker), the limit
+-- number (granted; {number, cost} when the job declared a cost) or {limit
+-- number, reason, ms} (parked); then per limit whose release freed a slot:
+-- its number and the queues to wake. A limit that grants all of the call's
+-- jobs (grants_all: the common case of a limit that does not bind) takes
+-- their holds in one ZADD. (A grant is a plain number unless the job
+-- declared a cost: every table in the reply costs Redis a conversion, and
+-- the Lua work here is most of what a limit adds to a call; see
+-- docs/performance-notes.md.)
+local function admit_in_call(q, cl, fetched, claim)
   -- The runs' slots first, so that the claims can have them.
   for _, s in ipairs(cl.sessions) do flush_releases(s) end
   local admissions = {}
   if fetched[1] == 'jobs' then
     -- Each claim's limit number (0: none here), its cost, and how many ask each limit.
-    local costs, asked = {}, {}
-    for j = 1, (#fetched - 2) / 3 do
+    local claims, costs, asked = (#fetched - 2) / 3, {}, {}
+    for j = 1, claims do
       local n, cost = limit_here(cl, fetched[3 * j + 2])
-      admissions[j] = n or 0
-      if n then
+      n = n or 0
+      admissions[j] = n
+      if n > 0 then
         costs[j] = cost
         asked[n] = (asked[n] or 0) + 1
       end
     end
-    local together = {}
-    for n, count in pairs(asked) do
-      if grants_all(cl.sessions[n], count) then together[n] = {} end
-    end
-    -- As text once: a number would be formatted again for every hold.
-    local deadline = tostring(cl.sessions[1].now + lease_ms)
-    -- A grant's reply, shared by the claims of the same limit and cost.
-    local granted = {}
-    for j, n in ipairs(admissions) do
-      if n > 0 then
-        local id, attempt, cost, entries = fetched[3 * j], fetched[3 * j + 1], costs[j], together[n]
-        local refusal
-        if entries then
-          entries[#entries + 1] = deadline
-          entries[#entries + 1] = id .. '@' .. attempt
-        else
-          local r = acquire_slot(cl.sessions[n], id .. '@' .. attempt, cost, lease_ms, cl.queue)
-          if r[1] ~= 1 then refusal = r end
-        end
-        if refusal then
-          park_job(q, id, cl.names[n], false)
-          admissions[j] = {n, refusal[2], refusal[3]}
-        else
-          local g = granted[n]
-          if not g or g[2] ~= cost then
-            g = {n, cost}
-            granted[n] = g
+    for n, s in ipairs(cl.sessions) do
+      local count = asked[n]
+      if count and grants_all(s, count) then
+        -- Each hold ends with its lease (the claims' deadline, as text).
+        local entries, deadline = {}, claim.lease_deadline
+        for j = 1, claims do
+          if admissions[j] == n then
+            entries[#entries + 1] = deadline
+            entries[#entries + 1] = fetched[3 * j] .. '@' .. fetched[3 * j + 1]
+            if costs[j] > 0 then admissions[j] = {n, costs[j]} end
           end
-          admissions[j] = g
+        end
+        grant_holds(s, entries, claim.lease_ms)
+      elseif count then
+        for j = 1, claims do
+          if admissions[j] == n then
+            local id = fetched[3 * j]
+            local r = acquire_slot(s, id .. '@' .. fetched[3 * j + 1], costs[j], claim.lease_ms, cl.queue)
+            if r[1] ~= 1 then
+              park_job(q, id, cl.names[n], false)
+              admissions[j] = {n, r[2], r[3]}
+            elseif costs[j] > 0 then
+              admissions[j] = {n, costs[j]}
+            end
+          end
         end
       end
     end
-    for n, entries in pairs(together) do grant_holds(cl.sessions[n], entries, lease_ms) end
   end
   local wakes = {}
   for n, s in ipairs(cl.sessions) do
@@ -196,8 +196,13 @@ end
         var admissions: [Admission] = []
         admissions.reserveCapacity(a.count)
         for item in a {
-            if item.int == 0 {
-                admissions.append(.leftToWorker)
+            if let n = item.int {
+                if n == 0 {
+                    admissions.append(.leftToWorker)
+                } else {
+                    guard names.indices.contains(Int(n) - 1) else { return nil }
+                    admissions.append(.granted(limit: names[Int(n) - 1], cost: 0))
+                }
                 continue
             }
             guard let r = item.array, let n = r.first?.int, names.indices.contains(Int(n) - 1) else { return nil }

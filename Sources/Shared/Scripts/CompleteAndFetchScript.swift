@@ -28,13 +28,13 @@ for i = first, #ARGV, stride do
   stored[#stored + 1] = ok and 1 or 0
   flags[#flags + 1] = ok and '1' or '0'
   if outcome == STORED then count = count + 1 end
-  if cl then release_in_call(cl, tonumber(ARGV[i + 3]), ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 4])) end
+  if cl and ARGV[i + 3] ~= '0' then release_in_call(cl, tonumber(ARGV[i + 3]), ARGV[i], ARGV[i + 1], ARGV[i + 4]) end
 end
 count_successes(q, count, now)
 -- The receipt also records which completions were stored.
 claim.receipt.flags = #flags > 0 and table.concat(flags) or '-'
 local fetched = fetch_jobs(q, claim, tonumber(ARGV[10]), now, now_us_text)
-if cl then table.insert(fetched, 1, admit_in_call(q, cl, fetched, claim.lease_ms)) end
+if cl then table.insert(fetched, 1, admit_in_call(q, cl, fetched, claim)) end
 table.insert(fetched, 1, stored)
 return fetched
 """#)

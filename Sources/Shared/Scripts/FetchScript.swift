@@ -87,6 +87,8 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
   local reply = {'jobs', now_us_text}
   local leases = {}
   local deadline = tostring(now + claim.lease_ms)
+  -- As text once; a limit's holds of these claims end with their leases (admit_in_call).
+  claim.lease_deadline = deadline
   local claimed, skipped = 0, 0
   while claimed < want and skipped < 1000 do
     local popped
