@@ -7,7 +7,7 @@
 #   make chaos  the full fault-injection suite; writes docs/reliability.md
 #   make bench  the benchmark; writes docs/benchmarks.md
 #   make image  the container image, built from the Dockerfile with podman
-.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming bench-flow bench-scale bench-cost bench-latency clean image deploy-e2e
+.PHONY: run test deps validators build build-release warnings unit e2e e2e-cluster e2e-acl e2e-tls deploy-test chaos-short chaos bench bench-cluster bench-security bench-streaming bench-flow bench-ir bench-scale bench-cost bench-latency clean image deploy-e2e
 
 SWIFT ?= swift
 PYTEST ?= python3 -m pytest -q -p no:cacheprovider
@@ -141,6 +141,15 @@ bench-streaming: deps
 bench-flow: deps validators
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_flow.py
+
+# What a limit that does not bind costs Redis, in instructions (callgrind):
+# one client replays the worker's complete-and-fetch calls, plain and
+# limited; noise-free where jobs/s on a shared machine is not
+# (.spool/bench-ir.json; scripts/bench_ir.py says how).
+bench-ir: deps
+	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_ir.py
 
 # Scenario 14 of make bench alone: a 1,000,000-job drain per 100,000-job
 # slice, and enqueue and drain with 1,000,000 jobs pending in another

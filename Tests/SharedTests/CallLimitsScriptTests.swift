@@ -150,6 +150,33 @@ final class CallLimitsScriptTests: ScriptTestCase {
         XCTAssertTrue(try holders("l").contains(other.text + "@1"))
     }
 
+    func testEachRunGivesBackTheSlotOfItsOwnLimit() throws {
+        // Three runs: one of limit a, one of no limit, one of limit b that
+        // reports usage (its budget is charged the difference).
+        try define("a", LimitDefinition(concurrency: 5))
+        try define("b", LimitDefinition(unitsPerMinute: 1_000_000))
+        let ofA = try enqueue(limit: "a")
+        let ofNone = try enqueue()
+        let ofB = try enqueue(limit: "b", cost: 100)
+        let runs = try (0..<3).map { _ in try XCTUnwrap(try fetch()) }
+        XCTAssertEqual(runs.map(\.id), [ofA, ofNone, ofB])
+        for (limit, id, cost) in [("a", ofA, Int64(0)), ("b", ofB, 100)] {
+            XCTAssertEqual(try redis.run(AcquireLimitCall(schema: schema, limit: limit, holder: LimitHolder(id, attempt: 1),
+                                                          cost: cost, holdMs: 30_000)), .granted)
+        }
+        let call = CallLimits(schema: schema, names: ["a", "b"], byType: [], groupCaps: false,
+                              releases: [(index: 0, extraUnits: 0), nil, (index: 1, extraUnits: 400)])
+        let out = try redis.run(CompleteAndFetchCall(
+            completions: runs.map { CompleteCall(schema: schema, jobID: $0.id, workerID: "w1", attempt: 1, resultJSON: "1") },
+            fetch: FetchCall(schema: schema, queue: "q", workerID: "w1", leaseMs: 30_000), claimLimit: 0, limits: call))
+        XCTAssertEqual(out.stored, [true, true, true])
+        XCTAssertEqual(try holders("a"), [])
+        XCTAssertEqual(try holders("b"), [])
+        let status = try redis.run(LimitStatusCall(schema: schema, limit: "b"))
+        // 1,000,000 - 100 declared - 400 more reported, refilled by about 17 a millisecond since.
+        XCTAssertTrue((999_500...999_800).contains(status.unitsAvailable ?? 0), "\(String(describing: status.unitsAvailable))")
+    }
+
     func testAPlainCallTakesNoLimitsPart() throws {
         _ = try enqueue(limit: "l")
         _ = try enqueue(limit: "l")

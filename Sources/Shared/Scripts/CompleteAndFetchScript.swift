@@ -8,10 +8,9 @@ public struct CompleteAndFetchCall: ScriptCall {
 -- KEYS[1..10], ARGV[1..5] the queue's keys (QueueKeys)
 -- KEYS[11], ARGV[6..9]    the claim's own, as FetchCall sends them (see claim_args)
 -- ARGV[10]   most jobs to claim
--- ARGV[11..] the limits the call settles (call_limits; one Redis only), then
---            per completed job: id, attempt number the worker ran, result
---            (JSON text), and with limits: the number of the limit whose slot
---            it held (0 none) and the units to charge on top of its cost
+-- ARGV[11..] the limits the call settles, with the slots its runs give back
+--            (call_limits; one Redis only), then per completed job: id,
+--            attempt number the worker ran, result (JSON text)
 -- Output:    {{1 stored or 0 stale, per completed job}, with limits: admit_in_call's
 --            reply, then the fetch reply's parts (see FetchCall)}
 local now, _, now_us_text = clock()
@@ -20,15 +19,13 @@ local cl, first = call_limits(now)
 -- A caller without a receipt has the limits' keys from KEYS[11] on.
 if cl and cl.keys_after < 11 then claim.receipt.key = nil end
 if fenced(claim.receipt) then return redis.error_reply('FENCED call settled as not run') end
-local stride = cl and 5 or 3
 local stored, flags, count = {}, {}, 0
-for i = first, #ARGV, stride do
+for i = first, #ARGV, 3 do
   local outcome = complete_job(q, ARGV[i], claim.worker, ARGV[i + 1], ARGV[i + 2], now_us_text)
   local ok = outcome ~= STALE
   stored[#stored + 1] = ok and 1 or 0
   flags[#flags + 1] = ok and '1' or '0'
   if outcome == STORED then count = count + 1 end
-  if cl and ARGV[i + 3] ~= '0' then release_in_call(cl, tonumber(ARGV[i + 3]), ARGV[i], ARGV[i + 1], ARGV[i + 4]) end
 end
 count_successes(q, count, now)
 -- The receipt also records which completions were stored.
@@ -75,19 +72,16 @@ return fetched
     }
     public var args: [String] {
         var a = fetch.args
-        a.reserveCapacity(a.count + 2 + 5 * completions.count + 2 * (limits?.names.count ?? 0))
         a.append(String(claimLimit))
         if let limits {
-            a += limits.args(queue: fetch.queue, keysBefore: fetch.keys.count)
+            a += limits.args(queue: fetch.queue, keysBefore: fetch.keys.count,
+                             holders: completions.map { LimitHolder($0.jobID, attempt: $0.attempt).member })
         } else {
             a.append("0")
         }
-        for (i, c) in completions.enumerated() {
+        a.reserveCapacity(a.count + 3 * completions.count)
+        for c in completions {
             a += [c.jobID.text, String(c.attempt), FieldCipher.stored(c.resultJSON, job: c.jobID.text, field: JobField.result)]
-            if let limits {
-                let release = limits.releases[i]
-                a += [String((release?.index ?? -1) + 1), String(release?.extraUnits ?? 0)]
-            }
         }
         return a
     }

@@ -168,18 +168,12 @@ local function undo_acquire(s, id, cost)
   end
 end
 
--- Gives back a slot whose release settles nothing (no usage to charge, no
--- pause): collected, then given back with the call's others in one ZREM
--- (flush_releases), which does what release_slot would do for each.
-local function give_back_later(s, id)
-  if not s.releases then s.releases = {} end
-  s.releases[#s.releases + 1] = id
-end
-
-local function flush_releases(s)
-  if not s.releases then return end
-  local n = redis.call('ZREM', s.k.holders, unpack(s.releases))
-  s.releases = nil
+-- Gives back the slots of holders ARGV[first..last], whose releases settle
+-- nothing (no usage to charge, no pause), in one ZREM: what release_slot
+-- would do for each.
+local function release_slots(s, first, last)
+  if last < first then return end
+  local n = redis.call('ZREM', s.k.holders, unpack(ARGV, first, last))
   if n > 0 then
     if s.count then s.count = s.count - n end
     s.freed = true
