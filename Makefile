@@ -113,6 +113,8 @@ bench: deps validators
 	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: the Sidekiq comparison is skipped"
 	@# nginx (Debian's), the floor the API's CPU per request is compared with.
 	@command -v nginx >/dev/null || apt-get install -y -qq nginx-light || echo "nginx not installed: the cost scenario is skipped"
+	@# valgrind (Debian's): Redis instructions per job, plain and limited (scenario 13).
+	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind || echo "valgrind not installed: Redis instructions are not counted"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
 
@@ -139,6 +141,7 @@ bench-streaming: deps
 # Scenario 13 of make bench alone: limits and groups on the drain, and a
 # Python handler one-shot, persistent and over HTTP (.spool/bench-flow.json).
 bench-flow: deps validators
+	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind || echo "valgrind not installed: Redis instructions are not counted"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_flow.py
 

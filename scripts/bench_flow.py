@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the shared helpers: start, stop, Stack, ...)
+import bench_ir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PY = ROOT / ".spool" / "venv" / "bin" / "python"
@@ -147,7 +148,11 @@ def scenario(quick=False):
     print("  a Python JSON echo: one-shot, persistent, HTTP (uvicorn)", flush=True)
     h = handlers(quick)
     print(f"  one-shot {h['one_shot']}/s, persistent {h['persistent']}/s, http {h['http']}/s", flush=True)
-    return {"drains": d, "handlers": h}
+    print("  Redis instructions per job, plain and limited (callgrind)", flush=True)
+    ir = bench_ir.measure()
+    if ir:
+        print(f"  limit {ir['limit_over_plain']} x plain", flush=True)
+    return {"drains": d, "handlers": h, "redis_instructions": ir}
 
 
 def per_round(d, kind):
@@ -168,6 +173,19 @@ def verdict(d):
         return f"{kind} {ratio:.3f}: **{'met' if ratio >= 0.9 else 'not met'}**"
     how = "the median of the rounds' ratios" if "paired" in d else "medians against medians"
     return f" Aims (≥ 0.9 × plain, {how}): {said('limit')}; {said('groups')}."
+
+
+def instructions(ir):
+    """The limit's cost to Redis in instructions, which the machine's noise
+    does not move (scripts/bench_ir.py)."""
+    if not ir:
+        return "Redis instructions per job: not measured in this run (valgrind missing)."
+    return f"""What a limit that never binds costs Redis, without the machine's noise: one client replays
+the worker's complete-and-fetch calls ({ir['per_call']} completions and {ir['per_call']} claims per call, {ir['jobs']:,}
+jobs) against a redis-server under callgrind (`make bench-ir`). Instructions per job: plain
+{ir['plain_ir_per_job']:,}, limited {ir['limit_ir_per_job']:,}: **{ir['limit_over_plain']:.3f} ×**. (In the drains above Redis
+does about half of the CPU work per job and the worker the other half, so the drain's ratio moves
+about half as far.)"""
 
 
 def render(r):
@@ -196,6 +214,8 @@ A Python handler doing a JSON echo, one worker of 8 loops:
 | one-shot (a process per job) | {h['jobs']['one_shot']:,} | {h['one_shot']:,.1f} | 1.0 | |
 | `persistent:` | {h['jobs']['persistent']:,} | {h['persistent']:,.1f} | {h['persistent_vs_one_shot']} | ≥ 20 |
 | `http://` (FastAPI, one uvicorn process) | {h['jobs']['http']:,} | {h['http']:,.1f} | {h['http_vs_one_shot']} | |
+
+{instructions(r.get("redis_instructions"))}
 
 How: `scripts/bench_flow.py` (`make bench-flow` alone). Where a limit's cost goes: on one
 Redis, the complete-and-fetch call that records a batch of successes also gives back their

@@ -19,6 +19,7 @@ the limit's share on top of plain.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -212,23 +213,37 @@ def drain(script, limited):
     finally:
         bench.stop(api)
         bench.stop(redis)
-    if done != JOBS:
-        raise RuntimeError(f"the replay ran {done} jobs of {JOBS}")
-    dumps = sorted(Path(d).glob("callgrind.out.*"))
-    totals = [int(line.split()[1]) for line in dumps[0].read_text().splitlines() if line.startswith("summary:")]
-    return round(totals[0] / done)
+    try:
+        if done != JOBS:
+            raise RuntimeError(f"the replay ran {done} jobs of {JOBS}")
+        dumps = sorted(Path(d).glob("callgrind.out.*"))
+        totals = [int(line.split()[1]) for line in dumps[0].read_text().splitlines() if line.startswith("summary:")]
+        return round(totals[0] / done)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
-def main():
+def measure():
+    """Instructions per job of the plain and the limited replay; None
+    without valgrind (make bench and make bench-ir install it)."""
+    if not shutil.which("valgrind"):
+        return None
     source = os.environ.get("SPOOL_IR_SCRIPT")
     script = Path(source).read_bytes() if source else worker_script()
     plain = drain(script, limited=False)
     limit = drain(script, limited=True)
-    result = {"jobs": JOBS, "per_call": PER_CALL, "plain_ir_per_job": plain, "limit_ir_per_job": limit,
-              "limit_over_plain": round(limit / plain, 3)}
-    Path(bench.ROOT / ".spool").mkdir(exist_ok=True)
+    return {"jobs": JOBS, "per_call": PER_CALL, "plain_ir_per_job": plain, "limit_ir_per_job": limit,
+            "limit_over_plain": round(limit / plain, 3)}
+
+
+def main():
+    result = measure()
+    if result is None:
+        sys.exit("valgrind is missing: apt-get install valgrind (make bench-ir does)")
+    (bench.ROOT / ".spool").mkdir(exist_ok=True)
     (bench.ROOT / ".spool" / "bench-ir.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Redis instructions per job: plain {plain:,}, limit {limit:,} ({result['limit_over_plain']} x plain)")
+    print(f"Redis instructions per job: plain {result['plain_ir_per_job']:,}, limit {result['limit_ir_per_job']:,} "
+          f"({result['limit_over_plain']} x plain)")
 
 
 if __name__ == "__main__":
