@@ -160,8 +160,10 @@ def limit_keys(name):
     return [f"spool:limit:{{{name}}}{s}".encode() for s in ("", ":holders", ":starts", ":waiting")]
 
 
-def drain(script, limited):
-    """Instructions Redis spent per job replaying the drain's calls."""
+def drain(script, kind):
+    """Instructions Redis spent per job replaying the drain's calls: `kind`
+    plain, limit (every job names the limit) or groups (1,000 of them)."""
+    limited = kind == "limit"
     d = tempfile.mkdtemp(prefix="spool-bench-ir-")
     port, api_port = bench.free_port(), bench.free_port()
     out = f"{d}/callgrind.out"
@@ -179,7 +181,9 @@ def drain(script, limited):
                 break
             except AssertionError:
                 time.sleep(0.3)
-        bench_flow.enqueue(addr, [{"type": "noop", "limit": "roomy"} if limited else {"type": "noop"}] * JOBS)
+        jobs = {"plain": [{"type": "noop"}] * JOBS, "limit": [{"type": "noop", "limit": "roomy"}] * JOBS,
+                "groups": [{"type": "noop", "group": f"tenant{i % 1000}"} for i in range(JOBS)]}[kind]
+        bench_flow.enqueue(addr, jobs)
         r = Resp(port)
         sha = r.call("SCRIPT", "LOAD", script)
         prefixes, qkeys = queue_keys("bench")
@@ -230,10 +234,10 @@ def measure():
         return None
     source = os.environ.get("SPOOL_IR_SCRIPT")
     script = Path(source).read_bytes() if source else worker_script()
-    plain = drain(script, limited=False)
-    limit = drain(script, limited=True)
+    plain, limit, groups = (drain(script, kind) for kind in ("plain", "limit", "groups"))
     return {"jobs": JOBS, "per_call": PER_CALL, "plain_ir_per_job": plain, "limit_ir_per_job": limit,
-            "limit_over_plain": round(limit / plain, 3)}
+            "limit_over_plain": round(limit / plain, 3), "groups_ir_per_job": groups,
+            "groups_over_plain": round(groups / plain, 3)}
 
 
 def main():
@@ -243,7 +247,8 @@ def main():
     (bench.ROOT / ".spool").mkdir(exist_ok=True)
     (bench.ROOT / ".spool" / "bench-ir.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"Redis instructions per job: plain {result['plain_ir_per_job']:,}, limit {result['limit_ir_per_job']:,} "
-          f"({result['limit_over_plain']} x plain)")
+          f"({result['limit_over_plain']} x plain), 1,000 groups {result['groups_ir_per_job']:,} "
+          f"({result['groups_over_plain']} x plain)")
 
 
 if __name__ == "__main__":

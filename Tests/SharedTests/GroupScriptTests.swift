@@ -27,6 +27,23 @@ final class GroupScriptTests: ScriptTestCase {
         XCTAssertEqual(try redis.command(["EXISTS", schema.groups("q")]).int, 0)
     }
 
+    func testACallTakingSeveralTurnsKeepsEachPrioritysCount() throws {
+        let a = try (0..<3).map { _ in try enqueue(group: "A") }
+        let b = try (0..<2).map { _ in try enqueue(group: "B") }
+        let h = try (0..<2).map { _ in try enqueue(group: "H", priority: .high) }
+        XCTAssertEqual(try stats().pendingTotal, 7)
+        // One call takes five turns: H's two (high first), then A, B and A again.
+        let out = try redis.run(CompleteAndFetchCall(completions: [], fetch: FetchCall(schema: schema, queue: "q", workerID: "w1",
+                                                                                       leaseMs: 30_000), claimLimit: 5))
+        let claimed = out.claimed.compactMap { if case .job(let j) = $0 { return j.id } else { return nil } }
+        XCTAssertEqual(claimed, [h[0].id, h[1].id, a[0].id, b[0].id, a[1].id])
+        let counts = try stats()
+        XCTAssertEqual(counts.pending[.high], 0)
+        XCTAssertEqual(counts.pending[.normal], 2)
+        XCTAssertEqual(try (0..<2).map { _ in try XCTUnwrap(try fetch()).id }, [b[1].id, a[2].id])
+        XCTAssertEqual(try stats().pendingTotal, 0)
+    }
+
     func testARetriedJobWaitsInItsGroupsLineAgain() throws {
         let a = try (0..<3).map { _ in try enqueue(group: "A") }
         let b = try (0..<2).map { _ in try enqueue(group: "B") }

@@ -137,6 +137,7 @@ local function fetch_jobs(q, claim, want, now, now_us_text)
       end
     end
   end
+  flush_group_turns(q)
   count_missing()
   leave_receipt(claim.receipt, claims)
   if claim.parked and redis.call('EXISTS', claim.parked.list) == 0 then
