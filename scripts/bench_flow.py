@@ -176,16 +176,18 @@ def verdict(d):
 
 
 def instructions(ir):
-    """The limit's cost to Redis in instructions, which the machine's noise
-    does not move (scripts/bench_ir.py)."""
+    """What a limit and groups cost Redis in instructions, which the
+    machine's noise does not move (scripts/bench_ir.py)."""
     if not ir:
         return "Redis instructions per job: not measured in this run (valgrind missing)."
-    return f"""What a limit that never binds costs Redis, without the machine's noise: one client replays
-the worker's complete-and-fetch calls ({ir['per_call']} completions and {ir['per_call']} claims per call, {ir['jobs']:,}
+    groups = (f", spread over 1,000 groups {ir['groups_ir_per_job']:,} (**{ir['groups_over_plain']:.3f} ×**)"
+              if "groups_ir_per_job" in ir else "")
+    return f"""What a limit that never binds and groups cost Redis, without the machine's noise: one client
+replays the worker's complete-and-fetch calls ({ir['per_call']} completions and {ir['per_call']} claims per call, {ir['jobs']:,}
 jobs) against a redis-server under callgrind (`make bench-ir`). Instructions per job: plain
-{ir['plain_ir_per_job']:,}, limited {ir['limit_ir_per_job']:,}: **{ir['limit_over_plain']:.3f} ×**. (In the drains above Redis
-does about half of the CPU work per job and the worker the other half, so the drain's ratio moves
-about half as far.)"""
+{ir['plain_ir_per_job']:,}, naming the limit {ir['limit_ir_per_job']:,} (**{ir['limit_over_plain']:.3f} ×**){groups}. (In
+the drains above Redis does about half of the CPU work per job and the worker the other half, so
+the drains' ratios move about half as far.)"""
 
 
 def render(r):

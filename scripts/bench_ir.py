@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""What a limit that does not bind costs Redis, in instructions (`make bench-ir`).
+"""What a limit that does not bind, and groups, cost Redis, in instructions (`make bench-ir`).
 
 On a shared machine a drain's jobs/s moves by more than a limit costs, and so
 does a script's time per call. Instructions do not: Redis runs under
 callgrind (valgrind), and one client replays the worker's complete-and-fetch
-calls, 5 completions and 5 claims per call, for 3,000 jobs: plain jobs, then
-jobs naming a limit defined with concurrency 100,000 (never reached). The
+calls, 5 completions and 5 claims per call, for 3,000 jobs: plain jobs, jobs
+naming a limit defined with concurrency 100,000 (never reached), and jobs
+spread over 1,000 groups. The
 counts are zeroed after the enqueue, so only the drain's calls are counted.
 Two runs of the same script agree to within 0.1%.
 
@@ -14,7 +15,7 @@ jobs after SCRIPT FLUSH, and MONITOR shows the complete-and-fetch script's
 text when the worker loads it again.
 
 Writes .spool/bench-ir.json; prints instructions per job of each drain and
-the limit's share on top of plain.
+its ratio to plain.
 """
 import json
 import os
