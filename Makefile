@@ -113,7 +113,7 @@ bench: deps validators
 	@command -v sidekiq >/dev/null || apt-get install -y -qq ruby-sidekiq || echo "ruby-sidekiq not installed: the Sidekiq comparison is skipped"
 	@# nginx (Debian's), the floor the API's CPU per request is compared with.
 	@command -v nginx >/dev/null || apt-get install -y -qq nginx-light || echo "nginx not installed: the cost scenario is skipped"
-	@# valgrind (Debian's): Redis instructions per job, plain and limited (scenario 13).
+	@# valgrind (Debian's): Redis instructions per job, plain, limited and grouped (scenario 13).
 	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind || echo "valgrind not installed: Redis instructions are not counted"
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench.py
@@ -145,9 +145,9 @@ bench-flow: deps validators
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	SPOOL_BIN_DIR=$(CURDIR)/.build-static/release python3 scripts/bench_flow.py
 
-# What a limit that does not bind costs Redis, in instructions (callgrind):
-# one client replays the worker's complete-and-fetch calls, plain and
-# limited; noise-free where jobs/s on a shared machine is not
+# What a limit that does not bind, and groups, cost Redis, in instructions
+# (callgrind): one client replays the worker's complete-and-fetch calls,
+# plain, limited and grouped; noise-free where jobs/s on a shared machine is not
 # (.spool/bench-ir.json; scripts/bench_ir.py says how).
 bench-ir: deps
 	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind

@@ -143,30 +143,30 @@ local function admit_in_call(q, cl, fetched, claim)
     end
     for n, s in ipairs(cl.sessions) do
       local count = asked[n]
-      if count and grants_all(s, count) then
-        -- Each hold ends with its lease (the claims' deadline, as text).
-        local entries, deadline = {}, claim.lease_deadline
-        for j = 1, claims do
-          if admissions[j] == n then
-            entries[#entries + 1] = deadline
-            entries[#entries + 1] = fetched[3 * j] .. '@' .. fetched[3 * j + 1]
-            if costs[j] > 0 then admissions[j] = {n, costs[j]} end
-          end
-        end
-        grant_holds(s, entries, claim.lease_ms)
-      elseif count then
+      if count then
+        -- Holds taken together, each ending with its lease (the claims'
+        -- deadline, as text); else one by one.
+        local entries = grants_all(s, count) and {}
         for j = 1, claims do
           if admissions[j] == n then
             local id = fetched[3 * j]
-            local r = acquire_slot(s, id .. '@' .. fetched[3 * j + 1], costs[j], claim.lease_ms, cl.queue)
-            if r[1] ~= 1 then
+            local holder, refusal = id .. '@' .. fetched[3 * j + 1], nil
+            if entries then
+              entries[#entries + 1] = claim.lease_deadline
+              entries[#entries + 1] = holder
+            else
+              local r = acquire_slot(s, holder, costs[j], claim.lease_ms, cl.queue)
+              if r[1] ~= 1 then refusal = r end
+            end
+            if refusal then
               park_job(q, id, cl.names[n], false)
-              admissions[j] = {n, r[2], r[3]}
+              admissions[j] = {n, refusal[2], refusal[3]}
             elseif costs[j] > 0 then
               admissions[j] = {n, costs[j]}
             end
           end
         end
+        if entries then grant_holds(s, entries, claim.lease_ms) end
       end
     end
   end

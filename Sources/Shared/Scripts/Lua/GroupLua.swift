@@ -77,11 +77,9 @@ local function group_turn(q, token, rank)
   end
   if redis.call('EXISTS', line) == 1 then
     redis.call('RPUSH', q.pending[rank], token)
-    count_group_jobs(q, name, rank, -1, 0)
     note_group_extra(q, rank, -1)
-  else
-    count_group_jobs(q, name, rank, -1, 0)
   end
+  count_group_jobs(q, name, rank, -1, 0)
   return id
 end
 
