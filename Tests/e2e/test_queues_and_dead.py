@@ -54,6 +54,18 @@ def make_dead(api, n, queue="default", sequential=True, keys=False):
     return [api.wait_state(j["id"], "dead") for j in jobs]
 
 
+def test_a_new_queue_is_known_once_its_first_enqueue_is_answered(spawn):
+    # The next request may reach another event loop (another Redis
+    # connection) than the enqueue did: the queue must be there already.
+    api = spawn.api(env={"SPOOL_API_THREADS": "4"})
+    for i in range(200):
+        queue = f"fresh-{i}"
+        api.enqueue(queue, {"type": "noop"})
+        status, _, data = api.get(f"/v1/queues/{queue}")
+        assert status == 200, (queue, data)
+        assert data["name"] == queue and data["pending_total"] == 1, data
+
+
 # -- pause / resume -----------------------------------------------------------------
 
 def test_paused_queue_keeps_jobs_queued_until_resumed(spawn):

@@ -49,12 +49,11 @@ extension Router {
                                           "\(field): '\(key.prefix(200))' was first used for job \(existing) with a different request "
                                           + "(type, payload, priority or options differ); use a new key for a new job"))
                 case .success(.enqueued(let entries)):
-                    registerQueue(queue)
                     let created = entries.filter { if case .created = $0 { return true } else { return false } }.count
                     if created > 0 { APIMetrics.enqueued(queue, count: created) }
                     var response = batch ? batchResponse(entries, minimal: minimal) : singleResponse(entries[0], minimal: minimal)
                     if minimal { response.headers.append(("Preference-Applied", "return=minimal")) }
-                    responder.send(response)
+                    registerQueue(queue) { responder.send(response) }
                 }
             }
         }
@@ -140,13 +139,24 @@ extension Router {
     }
 
     /// Adds the queue to the registry once its jobs are stored (a refused
-    /// request changes nothing). Not part of the enqueue script: the registry
-    /// has no `{queue}` hash tag, and a script must stay within one queue's slot.
-    private func registerQueue(_ queue: String) {
-        if registeredRecently(queue) { return }
-        registeredQueues[queue] = Clock.monotonicMillis()
+    /// request changes nothing), then calls `then`. Not part of the enqueue
+    /// script: the registry has no `{queue}` hash tag, and a script must stay
+    /// within one queue's slot. The answer waits for the SADD (or for the one
+    /// this loop has in flight): a client's next request may reach another
+    /// loop, on another Redis connection, and `GET /v1/queues/{queue}` or a
+    /// pause right after the first enqueue must find the queue.
+    private func registerQueue(_ queue: String, then: @escaping () -> Void) {
+        if registeredRecently(queue) { return then() }
+        if registrationsInFlight[queue] != nil { registrationsInFlight[queue]!.append(then); return }
+        registrationsInFlight[queue] = [then]
         redis.send(["SADD", schema.queues, queue]) { [self] result in
-            if case .failure = result { registeredQueues[queue] = nil }
+            switch result {
+            case .success: registeredQueues[queue] = Clock.monotonicMillis()
+            case .failure(let e):
+                // The jobs are stored and answered as such; the next enqueue tries again.
+                logger.warning("queue registration failed", metadata: ["queue": "\(queue)", "error": "\(e)"])
+            }
+            for answer in registrationsInFlight.removeValue(forKey: queue) ?? [] { answer() }
         }
     }
 

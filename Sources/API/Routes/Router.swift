@@ -19,6 +19,9 @@ final class Router: HTTPHandler {
     /// gets jobs.
     var registeredQueues: [String: Int64] = [:]
     static let registrationTTLMs: Int64 = 5000
+    /// Answers waiting for a registration (SADD) this loop has in flight,
+    /// by queue: an enqueue is answered only once its queue is listed.
+    var registrationsInFlight: [String: [() -> Void]] = [:]
     /// Bumped by every queue deletion in this process: each loop then forgets
     /// its registrations (`registrationEpoch` is the one it last saw), so no
     /// loop of this process skips registering a queue that was just deleted.
