@@ -74,6 +74,38 @@ final class GroupScriptTests: ScriptTestCase {
         XCTAssertEqual(try redis.command(["HGET", schema.stats("q"), "missing"]).int ?? 0, 0, "not counted as missing")
     }
 
+    private func listing() throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        var cursor: UInt64 = 0
+        repeat {
+            let page = try redis.run(ListGroupsCall(schema: schema, queue: "q", cursor: cursor, count: 1))
+            for g in page.groups { out[g.name] = g.waiting }
+            guard let next = page.nextCursor else { break }
+            cursor = try XCTUnwrap(UInt64(next))
+        } while true
+        return out
+    }
+
+    func testTheListingCountsEachGroupsJobsOverItsPriorities() throws {
+        let a = try (0..<3).map { _ in try enqueue(group: "A") }
+        let high = try enqueue(group: "A", priority: .high)
+        try enqueue(group: "B", priority: .low)
+        XCTAssertEqual(try listing(), ["A": 4, "B": 1])
+        // The hash changes when a line opens or empties, not per job.
+        XCTAssertEqual(try redis.command(["HGET", schema.groups("q"), "A"]).string, "2", "A's two lines")
+        XCTAssertEqual(try fetch()?.id, high.id)
+        XCTAssertEqual(try redis.command(["HGET", schema.groups("q"), "A"]).string, "1")
+        XCTAssertEqual(try redis.run(CancelCall(schema: schema, jobID: a[2].id)), .cancelled(previous: "queued"))
+        XCTAssertEqual(try listing(), ["A": 2, "B": 1])
+        // A field left by a version that counted jobs, with no line: not listed.
+        _ = try redis.command(["HSET", schema.groups("q"), "gone", "5"])
+        XCTAssertEqual(try listing(), ["A": 2, "B": 1])
+        for _ in 0..<3 { XCTAssertNotNil(try fetch()) }
+        XCTAssertEqual(try listing(), [:])
+        XCTAssertEqual(try redis.command(["HKEYS", schema.groups("q")]).array?.compactMap(\.string), ["gone"])
+        XCTAssertEqual(try stats().pendingTotal, 0)
+    }
+
     func testThePendingLimitCountsGroupedJobs() throws {
         for _ in 0..<3 { try enqueue(group: "A") }
         var job = Job(id: JobID.generate(queue: "q"), type: "noop")

@@ -23,6 +23,7 @@ enum ScriptCatalog {
             CancelCall(schema: k, jobID: id),
             QueueStatsCall(schema: k, queue: q),
             ThroughputCall(schema: k, queue: q),
+            ListGroupsCall(schema: k, queue: q, cursor: 0, count: 10),
             DeadListCall(schema: k, queue: q, cursor: .start, limit: 10),
             RetryDeadCall(schema: k, queue: q),
             PurgeDeadCall(schema: k, queue: q),

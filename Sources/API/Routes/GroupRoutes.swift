@@ -5,9 +5,9 @@ extension Router {
     static let maxGroupPage = 1000
 
     /// `GET /v1/queues/{queue}/groups?limit=&cursor=`: the queue's groups
-    /// with jobs waiting, and how many each has, a page at a time (Redis'
-    /// HSCAN: a page may hold a few more or fewer than `limit`; `next_cursor`
-    /// is null once every group was listed).
+    /// with jobs waiting, and how many each has, a page at a time
+    /// (ListGroupsCall: a page may hold a few more or fewer than `limit`;
+    /// `next_cursor` is null once every group was listed).
     func listGroups(_ segment: Substring, _ request: HTTPRequest, _ responder: Responder) {
         guard let queue = queueName(segment, responder) else { return }
         var pageSize = Router.defaultGroupPage
@@ -22,28 +22,22 @@ extension Router {
             return responder.send(.error(400, "invalid_field", "cursor: not a cursor this API returned"))
         }
         requireQueue(queue, responder) { [self] in
-            redis.send(["HSCAN", schema.groups(queue), String(start), "COUNT", String(pageSize)]) { [self] result in
+            redis.run(ListGroupsCall(schema: schema, queue: queue, cursor: start, count: pageSize)) { [self] result in
                 switch result {
                 case .failure(let e): responder.send(failure(e))
-                case .success(let reply):
-                    guard let parts = reply.array, parts.count == 2, let next = parts[0].string,
-                          let flat = parts[1].array else {
-                        return responder.send(.error(502, "redis_error", "unexpected HSCAN reply"))
-                    }
+                case .success(let page):
                     responder.send(.json(200) { w in
                         w.beginObject()
                         w.key("groups")
                         w.beginArray()
-                        var i = 0
-                        while i + 1 < flat.count {
+                        for group in page.groups {
                             w.beginObject()
-                            w.field("group", flat[i].string)
-                            w.field("pending", flat[i + 1].int ?? 0)
+                            w.field("group", group.name)
+                            w.field("pending", group.waiting)
                             w.endObject()
-                            i += 2
                         }
                         w.endArray()
-                        w.field("next_cursor", next == "0" ? nil : next)
+                        w.field("next_cursor", page.nextCursor)
                         w.endObject()
                     })
                 }

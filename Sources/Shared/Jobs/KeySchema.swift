@@ -115,7 +115,8 @@ public struct KeySchema: Sendable {
     /// (1 urgent … 4 low), served in turn with the queue's other groups
     /// (GroupLua). Scripts build it from the job prefix.
     public func groupLine(_ q: String, group: String, rank: Int) -> String { queueBase(q) + ":group:\(group):\(rank)" }
-    /// HASH: group → its jobs waiting in the queue (the groups listing).
+    /// HASH: group → how many of its lines hold jobs (GroupLua; the groups
+    /// listing sums the lines' lengths, ListGroupsCall).
     public func groups(_ q: String) -> String { queueBase(q) + ":groups" }
     /// HASH: a limit's definition (concurrency, rate_count, rate_period_ms,
     /// units_per_minute) and state (paused_until ms, units available and when

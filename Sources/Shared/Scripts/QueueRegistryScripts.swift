@@ -87,9 +87,10 @@ for k = 1, 4 do
         removed = removed + #group_ids
         if redis.call('EXISTS', line) == 1 then
           redis.call('LPUSH', q.pending[k], id)
-          count_group_jobs(q, name, k, -#group_ids, -#group_ids)
+          add_group_extra(q, k, -#group_ids)
         else
-          count_group_jobs(q, name, k, -#group_ids, 1 - #group_ids)
+          group_line_emptied(q, name)
+          add_group_extra(q, k, 1 - #group_ids)
         end
       else
         drop(id, true)
