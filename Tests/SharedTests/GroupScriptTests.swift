@@ -106,6 +106,17 @@ final class GroupScriptTests: ScriptTestCase {
         XCTAssertEqual(try stats().pendingTotal, 0)
     }
 
+    func testAPurgeStoppedHalfWayKeepsListingAGroupThatStillHasJobs() throws {
+        // An empty turn (its line gone: evicted, or left by an older
+        // version's cancel) ahead of the group's line at another priority.
+        _ = try redis.command(["RPUSH", schema.pending("q", .high), "@g"])
+        _ = try redis.command(["HSET", schema.stats("q"), "group_extra:2", "-1"])  // a token, no job
+        for _ in 0..<3 { try enqueue(group: "g") }
+        XCTAssertEqual(try redis.run(DeleteQueueCall(schema: schema, queue: "q", purgeBatch: 1)), .purged(1))
+        XCTAssertEqual(try listing(), ["g": 2])
+        XCTAssertEqual(try stats().pendingTotal, 2)
+    }
+
     func testThePendingLimitCountsGroupedJobs() throws {
         for _ in 0..<3 { try enqueue(group: "A") }
         var job = Job(id: JobID.generate(queue: "q"), type: "noop")

@@ -149,9 +149,19 @@ extension Router {
         if registeredRecently(queue) { return then() }
         if registrationsInFlight[queue] != nil { registrationsInFlight[queue]!.append(then); return }
         registrationsInFlight[queue] = [then]
+        sendRegistration(queue)
+    }
+
+    private func sendRegistration(_ queue: String) {
+        let epoch = Router.queueDeletions.load(ordering: .acquiring)
         redis.send(["SADD", schema.queues, queue]) { [self] result in
             switch result {
-            case .success: registeredQueues[queue] = Clock.monotonicMillis()
+            case .success:
+                // A queue deleted in this process after the SADD was sent may
+                // have lost the name again (its SREM ran later), while the
+                // jobs answered now were stored after: register it again.
+                if Router.queueDeletions.load(ordering: .acquiring) != epoch { return sendRegistration(queue) }
+                registeredQueues[queue] = Clock.monotonicMillis()
             case .failure(let e):
                 // The jobs are stored and answered as such; the next enqueue tries again.
                 logger.warning("queue registration failed", metadata: ["queue": "\(queue)", "error": "\(e)"])

@@ -89,7 +89,8 @@ for k = 1, 4 do
           redis.call('LPUSH', q.pending[k], id)
           add_group_extra(q, k, -#group_ids)
         else
-          group_line_emptied(q, name)
+          -- (A turn whose line was empty already was counted when it emptied.)
+          if #group_ids > 0 then group_line_emptied(q, name) end
           add_group_extra(q, k, 1 - #group_ids)
         end
       else
